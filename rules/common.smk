@@ -1,0 +1,55 @@
+# Config validation, the list of cases and target helpers.
+
+import os
+import sys
+from pathlib import Path
+
+# The package lives in src/: importable here and, through PYTHONPATH, in every script job.
+PACKAGE_DIR = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, PACKAGE_DIR)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")])
+)
+
+from aerialseg import config as cfg
+
+IMAGES = list(cfg.IMAGES)
+DEMO_FILES = {f"results/demo/{image}/{kind}.png" for image in IMAGES for kind in ("image", "label")}
+
+try:
+    config.update(cfg.validate(config, producible=DEMO_FILES))
+except cfg.ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+CASES = cfg.cases(config)
+
+
+wildcard_constraints:
+    init="|".join(["imagenet", "scratch"]),
+    size=r"\d+",
+    image="|".join(IMAGES),
+
+
+def case_dir(case):
+    return f"results/cases/{case.name}"
+
+
+def all_outputs():
+    """Every file of the study: per-case outputs, the tables and the figures."""
+    outputs = ["results/data/class_stats.csv", "results/data/class_weights.json"]
+    for case in CASES:
+        outputs.append(f"{case_dir(case)}/training_curves.png")
+        for image in IMAGES:
+            outputs += [
+                f"{case_dir(case)}/{image}/prediction_color.png",
+                f"{case_dir(case)}/{image}/metrics.csv",
+                f"{case_dir(case)}/{image}/mosaic.png",
+            ]
+    outputs += [f"results/summary/confusion_{image}.png" for image in IMAGES]
+    outputs += [
+        "results/summary/training.md",
+        "results/summary/evaluation.md",
+        "results/summary/per_class.csv",
+        "results/summary/metrics_vs_patch_size.png",
+    ]
+    return outputs

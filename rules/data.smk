@@ -1,0 +1,56 @@
+# Input data: the demo scene, class statistics and the patch index.
+
+
+rule demo_scene:
+    """Render the synthetic ISPRS-style scene; runs only when the config points at it."""
+    output:
+        image="results/demo/{image}/image.png",
+        label="results/demo/{image}/label.png",
+    params:
+        size=config["demo"]["size"],
+        # the test scene is a different draw of the same generator
+        seed=lambda wc: config["demo"]["seed"] + IMAGES.index(wc.image),
+    log:
+        "results/logs/demo_scene/{image}.log",
+    benchmark:
+        "results/benchmarks/demo_scene/{image}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/demo_scene.py"
+
+
+rule class_stats:
+    """Pixels and shares of each class per image; class weights of the training image."""
+    input:
+        train_image=config["data"]["train"]["image"],
+        train_label=config["data"]["train"]["label"],
+        test_image=config["data"]["test"]["image"],
+        test_label=config["data"]["test"]["label"],
+    output:
+        stats="results/data/class_stats.csv",
+        weights="results/data/class_weights.json",
+    log:
+        "results/logs/class_stats.log",
+    benchmark:
+        "results/benchmarks/class_stats.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/class_stats.py"
+
+
+rule patches:
+    """The patch index of the training image for one patch size, split train/val."""
+    input:
+        image=config["data"]["train"]["image"],
+    output:
+        "results/patches/p{size}.csv",
+    log:
+        "results/logs/patches/p{size}.log",
+    benchmark:
+        "results/benchmarks/patches/p{size}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/patches.py"

@@ -1,0 +1,67 @@
+# Mosaic prediction of whole images and their evaluation.
+
+
+def image_path(wildcards):
+    return config["data"][wildcards.image]["image"]
+
+
+def label_path(wildcards):
+    return config["data"][wildcards.image]["label"]
+
+
+rule predict:
+    """Predict a whole image as overlapping windows, averaging logits where they overlap."""
+    input:
+        model="results/cases/{init}_p{size}/model.pt",
+        image=image_path,
+    output:
+        ids="results/cases/{init}_p{size}/{image}/prediction.png",
+        color="results/cases/{init}_p{size}/{image}/prediction_color.png",
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/predict/{init}_p{size}_{image}.log",
+    benchmark:
+        "results/benchmarks/predict/{init}_p{size}_{image}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/predict.py"
+
+
+rule evaluate:
+    """Per-class precision, recall, F1, IoU and the confusion matrix; ignored pixels left out."""
+    input:
+        prediction="results/cases/{init}_p{size}/{image}/prediction.png",
+        image=image_path,
+        label=label_path,
+    output:
+        metrics="results/cases/{init}_p{size}/{image}/metrics.csv",
+        confusion="results/cases/{init}_p{size}/{image}/confusion.csv",
+    log:
+        "results/logs/evaluate/{init}_p{size}_{image}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{init}_p{size}_{image}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule mosaic_figure:
+    """Image | ground truth | prediction | errors, with the mIoU in the title."""
+    input:
+        prediction="results/cases/{init}_p{size}/{image}/prediction.png",
+        image=image_path,
+        label=label_path,
+    output:
+        "results/cases/{init}_p{size}/{image}/mosaic.png",
+    log:
+        "results/logs/mosaic_figure/{init}_p{size}_{image}.log",
+    benchmark:
+        "results/benchmarks/mosaic_figure/{init}_p{size}_{image}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/mosaic_figure.py"

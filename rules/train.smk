@@ -1,0 +1,40 @@
+# Training: one job per case ({init}_p{size}), on the GPU when there is one.
+
+
+rule train:
+    """Train DeepLabV3+ on the patches of one size, from ImageNet weights or from scratch."""
+    input:
+        image=config["data"]["train"]["image"],
+        label=config["data"]["train"]["label"],
+        patches="results/patches/p{size}.csv",
+        weights="results/data/class_weights.json",
+    output:
+        model="results/cases/{init}_p{size}/model.pt",
+        history="results/cases/{init}_p{size}/history.csv",
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/train/{init}_p{size}.log",
+    benchmark:
+        "results/benchmarks/train/{init}_p{size}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule training_curves:
+    """Loss, accuracy and mIoU per epoch, training against validation."""
+    input:
+        "results/cases/{init}_p{size}/history.csv",
+    output:
+        "results/cases/{init}_p{size}/training_curves.png",
+    log:
+        "results/logs/training_curves/{init}_p{size}.log",
+    benchmark:
+        "results/benchmarks/training_curves/{init}_p{size}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/training_curves.py"

@@ -1,0 +1,8 @@
+"""Rule evaluate: scores and confusion matrix of one prediction."""
+
+from aerialseg import pipeline
+
+pipeline.run(
+    pipeline.evaluate, snakemake.log[0], snakemake.config, snakemake.wildcards.image,
+    snakemake.input.prediction, snakemake.output.metrics, snakemake.output.confusion,
+)

@@ -1,0 +1,10 @@
+"""Rule mosaic_figure: image, ground truth, prediction and errors side by side."""
+
+from aerialseg import pipeline
+from aerialseg.config import Case
+
+pipeline.run(
+    pipeline.figure_mosaic, snakemake.log[0], snakemake.config,
+    Case(snakemake.wildcards.init, int(snakemake.wildcards.size)), snakemake.wildcards.image,
+    snakemake.input.prediction, snakemake.output[0],
+)

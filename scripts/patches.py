@@ -1,0 +1,5 @@
+"""Rule patches: the patch index for one patch size."""
+
+from aerialseg import pipeline
+
+pipeline.run(pipeline.patch_index, snakemake.log[0], snakemake.config, int(snakemake.wildcards.size), snakemake.output[0])

@@ -1,0 +1,8 @@
+"""Rule summary: the comparison tables."""
+
+from aerialseg import pipeline
+
+pipeline.run(
+    pipeline.summarize, snakemake.log[0], snakemake.config,
+    snakemake.input.histories, snakemake.input.confusions, dict(snakemake.output.items()),
+)

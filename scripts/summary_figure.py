@@ -1,0 +1,5 @@
+"""Rule summary_figure: metrics against patch size."""
+
+from aerialseg import pipeline
+
+pipeline.run(pipeline.figure_summary, snakemake.log[0], snakemake.input[0], snakemake.output[0])

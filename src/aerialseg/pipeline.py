@@ -1,0 +1,236 @@
+"""One function per workflow step, over paths and the validated config.
+
+The Snakemake scripts in ``scripts/`` only unpack ``snakemake.input/output`` and call these,
+so every step can also be run from Python (tests, notebooks) without Snakemake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import config as cfg
+from . import demo, images, patches, stats, tables
+from .config import Case
+from .files import write_csv, write_json, write_markdown
+from .images import InputError
+from .metrics import confusion_matrix, mean_iou, per_class
+
+log = logging.getLogger("aerialseg")
+
+
+def setup_logging(path: str | Path | None) -> None:
+    """Log to ``path`` (the rule's log file) and to stderr."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, handlers=handlers, force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.captureWarnings(True)
+
+
+def run(step, log_path, *args, **kwargs) -> None:
+    """Run one workflow step with logging; a known input problem ends the job with its
+    message (no traceback), anything else is logged with its traceback and re-raised."""
+    from .model import WeightsError
+
+    setup_logging(log_path)
+    try:
+        step(*args, **kwargs)
+    except (InputError, cfg.ConfigError, WeightsError) as error:
+        log.error("%s", error)
+        sys.exit(1)
+    except Exception:
+        log.exception("%s failed", step.__name__)
+        raise
+
+
+def demo_scene(image_path, label_path, size: int, seed: int) -> None:
+    """Render the synthetic scene and write its image and colour label as PNG."""
+    start = time.perf_counter()
+    image, label = demo.render_scene(size=size, seed=seed)
+    images.write_png(image_path, image)
+    images.write_png(label_path, label)
+    log.info("demo scene %d px (seed %d) written in %.1f s", size, seed, time.perf_counter() - start)
+
+
+def load_labelled(config: dict, image: str) -> tuple[np.ndarray, np.ndarray]:
+    """The configured image (train or test) and its decoded class ids."""
+    data = config["data"]
+    image_arr, ids = images.load_pair(
+        data[image]["image"], data[image]["label"], cfg.class_colors(config), data.get("ignore_colors", [])
+    )
+    largest = max(config["experiment"]["patch_sizes"])
+    height, width = ids.shape
+    if min(height, width) < largest:
+        raise InputError(
+            f"{data[image]['image']}: image is {width} x {height} px, smaller than the largest "
+            f"patch size {largest} px (experiment.patch_sizes)"
+        )
+    return image_arr, ids
+
+
+def class_stats(config: dict, stats_csv, weights_json) -> None:
+    """Class pixel counts and shares of both images; class weights of the training image."""
+    names = cfg.class_names(config)
+    counts = {}
+    for image in cfg.IMAGES:
+        _, ids = load_labelled(config, image)
+        counts[image] = stats.class_counts(ids, len(names))
+        log.info("%s: %d labelled pixels, %d ignored", image, counts[image].sum(), ids.size - counts[image].sum())
+    weights = stats.class_weights(counts["train"], names, source=config["data"]["train"]["label"])
+    write_csv(stats.class_table(counts, names), stats_csv)
+    write_json(weights, weights_json)
+    log.info("class weights: %s", weights)
+
+
+def patch_index(config: dict, size: int, out_csv) -> None:
+    """The patch grid of the training image for one patch size, split into train and val."""
+    experiment = config["experiment"]
+    height, width = images.image_size(config["data"]["train"]["image"])
+    index = patches.patch_index(
+        height, width, size, cfg.training_stride(config, size), experiment["val_fraction"], experiment["seed"]
+    )
+    write_csv(index, out_csv)
+    log.info("p%d: %d patches (%d train, %d val)", size, len(index), (index.split == "train").sum(), (index.split == "val").sum())
+
+
+def train_case(config: dict, case: Case, patch_csv, weights_json, model_out, history_out, threads: int = 1) -> None:
+    """Train one case and write its best checkpoint and per-epoch history."""
+    import torch
+
+    from . import model as models
+    from . import train
+
+    torch.set_num_threads(threads)
+    device = train.resolve_device(config["train"]["device"])
+    log.info("case %s on %s (%d CPU threads)", case.name, device, threads)
+    image, ids = load_labelled(config, "train")
+    index = pd.read_csv(patch_csv)
+    names = cfg.class_names(config)
+    weights = json.loads(Path(weights_json).read_text())
+    settings = train.TrainSettings(
+        epochs=config["train"]["epochs"], batch_size=config["train"]["batch_size"],
+        lr=config["train"]["lr"], seed=config["experiment"]["seed"],
+    )
+    train.seed_everything(settings.seed)
+    spec = _model_spec(config, case.init, len(names), image.shape[2])
+    net = models.build(spec, config["model"]["weights"])
+    history, best_state, best_epoch = train.fit(
+        net, spec, image, ids, index, case.size, [weights[n] for n in names], settings, device
+    )
+    net.load_state_dict(best_state)
+    models.save_checkpoint(
+        model_out, net, spec, case=case.name, epoch=best_epoch, classes=names,
+        colors=[list(c) for c in cfg.class_colors(config)],
+    )
+    write_csv(history, history_out)
+    log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, settings.epochs)
+
+
+def _model_spec(config: dict, init: str, n_classes: int, in_channels: int):
+    from .model import ModelSpec
+
+    m = config["model"]
+    return ModelSpec(
+        n_classes=n_classes, init=init, encoder=m["encoder"], encoder_depth=m["encoder_depth"],
+        decoder_channels=m["decoder_channels"], in_channels=in_channels,
+    )
+
+
+def predict_image(config: dict, model_path, image_path, ids_out, color_out, threads: int = 1) -> None:
+    """Predict a whole image as a mosaic of overlapping windows."""
+    import torch
+
+    from . import model as models
+    from . import mosaic, train
+
+    torch.set_num_threads(threads)
+    device = train.resolve_device(config["train"]["device"])
+    net, spec, checkpoint = models.load_checkpoint(model_path, device)
+    size = Case.parse(checkpoint["case"]).size
+    stride = cfg.prediction_stride(config, size)
+    image = images.read_image(image_path)
+    start = time.perf_counter()
+    ids = mosaic.predict_ids(
+        lambda batch: net(models.normalize(batch, spec)), image, spec.n_classes, size, stride,
+        batch_size=config["predict"]["batch_size"], device=device, progress=True,
+    )
+    log.info("%s: %d x %d px predicted with %d px windows, stride %d, in %.1f s",
+             image_path, image.shape[1], image.shape[0], size, stride, time.perf_counter() - start)
+    images.write_png(ids_out, ids)
+    images.write_png(color_out, images.colorize(ids, cfg.class_colors(config)))
+
+
+def evaluate(config: dict, image: str, prediction_path, metrics_out, confusion_out) -> None:
+    """Per-class scores and the confusion matrix of one prediction against its label."""
+    names = cfg.class_names(config)
+    _, truth = load_labelled(config, image)
+    prediction = images.read_image(prediction_path)[:, :, 0]
+    cm = confusion_matrix(truth, prediction, len(names))
+    write_csv(per_class(cm, names), metrics_out)
+    write_csv(pd.DataFrame(cm, index=names, columns=names).rename_axis("truth").reset_index(), confusion_out)
+
+
+def read_confusion(path) -> np.ndarray:
+    return pd.read_csv(path, index_col=0).to_numpy()
+
+
+def summarize(config: dict, history_paths: Sequence, confusion_paths: Sequence, out: dict) -> None:
+    """Write the comparison tables (CSV and Markdown).
+
+    ``history_paths`` are ``results/cases/{case}/history.csv``; ``confusion_paths`` are
+    ``results/cases/{case}/{image}/confusion.csv``; the case and image are read from the path.
+    ``out`` maps training, training_md, evaluation, evaluation_md, per_class to paths.
+    """
+    histories = {Case.parse(Path(p).parent.name): pd.read_csv(p) for p in history_paths}
+    confusions = {(Case.parse(Path(p).parent.parent.name), Path(p).parent.name): read_confusion(p) for p in confusion_paths}
+    training = tables.training_table(histories)
+    evaluation = tables.evaluation_table(confusions)
+    write_csv(training, out["training"])
+    write_markdown(training, out["training_md"])
+    write_csv(evaluation, out["evaluation"])
+    write_markdown(evaluation, out["evaluation_md"])
+    write_csv(tables.per_class_table(confusions, cfg.class_names(config)), out["per_class"])
+
+
+def figure_curves(case: Case, history_path, out) -> None:
+    from . import figures
+
+    history = pd.read_csv(history_path)
+    figures.save(figures.training_curves(history, f"{case.name}: training curves"), out)
+
+
+def figure_mosaic(config: dict, case: Case, image: str, prediction_path, out) -> None:
+    from . import figures
+
+    image_arr, truth = load_labelled(config, image)
+    prediction = images.read_image(prediction_path)[:, :, 0]
+    miou = mean_iou(confusion_matrix(truth, prediction, len(cfg.class_names(config))))
+    classes = list(zip(cfg.class_names(config), cfg.class_colors(config)))
+    title = f"{case.name}, {image} image: mIoU {miou:.3f}"
+    figures.save(figures.mosaic_panel(image_arr[:, :, :3], truth, prediction, classes, title), out)
+
+
+def figure_confusions(config: dict, image: str, confusion_paths: Sequence, out) -> None:
+    from . import figures
+
+    confusions = {Path(p).parent.parent.name: read_confusion(p) for p in confusion_paths}
+    title = f"{image} image: row-normalised confusion matrices"
+    figures.save(figures.confusion_grid(confusions, cfg.class_names(config), title), out)
+
+
+def figure_summary(evaluation_csv, out) -> None:
+    from . import figures
+
+    figures.save(figures.metric_vs_patch_size(pd.read_csv(evaluation_csv)), out)

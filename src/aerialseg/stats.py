@@ -1,0 +1,41 @@
+"""Class pixel counts, shares and weights."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import IGNORE_INDEX
+
+
+def class_counts(ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """Pixels per class id 0..n_classes-1; ignored pixels are not counted."""
+    counts = np.bincount(ids.ravel(), minlength=256)
+    counts[IGNORE_INDEX] = 0
+    return counts[:n_classes].astype(np.int64)
+
+
+def class_table(counts_per_image: dict[str, np.ndarray], class_names: Sequence[str]) -> pd.DataFrame:
+    """Long table: image, class, pixels, share (percent of that image's labelled pixels)."""
+    rows = []
+    for image, counts in counts_per_image.items():
+        total = counts.sum()
+        for name, n in zip(class_names, counts):
+            share = 100.0 * n / total if total else float("nan")
+            rows.append({"image": image, "class": name, "pixels": int(n), "share": share})
+    return pd.DataFrame(rows, columns=["image", "class", "pixels", "share"])
+
+
+def class_weights(counts: np.ndarray, class_names: Sequence[str], *, source: str = "training image") -> dict[str, float]:
+    """w_i = sum(n) / n_i. A class without pixels would get an infinite weight: refuse it."""
+    missing = [name for name, n in zip(class_names, counts) if n == 0]
+    if missing:
+        raise ValueError(
+            f"{source}: class(es) {', '.join(map(repr, missing))} have no pixels, so their "
+            "weight sum(n)/n_i would be infinite; remove them from data.classes or use a "
+            "training image that contains them"
+        )
+    total = float(counts.sum())
+    return {name: total / float(n) for name, n in zip(class_names, counts)}

@@ -1,0 +1,123 @@
+"""Tests for aerialseg.figures: shapes of figures, colour mapping, atomic PNG saving."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+from aerialseg.figures import (
+    confusion_grid,
+    metric_vs_patch_size,
+    mosaic_panel,
+    save,
+    training_curves,
+)
+
+CLASSES = [
+    ("Buildings", (0, 0, 255)),
+    ("Tree", (0, 255, 0)),
+    ("Low vegetation", (0, 255, 255)),
+    ("Car", (255, 255, 0)),
+    ("Impervious surfaces", (255, 255, 255)),
+]
+NAMES = [name for name, _ in CLASSES]
+CASES = [f"{init}_p{size}" for init in ("imagenet", "scratch") for size in (32, 64, 128)]
+
+
+def _history(epochs: int) -> pd.DataFrame:
+    e = np.arange(1, epochs + 1)
+    return pd.DataFrame({
+        "epoch": e, "train_loss": 1.0 / e, "train_acc": 1 - 0.5 / e, "train_miou": 1 - 0.6 / e,
+        "val_loss": 1.1 / e, "val_acc": 1 - 0.55 / e, "val_miou": 1 - 0.7 / e, "seconds": 10.0 * e,
+    })
+
+
+def _evaluation() -> pd.DataFrame:
+    rows = []
+    for init in ("imagenet", "scratch"):
+        for size in (32, 64, 128):
+            for image in ("train", "test"):
+                v = 0.5 + size / 1000 + (0.1 if init == "imagenet" else 0) + (0.05 if image == "train" else 0)
+                rows.append({"case": f"{init}_p{size}", "init": init, "patch_size": size, "image": image,
+                             "precision": v, "recall": v, "f1": v, "f1_macro": v, "miou": v - 0.1,
+                             "overall_accuracy": v + 0.1})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("epochs", [1, 5])
+def test_training_curves(epochs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = training_curves(_history(epochs), "imagenet_p64")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3
+    assert all(ax.lines for ax in fig.axes)
+
+
+def test_mosaic_panel_small():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    truth = rng.integers(0, 5, (40, 60))
+    truth[:5] = 255
+    prediction = rng.integers(0, 5, (40, 60))
+    fig = mosaic_panel(image, truth, prediction, CLASSES, "imagenet_p64 mIoU 0.5")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 4
+    errors = fig.axes[3].get_images()[0].get_array()
+    assert tuple(errors[0, 0]) == (0, 0, 0)  # ignored pixel is black
+
+
+def test_mosaic_panel_downsamples_large_input():
+    image = np.zeros((3000, 3000, 3), dtype=np.uint8)
+    ids = np.zeros((3000, 3000), dtype=np.int64)
+    fig = mosaic_panel(image, ids, ids, CLASSES, "big")
+    for ax in fig.axes:
+        shown = ax.get_images()[0].get_array()
+        assert max(shown.shape[:2]) <= 1024
+
+
+def test_confusion_grid_zero_row_no_warning():
+    rng = np.random.default_rng(1)
+    confusions = {}
+    for case in CASES:
+        m = rng.integers(0, 100, (5, 5))
+        m[3] = 0  # class without support
+        confusions[case] = m
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = confusion_grid(confusions, NAMES, "Confusion (test)")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) >= len(CASES)
+    heat = fig.axes[0].collections[0].get_array()
+    assert np.ma.getmaskarray(heat).any() or np.isnan(np.asarray(heat, dtype=float)).any()
+    assert [ax.get_title() for ax in fig.axes[: len(CASES)]] == CASES
+
+
+def test_confusion_grid_fewer_cases():
+    fig = confusion_grid({"a": np.eye(2, dtype=int)}, ["x", "y"], "one")
+    assert len(fig.axes) >= 1
+
+
+def test_metric_vs_patch_size():
+    fig = metric_vs_patch_size(_evaluation())
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 3
+    assert all(len(ax.lines) == 4 for ax in fig.axes)  # 2 inits x 2 images
+    fig2 = metric_vs_patch_size(_evaluation(), metrics=("miou",))
+    assert len(fig2.axes) == 1
+
+
+def test_save_writes_png(tmp_path):
+    fig = training_curves(_history(3), "t")
+    out = tmp_path / "sub" / "dir" / "curves.png"
+    save(fig, out)
+    assert out.stat().st_size > 0
+    pixels = imread(out)
+    height, width = pixels.shape[:2]
+    assert width > height  # three panels side by side
+    w_in, h_in = fig.get_size_inches()
+    assert (height, width) == (round(h_in * 120), round(w_in * 120))
+    assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # no temp left behind
