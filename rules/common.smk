@@ -1,15 +1,10 @@
 # Config validation, the list of cases and target helpers.
 
-import os
 import sys
 from pathlib import Path
 
-# The package lives in src/: importable here and, through PYTHONPATH, in every script job.
-PACKAGE_DIR = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, PACKAGE_DIR)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [PACKAGE_DIR, os.environ.get("PYTHONPATH")])
-)
+# The package lives in src/ (the rule scripts find it through scripts/_package.py).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from aerialseg import config as cfg
 
@@ -28,6 +23,14 @@ wildcard_constraints:
     init="|".join(["imagenet", "scratch"]),
     size=r"\d+",
     image="|".join(IMAGES),
+
+
+def image_path(wildcards):
+    return config["data"][wildcards.image]["image"]
+
+
+def label_path(wildcards):
+    return config["data"][wildcards.image]["label"]
 
 
 def case_dir(case):

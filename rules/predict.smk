@@ -1,14 +1,6 @@
 # Mosaic prediction of whole images and their evaluation.
 
 
-def image_path(wildcards):
-    return config["data"][wildcards.image]["image"]
-
-
-def label_path(wildcards):
-    return config["data"][wildcards.image]["label"]
-
-
 rule predict:
     """Predict a whole image as overlapping windows, averaging logits where they overlap."""
     input:

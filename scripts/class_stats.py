@@ -1,5 +1,6 @@
 """Rule class_stats: class shares per image and class weights."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 
 pipeline.run(

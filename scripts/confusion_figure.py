@@ -1,5 +1,6 @@
 """Rule confusion_figure: the confusion matrices of all cases on one image."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 
 pipeline.run(

@@ -1,5 +1,6 @@
 """Rule demo_scene: render the synthetic scene."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 
 pipeline.run(

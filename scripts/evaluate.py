@@ -1,5 +1,6 @@
 """Rule evaluate: scores and confusion matrix of one prediction."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 
 pipeline.run(

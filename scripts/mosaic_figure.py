@@ -1,5 +1,6 @@
 """Rule mosaic_figure: image, ground truth, prediction and errors side by side."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 from aerialseg.config import Case
 

@@ -1,5 +1,6 @@
 """Rule predict: mosaic prediction of one image with one case's model."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 
 pipeline.run(

@@ -1,5 +1,6 @@
 """Rule summary: the comparison tables."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 
 pipeline.run(

@@ -1,5 +1,6 @@
 """Rule train: train one case."""
 
+import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 from aerialseg.config import Case
 

@@ -41,12 +41,14 @@ def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_colors_are_the_isprs_coding():
-    assert list(ISPRS_COLORS) == ["Buildings", "Tree", "Low vegetation", "Car", "Impervious surfaces", "Clutter"]
+    assert list(ISPRS_COLORS) == [
+        "Buildings", "Tree", "Low vegetation", "Car", "Impervious surfaces", "Clutter",
+    ]
     assert ISPRS_COLORS["Buildings"] == (0, 0, 255)
     assert ISPRS_COLORS["Clutter"] == (255, 0, 0)
 
 
-@pytest.mark.parametrize("size", [64, 100, 256])
+@pytest.mark.parametrize("size", [64, 100, 257])
 def test_shapes_and_dtypes(size):
     image, label = render_scene(size, seed=3)
     assert image.shape == label.shape == (size, size, 3)
@@ -54,11 +56,11 @@ def test_shapes_and_dtypes(size):
 
 
 def test_deterministic_per_seed():
-    a_img, a_lab = render_scene(256, seed=7)
-    b_img, b_lab = render_scene(256, seed=7)
+    a_img, a_lab = _scene(256, 1)
+    b_img, b_lab = render_scene(256, seed=1)
     assert a_img.tobytes() == b_img.tobytes()
     assert a_lab.tobytes() == b_lab.tobytes()
-    c_img, c_lab = render_scene(256, seed=8)
+    c_img, c_lab = _scene(256, 2)
     assert not np.array_equal(a_img, c_img)
     assert not np.array_equal(a_lab, c_lab)
 
@@ -80,7 +82,7 @@ def test_class_shares_at_1024(seed):
         assert lo <= shares[name] <= hi, (name, shares)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_every_class_but_clutter_present_at_256(seed):
     _, label = _scene(256, seed)
     shares = _shares(label)

@@ -76,7 +76,8 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "multipleOf":
         return f"{error.instance} is not a multiple of {error.validator_value}"
     if error.validator == "additionalProperties":
-        return error.message.replace("Additional properties", "unknown key(s)")
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return "unknown key(s) " + ", ".join(map(repr, unknown))
     return error.message
 
 

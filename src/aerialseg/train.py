@@ -131,7 +131,7 @@ def fit(
     """
     image_t, labels_t = to_tensors(image, ids, device)
     corners = {
-        split: torch.as_tensor(index.loc[index.split == split, ["row", "col"]].to_numpy(), device=device)
+        split: torch.tensor(index.loc[index.split == split, ["row", "col"]].to_numpy(), device=device)
         for split in ("train", "val")
     }
     if len(corners["train"]) < 2:

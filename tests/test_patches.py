@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from aerialseg.patches import grid, patch_index, split_random, window_starts
+
+
+@pytest.mark.parametrize("length, size, stride", [(100, 32, 16), (96, 32, 32), (33, 32, 5), (32, 32, 7)])
+def test_windows_cover_every_pixel_and_stay_inside(length, size, stride):
+    starts = window_starts(length, size, stride)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s : s + size] = True
+    assert covered.all()
+    assert starts[0] == 0 and starts[-1] == length - size
+    assert (np.diff(starts) <= stride).all() and (np.diff(starts) > 0).all()
+
+
+def test_window_larger_than_image_is_refused():
+    with pytest.raises(ValueError, match="a 64 px window does not fit in 50 px"):
+        window_starts(50, 64, 16)
+
+
+def test_grid_is_row_major():
+    index = grid(64, 96, 32, 32)
+    assert list(zip(index.row, index.col)) == [(0, 0), (0, 32), (0, 64), (32, 0), (32, 32), (32, 64)]
+
+
+def test_split_is_seeded_and_has_the_asked_fraction():
+    a = patch_index(256, 256, 32, 16, 0.2, seed=3)
+    b = patch_index(256, 256, 32, 16, 0.2, seed=3)
+    c = patch_index(256, 256, 32, 16, 0.2, seed=4)
+    assert list(a.columns) == ["row", "col", "split"]
+    assert a.equals(b) and not a.split.equals(c.split)
+    assert (a.split == "val").sum() == round(0.2 * len(a))
+
+
+def test_split_needs_a_patch_on_each_side():
+    with pytest.raises(ValueError, match="1 patches cannot be split"):
+        split_random(grid(32, 32, 32, 32), 0.2, seed=0)

@@ -1,0 +1,137 @@
+"""The workflow as a user runs it: lint, dry runs, config errors and one end-to-end run."""
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "workflow" / "tiny.yaml"
+CLASSES = ["Buildings", "Tree", "Low vegetation", "Car", "Impervious surfaces"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(*args, workdir: Path, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake("--lint", workdir=tmp_path)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_dry_run_of_the_study_lists_six_training_jobs(tmp_path):
+    result = snakemake("-n", workdir=tmp_path)
+    counts = job_counts(result.stdout)
+    assert counts["train"] == 6
+    assert counts["predict"] == counts["evaluate"] == 12
+    assert counts["demo_scene"] == 2
+
+
+def test_a_single_case_can_be_asked_for(tmp_path):
+    result = snakemake("-n", "results/cases/scratch_p64/test/metrics.csv", workdir=tmp_path)
+    counts = job_counts(result.stdout)
+    assert counts["train"] == 1 and counts["predict"] == 1 and counts["patches"] == 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("experiment:\n  patch_sizes: [30]\n", "experiment.patch_sizes[0]: 30 is not a multiple of 16"),
+        ("data:\n  train:\n    image: /no/such/image.tif\n    label: results/demo/train/label.png\n",
+         "data.train.image: file /no/such/image.tif does not exist"),
+    ],
+)
+def test_a_bad_config_stops_before_any_job(tmp_path, override, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(override)
+    result = snakemake("--configfile", bad, "--cores", "1", workdir=tmp_path, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_end_to_end_tiny_study(tmp_path):
+    snakemake("--configfile", TINY, "--cores", "2", workdir=tmp_path)
+    results = tmp_path / "results"
+    cases = ["imagenet_p32", "scratch_p32"]
+
+    stats = pd.read_csv(results / "data/class_stats.csv")
+    assert list(stats.columns) == ["image", "class", "pixels", "share"]
+    for image in ("train", "test"):
+        shares = stats[stats.image == image]
+        assert shares["class"].tolist() == CLASSES
+        assert shares.share.sum() == pytest.approx(100.0)
+    weights = json.loads((results / "data/class_weights.json").read_text())
+    train = stats[stats.image == "train"].set_index("class").pixels
+    for name in CLASSES:
+        assert weights[name] == pytest.approx(train.sum() / train[name])
+
+    index = pd.read_csv(results / "patches/p32.csv")
+    assert list(index.columns) == ["row", "col", "split"]
+    assert (index.split == "val").mean() == pytest.approx(0.2, abs=0.03)
+
+    label = np.asarray(Image.open(results / "demo/test/label.png"))
+    for case in cases:
+        history = pd.read_csv(results / f"cases/{case}/history.csv")
+        assert list(history.columns) == [
+            "epoch", "train_loss", "train_acc", "train_miou", "val_loss", "val_acc", "val_miou", "seconds"]
+        assert history.epoch.tolist() == [1]
+        assert history.train_loss.gt(0).all() and history.val_acc.between(0, 1).all()
+        assert (results / f"cases/{case}/model.pt").stat().st_size > 1_000_000
+        for image in ("train", "test"):
+            folder = results / f"cases/{case}/{image}"
+            ids = np.asarray(Image.open(folder / "prediction.png"))
+            assert ids.shape == label.shape[:2] and ids.max() < len(CLASSES)
+            color = np.asarray(Image.open(folder / "prediction_color.png"))
+            assert color.shape == label.shape
+            metrics = pd.read_csv(folder / "metrics.csv")
+            assert list(metrics.columns) == ["class", "precision", "recall", "f1", "iou", "support"]
+            assert metrics["class"].tolist() == CLASSES
+            confusion = pd.read_csv(folder / "confusion.csv", index_col=0)
+            assert confusion.index.tolist() == CLASSES == confusion.columns.tolist()
+            assert metrics.support.tolist() == confusion.sum(axis=1).tolist()
+            # every labelled pixel is counted once: the demo labels clutter red, which is ignored
+            image_label = np.asarray(Image.open(results / f"demo/{image}/label.png"))
+            ignored = np.all(image_label == (255, 0, 0), axis=2).sum()
+            assert confusion.to_numpy().sum() == ids.size - ignored
+            assert (folder / "mosaic.png").stat().st_size > 0
+        assert (results / f"cases/{case}/training_curves.png").stat().st_size > 0
+
+    training = pd.read_csv(results / "summary/training.csv")
+    assert training.case.tolist() == cases
+    for column in ["case", "init", "patch_size", "train_acc", "train_loss", "train_miou",
+                   "val_acc", "val_loss", "val_miou", "train_seconds"]:
+        assert column in training.columns
+    assert training.train_seconds.gt(0).all()
+    evaluation = pd.read_csv(results / "summary/evaluation.csv")
+    assert len(evaluation) == 4
+    for column in ["case", "init", "patch_size", "image", "precision", "recall", "f1", "f1_macro", "miou", "overall_accuracy"]:
+        assert column in evaluation.columns
+    for _, row in evaluation.iterrows():
+        assert 0 < row.overall_accuracy <= 1 and 0 <= row.miou <= 1 and not math.isnan(row.f1)
+    assert (results / "summary/training.md").read_text().startswith("| case")
+    assert (results / "summary/evaluation.md").read_text().startswith("| case")
+    per_class = pd.read_csv(results / "summary/per_class.csv")
+    assert len(per_class) == 4 * len(CLASSES)
+    for figure in ["confusion_train.png", "confusion_test.png", "metrics_vs_patch_size.png"]:
+        assert (results / "summary" / figure).stat().st_size > 0
+    for log in ["class_stats.log", "train/imagenet_p32.log", "predict/scratch_p32_test.log"]:
+        assert (results / "logs" / log).stat().st_size > 0
