@@ -7,13 +7,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from aerialseg import config as cfg
+from aerialseg.images import InputError
+from aerialseg.pipeline import check_inputs
 
 IMAGES = list(cfg.IMAGES)
 DEMO_FILES = {f"results/demo/{image}/{kind}.png" for image in IMAGES for kind in ("image", "label")}
 
+# Stop before any job starts: the config against its schema, then the input files' headers.
 try:
     config.update(cfg.validate(config, producible=DEMO_FILES))
-except cfg.ConfigError as error:
+    check_inputs(config, producible=DEMO_FILES)
+except (cfg.ConfigError, InputError) as error:
     raise WorkflowError(str(error)) from None
 
 CASES = cfg.cases(config)

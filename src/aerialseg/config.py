@@ -124,6 +124,19 @@ def _semantic_problems(config: dict) -> list[str]:
     for i, color in enumerate(config["data"].get("ignore_colors", [])):
         if tuple(color) in colors:
             problems.append(f"data.ignore_colors[{i}]: {color} is also a class colour")
+    if config["data"]["label_format"] == "index":
+        values = [c.get("value") for c in classes]
+        for i, value in enumerate(values):
+            if value is None:
+                problems.append(f"data.classes[{i}]: label_format 'index' needs a 'value' for class {names[i]!r}")
+        for value in sorted({v for v in values if v is not None and values.count(v) > 1}):
+            problems.append(f"data.classes: value {value} is given to more than one class")
+        for i, value in enumerate(config["data"]["ignore_values"]):
+            if value in values:
+                problems.append(f"data.ignore_values[{i}]: {value} is also a class value")
+    low_high = config["data"]["value_range"]
+    if low_high is not None and not low_high[0] < low_high[1]:
+        problems.append(f"data.value_range: {low_high} must be [low, high] with low < high")
     stride = config["predict"]["stride"]
     smallest = min(config["experiment"]["patch_sizes"])
     if stride is not None and stride > smallest:

@@ -1,12 +1,26 @@
-"""Reading images and labels, decoding colour-coded labels, writing PNGs.
+"""Reading images and labels, decoding labels to class ids, writing PNGs.
 
-Images are returned as ``uint8`` arrays of shape (H, W, C). Labels are decoded to ``uint8``
-class-id maps of shape (H, W), with `IGNORE_INDEX` for ignored pixels. Every failure names
-the file and the problem.
+Images (PNG, JPEG, TIFF/GeoTIFF; 8- or 16-bit; any number of bands) are returned as
+``uint8`` arrays (H, W, C) holding the configured bands, scaled from ``data.value_range``.
+Labels are decoded to ``uint8`` class-id maps (H, W), with `IGNORE_INDEX` for ignored
+pixels, in one of three formats:
+
+``color``
+    RGB labels; each class has a colour (ISPRS colour coding by default).
+``index``
+    single-channel labels; each class has a value.
+``gray_sorted``
+    the original study's rule: the label read as greyscale, its grey levels numbered in
+    ascending order. Kept for compatibility; two palette colours whose grey levels lie within
+    one level of each other are refused, since they collapse (see `gray_level`).
+
+Decoding goes through a lookup table, a band of rows at a time, so it needs little memory
+beyond the label and the result. Every failure names the file and the problem.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -19,132 +33,285 @@ from .files import atomic_path
 Image.MAX_IMAGE_PIXELS = None  # aerial tiles are legitimately huge
 
 Color = Sequence[int]
+UNKNOWN = 254  # lookup-table entry of a label value that is neither a class nor ignored
+CHUNK_ROWS = 512
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 class InputError(ValueError):
     """An input file that the workflow cannot use; the message names the file."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as a (H, W, C) uint8 array (C = 3 for RGB)."""
-    array = _read(path)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.dtype != np.uint8:
-        raise InputError(f"{path}: expected an 8-bit image, found {array.dtype}")
-    return array
+@dataclass(frozen=True)
+class DataSpec:
+    """How to read the images and decode the labels (the ``data`` section of the config)."""
+
+    colors: tuple[tuple[int, int, int], ...]
+    label_format: str = "color"
+    values: tuple[int, ...] | None = None
+    ignore_colors: tuple[tuple[int, int, int], ...] = ()
+    ignore_values: tuple[int, ...] = ()
+    bands: tuple[int, ...] = (0, 1, 2)
+    value_range: tuple[float, float] | None = None
+    names: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DataSpec":
+        data = config["data"]
+        classes = data["classes"]
+        values = [c.get("value") for c in classes]
+        return cls(
+            colors=tuple(tuple(c["color"]) for c in classes),
+            label_format=data.get("label_format", "color"),
+            values=tuple(values) if None not in values else None,
+            ignore_colors=tuple(tuple(c) for c in data.get("ignore_colors", [])),
+            ignore_values=tuple(data.get("ignore_values", [])),
+            bands=tuple(data.get("bands", (0, 1, 2))),
+            value_range=tuple(data["value_range"]) if data.get("value_range") else None,
+            names=tuple(c["name"] for c in classes),
+        )
 
 
-def read_label(path: str | Path) -> np.ndarray:
-    """Read a colour-coded label as a (H, W, 3) uint8 array."""
-    array = _read(path)
-    if array.ndim != 3 or array.shape[2] < 3:
-        raise InputError(f"{path}: expected an RGB colour-coded label, found shape {array.shape}")
-    return array[:, :, :3]
+# --- reading rasters ---------------------------------------------------------------------
 
 
-def _read(path: str | Path) -> np.ndarray:
+def _read_raster(path: str | Path) -> np.ndarray:
+    """Any raster as (H, W) or (H, W, C), in its own dtype."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file does not exist")
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            return tifffile.imread(path)
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            return _read_tiff(path)
         with Image.open(path) as image:
             if image.mode in ("P", "PA", "RGBA", "LA", "CMYK", "YCbCr"):
-                image = image.convert("RGB")
+                image = image.convert("RGBA" if image.mode in ("PA", "RGBA") else "RGB")
             return np.asarray(image)
     except InputError:
         raise
     except Exception as error:  # PIL and tifffile raise many types for unreadable files
-        raise InputError(f"{path}: cannot read image ({error})") from None
+        raise InputError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        array = series.asarray()
+        axes = series.axes
+    if array.ndim == 3 and axes[0] in "SC" and axes[1:] == "YX":  # planar: bands first
+        array = np.moveaxis(array, 0, -1)
+    elif array.ndim == 3 and axes not in ("YXS", "YXC"):
+        raise InputError(f"{path}: unsupported TIFF layout {axes!r} (expected YX, YXS or SYX)")
+    elif array.ndim > 3:
+        raise InputError(f"{path}: TIFF with {array.ndim} dimensions ({axes}); expected one 2-D image")
+    return array
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image, read from its header only."""
+    """(height, width) of an image, from its header only."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file does not exist")
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
+        if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                shape = tif.series[0].shape
-            return (shape[0], shape[1]) if shape[-1] <= 16 else (shape[-2], shape[-1])
+                series = tif.series[0]
+                shape, axes = series.shape, series.axes
+            return shape[axes.index("Y")], shape[axes.index("X")]
         with Image.open(path) as image:
             return image.height, image.width
     except Exception as error:
-        raise InputError(f"{path}: cannot read image ({error})") from None
+        raise InputError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
 
 
-def _pack(colors: np.ndarray) -> np.ndarray:
-    """Pack RGB triples into one uint32 each (0xRRGGBB)."""
-    colors = colors.astype(np.uint32, copy=False)
+def read_image(path: str | Path, spec: DataSpec | None = None) -> np.ndarray:
+    """The image's configured bands as (H, W, C) uint8, scaled from ``spec.value_range``."""
+    array = _read_raster(path)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if spec is None:
+        bands = tuple(range(array.shape[2]))
+        value_range = None
+    else:
+        bands, value_range = spec.bands, spec.value_range
+    if max(bands) >= array.shape[2]:
+        raise InputError(
+            f"{path}: data.bands asks for band {max(bands)} (counting from 0) but the image has "
+            f"{array.shape[2]} band(s)"
+        )
+    if list(bands) != list(range(array.shape[2])):
+        array = array[:, :, list(bands)]
+    return to_uint8(array, value_range, source=path)
+
+
+def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None, *, source) -> np.ndarray:
+    """Scale ``value_range`` (default: the integer dtype's full range) linearly to 0..255."""
+    if value_range is None:
+        if array.dtype == np.uint8:
+            return array
+        if not np.issubdtype(array.dtype, np.integer):
+            raise InputError(f"{source}: {array.dtype} image: set data.value_range to the values that map to 0 and 255")
+        info = np.iinfo(array.dtype)
+        value_range = (info.min, info.max)
+    low, high = map(float, value_range)
+    scale = 255.0 / (high - low)
+    out = np.empty(array.shape, dtype=np.uint8)
+    for start in range(0, array.shape[0], CHUNK_ROWS):  # chunks keep the float copy small
+        chunk = (array[start : start + CHUNK_ROWS].astype(np.float32) - low) * scale
+        out[start : start + CHUNK_ROWS] = np.clip(np.rint(chunk), 0, 255)
+    return out
+
+
+# --- decoding labels ----------------------------------------------------------------------
+
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """RGB triples -> one integer each (0xRRGGBB)."""
+    colors = np.asarray(colors).astype(np.uint32, copy=False)
     return (colors[..., 0] << 16) | (colors[..., 1] << 8) | colors[..., 2]
 
 
-def decode_colors(
-    label: np.ndarray,
-    colors: Sequence[Color],
-    ignore_colors: Sequence[Color] = (),
-    *,
-    source: str | Path = "label",
-) -> np.ndarray:
-    """Map a (H, W, 3) colour label to class ids (uint8); ignored colours become IGNORE_INDEX.
+def gray_level(colors: np.ndarray) -> np.ndarray:
+    """Greyscale as Pillow's ``convert("L")`` computes it (ITU-R 601-2 luma, fixed point).
 
-    Raises `InputError` listing up to five unknown colours with their pixel counts and the
-    position of one pixel each.
+    Other decoders (OpenCV, scikit-image) round differently and may differ by one level.
     """
-    keys = _pack(label)
-    ids = np.full(keys.shape, IGNORE_INDEX, dtype=np.uint8)
-    known = np.zeros(keys.shape, dtype=bool)
-    for class_id, color in enumerate(colors):
-        mask = keys == _pack(np.asarray(color))
-        ids[mask] = class_id
-        known |= mask
-    for color in ignore_colors:
-        known |= keys == _pack(np.asarray(color))
-    if not known.all():
-        raise InputError(_unknown_colors_message(source, keys, known))
+    c = np.asarray(colors).astype(np.uint32, copy=False)
+    return ((c[..., 0] * 19595 + c[..., 1] * 38470 + c[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint32)
+
+
+def _keys(label: np.ndarray, label_format: str) -> np.ndarray:
+    return pack_rgb(label) if label_format == "color" else gray_level(label) if label_format == "gray_sorted" else label
+
+
+def _describe(key: int, label_format: str) -> str:
+    if label_format == "color":
+        return str([(key >> 16) & 255, (key >> 8) & 255, key & 255])
+    return f"grey level {key}" if label_format == "gray_sorted" else f"value {key}"
+
+
+def lookup_table(spec: DataSpec, source="config") -> tuple[np.ndarray, dict[int, int]]:
+    """(table mapping label keys to ids, {key: id} of the classes), checking the palette."""
+    fmt = spec.label_format
+    if fmt == "color":
+        class_keys = [int(k) for k in pack_rgb(np.array(spec.colors))]
+        ignore_keys = [int(k) for k in pack_rgb(np.array(spec.ignore_colors).reshape(-1, 3))]
+        size = 1 << 24
+    elif fmt == "index":
+        if spec.values is None:
+            raise InputError(f"{source}: data.label_format 'index' needs a value for every class (data.classes[].value)")
+        class_keys, ignore_keys, size = list(spec.values), list(spec.ignore_values), 1 << 16
+    elif fmt == "gray_sorted":
+        class_keys, ignore_keys, size = _gray_sorted_keys(spec, source)
+    else:
+        raise InputError(f"{source}: unknown data.label_format {fmt!r}")
+    table = np.full(size, UNKNOWN, dtype=np.uint8)
+    table[ignore_keys] = IGNORE_INDEX
+    table[class_keys] = np.arange(len(class_keys), dtype=np.uint8)
+    return table, dict(zip(class_keys, range(len(class_keys))))
+
+
+def _gray_sorted_keys(spec: DataSpec, source) -> tuple[list[int], list[int], int]:
+    levels = [int(g) for g in gray_level(np.array(spec.colors))]
+    ignore = [int(g) for g in gray_level(np.array(spec.ignore_colors).reshape(-1, 3))]
+    named = list(zip(spec.names or [str(c) for c in spec.colors], levels)) + [
+        (f"ignored {list(c)}", g) for c, g in zip(spec.ignore_colors, ignore)
+    ]
+    for i, (name_a, a) in enumerate(named):
+        for name_b, b in named[i + 1 :]:
+            if abs(a - b) <= 1:
+                raise InputError(
+                    f"{source}: data.label_format 'gray_sorted' cannot tell {name_a} (grey level {a}) "
+                    f"from {name_b} (grey level {b}): their colours collapse to (nearly) one grey level; "
+                    "use label_format 'color'"
+                )
+    if levels != sorted(levels):
+        order = [name for name, _ in sorted(zip(spec.names or map(str, spec.colors), levels), key=lambda p: p[1])]
+        raise InputError(
+            f"{source}: with data.label_format 'gray_sorted' the classes are numbered by grey level, "
+            f"so data.classes must be listed in that order: {', '.join(order)}"
+        )
+    return levels, ignore, 256
+
+
+def decode_label(label: np.ndarray, spec: DataSpec, *, source: str | Path = "label") -> np.ndarray:
+    """Map a label array to class ids (uint8); ignored pixels become IGNORE_INDEX.
+
+    Raises `InputError` listing up to five unknown colours or values with their pixel counts
+    and one pixel position each.
+    """
+    fmt = spec.label_format
+    if fmt == "index" and label.ndim != 2:
+        raise InputError(f"{source}: label_format 'index' needs a single-channel label, found {label.shape[2]} bands")
+    if fmt in ("color", "gray_sorted"):
+        if label.ndim != 3 or label.shape[2] < 3:
+            raise InputError(f"{source}: label_format {fmt!r} needs an RGB label, found shape {label.shape}")
+        label = label[:, :, :3]
+    if label.dtype.kind == "i" and label.size and 0 <= label.min() and label.max() <= 65535:
+        label = label.astype(np.uint16)  # Pillow reads some 16-bit PNGs as int32
+    if label.dtype.kind != "u" or label.dtype.itemsize > 2:
+        raise InputError(f"{source}: labels must be 8- or 16-bit unsigned integers, found {label.dtype}")
+    table, _ = lookup_table(spec, source)
+    ids = np.empty(label.shape[:2], dtype=np.uint8)
+    for start in range(0, label.shape[0], CHUNK_ROWS):
+        ids[start : start + CHUNK_ROWS] = table[_keys(label[start : start + CHUNK_ROWS], fmt)]
+    if (ids == UNKNOWN).any():
+        raise InputError(_unknown_message(source, _keys(label, fmt), ids == UNKNOWN, spec))
     return ids
 
 
-def _unknown_colors_message(source, keys: np.ndarray, known: np.ndarray) -> str:
-    unknown = keys[~known]
-    values, first, counts = np.unique(unknown, return_index=True, return_counts=True)
-    order = np.argsort(-counts)[:5]
-    flat_positions = np.flatnonzero(~known)
+def _unknown_message(source, keys: np.ndarray, unknown: np.ndarray, spec: DataSpec) -> str:
+    values, first, counts = np.unique(keys[unknown], return_index=True, return_counts=True)
+    positions = np.flatnonzero(unknown)
     lines = []
-    for i in order:
-        row, col = divmod(int(flat_positions[first[i]]), keys.shape[1])
-        v = int(values[i])
-        rgb = [(v >> 16) & 255, (v >> 8) & 255, v & 255]
-        lines.append(f"{rgb}: {counts[i]} pixels, e.g. at row {row}, col {col}")
-    more = f" (showing 5 of {len(values)})" if len(values) > 5 else ""
+    for i in np.argsort(-counts, kind="stable")[:5]:
+        row, col = divmod(int(positions[first[i]]), keys.shape[1])
+        lines.append(f"{_describe(int(values[i]), spec.label_format)}: {counts[i]} pixels, e.g. at row {row}, col {col}")
+    what = {"color": "colour", "index": "value", "gray_sorted": "grey level"}[spec.label_format]
+    where = {
+        "color": "data.classes[].color nor in data.ignore_colors",
+        "index": "data.classes[].value nor in data.ignore_values",
+        "gray_sorted": "the grey level of a class colour nor of an ignore colour",
+    }[spec.label_format]
+    more = f" (the 5 most frequent of {len(values)} shown)" if len(values) > 5 else ""
+    return f"{source}: {int(unknown.sum())} pixels have a {what} that is neither in {where}{more}:\n    " + "\n    ".join(lines)
+
+
+def decode_colors(label: np.ndarray, colors: Sequence[Color], ignore_colors: Sequence[Color] = (), *, source="label") -> np.ndarray:
+    """Decode an RGB colour label (a shortcut for `decode_label` with format 'color')."""
+    spec = DataSpec(colors=tuple(map(tuple, colors)), ignore_colors=tuple(map(tuple, ignore_colors)))
+    return decode_label(label, spec, source=source)
+
+
+def read_label(path: str | Path, spec: DataSpec) -> np.ndarray:
+    """Read and decode a label file to class ids (H, W) uint8."""
+    return decode_label(_read_raster(path), spec, source=path)
+
+
+def load_pair(image_path: str | Path, label_path: str | Path, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Read an image and its label: (image (H, W, C) uint8, class ids (H, W) uint8).
+
+    The label is decoded first, so its raw array is freed before the image is read.
+    """
+    ids = read_label(label_path, spec)
+    image = read_image(image_path, spec)
+    if image.shape[:2] != ids.shape:
+        raise InputError(size_mismatch(image_path, image.shape[:2], label_path, ids.shape))
+    return image, ids
+
+
+def size_mismatch(image_path, image_shape, label_path, label_shape) -> str:
     return (
-        f"{source}: {unknown.size} pixels have a colour that is neither a class colour nor in "
-        f"data.ignore_colors{more}:\n    " + "\n    ".join(lines)
+        f"{label_path}: label is {label_shape[1]} x {label_shape[0]} px but image {image_path} is "
+        f"{image_shape[1]} x {image_shape[0]} px (width x height)"
     )
 
 
-def load_pair(
-    image_path: str | Path,
-    label_path: str | Path,
-    colors: Sequence[Color],
-    ignore_colors: Sequence[Color] = (),
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read an image and its label; return (image (H, W, C) uint8, class ids (H, W) uint8)."""
-    image = read_image(image_path)
-    label = read_label(label_path)
-    if image.shape[:2] != label.shape[:2]:
-        raise InputError(
-            f"{label_path}: label is {label.shape[1]} x {label.shape[0]} px but image "
-            f"{image_path} is {image.shape[1]} x {image.shape[0]} px (width x height)"
-        )
-    return image, decode_colors(label, colors, ignore_colors, source=label_path)
+# --- writing ------------------------------------------------------------------------------
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:

@@ -64,19 +64,38 @@ def demo_scene(image_path, label_path, size: int, seed: int) -> None:
     log.info("demo scene %d px (seed %d) written in %.1f s", size, seed, time.perf_counter() - start)
 
 
-def load_labelled(config: dict, image: str) -> tuple[np.ndarray, np.ndarray]:
-    """The configured image (train or test) and its decoded class ids."""
-    data = config["data"]
-    image_arr, ids = images.load_pair(
-        data[image]["image"], data[image]["label"], cfg.class_colors(config), data.get("ignore_colors", [])
-    )
+def check_inputs(config: dict, producible: Sequence[str] = ()) -> None:
+    """Check what can be checked before any job runs, from file headers only: the label
+    palette, image and label sizes, the bands asked for. Files in ``producible`` (the demo
+    scene) are skipped."""
+    spec = images.DataSpec.from_config(config)
+    images.lookup_table(spec, source="config")
     largest = max(config["experiment"]["patch_sizes"])
-    height, width = ids.shape
+    for image in cfg.IMAGES:
+        paths = config["data"][image]
+        if paths["image"] in producible or paths["label"] in producible:
+            continue
+        shape = images.image_size(paths["image"])
+        label_shape = images.image_size(paths["label"])
+        if shape != label_shape:
+            raise InputError(images.size_mismatch(paths["image"], shape, paths["label"], label_shape))
+        _check_patch_fits(paths["image"], shape, largest)
+
+
+def _check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
+    height, width = shape
     if min(height, width) < largest:
         raise InputError(
-            f"{data[image]['image']}: image is {width} x {height} px, smaller than the largest "
-            f"patch size {largest} px (experiment.patch_sizes)"
+            f"{path}: image is {width} x {height} px, smaller than the largest patch size "
+            f"{largest} px (experiment.patch_sizes)"
         )
+
+
+def load_labelled(config: dict, image: str) -> tuple[np.ndarray, np.ndarray]:
+    """The configured image (train or test) and its decoded class ids."""
+    paths = config["data"][image]
+    image_arr, ids = images.load_pair(paths["image"], paths["label"], images.DataSpec.from_config(config))
+    _check_patch_fits(paths["image"], ids.shape, max(config["experiment"]["patch_sizes"]))
     return image_arr, ids
 
 
@@ -160,7 +179,7 @@ def predict_image(config: dict, model_path, image_path, ids_out, color_out, thre
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
     size = Case.parse(checkpoint["case"]).size
     stride = cfg.prediction_stride(config, size)
-    image = images.read_image(image_path)
+    image = images.read_image(image_path, images.DataSpec.from_config(config))
     start = time.perf_counter()
     ids = mosaic.predict_ids(
         lambda batch: net(models.normalize(batch, spec)), image, spec.n_classes, size, stride,

@@ -68,6 +68,20 @@ def test_a_bad_config_stops_before_any_job(tmp_path, override, message):
     assert not (tmp_path / "results").exists()
 
 
+DUBAI = ROOT.parent / "shared" / "data" / "dubai-tile8"
+
+
+@pytest.mark.skipif(not DUBAI.is_dir(), reason=f"real imagery not found at {DUBAI}")
+def test_class_stats_of_the_dubai_pair(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dubai").symlink_to(DUBAI)
+    snakemake("--configfile", ROOT / "config" / "dubai.yaml", "--cores", "1", "results/data/class_stats.csv", workdir=tmp_path)
+    table = pd.read_csv(tmp_path / "results/data/class_stats.csv")
+    assert table["class"].unique().tolist() == ["Building", "Land", "Road", "Vegetation", "Water"]
+    assert table.groupby("image").share.sum().to_dict() == pytest.approx({"train": 100.0, "test": 100.0})
+    assert not (tmp_path / "results" / "demo").exists()
+
+
 def test_end_to_end_tiny_study(tmp_path):
     snakemake("--configfile", TINY, "--cores", "2", workdir=tmp_path)
     results = tmp_path / "results"
