@@ -11,6 +11,10 @@ rule train:
     output:
         model="results/cases/{init}_p{size}/model.pt",
         history="results/cases/{init}_p{size}/history.csv",
+        last="results/cases/{init}_p{size}/last.pt",
+    params:
+        # kept outside the outputs, which Snakemake deletes when a job fails
+        resume="results/resume/{init}_p{size}/state.pt",
     threads: config["train"]["threads"]
     resources:
         gpu=1,

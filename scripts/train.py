@@ -8,5 +8,6 @@ pipeline.run(
     pipeline.train_case, snakemake.log[0], snakemake.config,
     Case(snakemake.wildcards.init, int(snakemake.wildcards.size)),
     snakemake.input.patches, snakemake.input.weights,
-    snakemake.output.model, snakemake.output.history, threads=snakemake.threads,
+    snakemake.output.model, snakemake.output.history, snakemake.output.last,
+    resume_path=snakemake.params.resume, threads=snakemake.threads,
 )

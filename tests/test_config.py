@@ -9,7 +9,7 @@ DEMO = {f"results/demo/{i}/{k}.png" for i in ("train", "test") for k in ("image"
 def test_default_config_is_valid_and_gets_defaults(default_config):
     default_config.pop("model")
     config = cfg.validate(default_config, producible=DEMO)
-    assert config["model"] == {"encoder": "mobilenet_v2", "encoder_depth": 4, "decoder_channels": 256, "weights": None}
+    assert config["model"] == {"architecture": "DeepLabV3Plus", "encoder": "mobilenet_v2", "encoder_depth": 4, "decoder_channels": 256, "weights": None}
     assert config["experiment"]["patch_sizes"] == [32, 64, 128]
     assert [c.name for c in cfg.cases(config)] == [
         "imagenet_p32", "imagenet_p64", "imagenet_p128", "scratch_p32", "scratch_p64", "scratch_p128",

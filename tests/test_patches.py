@@ -37,3 +37,32 @@ def test_split_is_seeded_and_has_the_asked_fraction():
 def test_split_needs_a_patch_on_each_side():
     with pytest.raises(ValueError, match="1 patches cannot be split"):
         split_random(grid(32, 32, 32, 32), 0.2, seed=0)
+
+
+def test_blocks_split_shares_no_pixel_between_train_and_val():
+    height, width, size = 300, 260, 32
+    index = patch_index(height, width, size, 16, 0.2, seed=1, split="blocks", block_size=64)
+    assert set(index.split) == {"train", "val"}
+    val = np.zeros((height, width), bool)
+    for r, c in index.loc[index.split == "val", ["row", "col"]].to_numpy():
+        val[r : r + size, c : c + size] = True
+    for r, c in index.loc[index.split == "train", ["row", "col"]].to_numpy():
+        assert not val[r : r + size, c : c + size].any()
+    assert (index.split == "val").sum() >= 0.2 * len(grid(height, width, size, 16)) - 1
+    again = patch_index(height, width, size, 16, 0.2, seed=1, split="blocks", block_size=64)
+    assert index.equals(again)
+
+
+def test_random_split_leaks_overlapping_patches():
+    """Why the blocks split exists: with overlapping patches a random split shares pixels."""
+    index = patch_index(128, 128, 32, 16, 0.2, seed=0)
+    val = np.zeros((128, 128), bool)
+    for r, c in index.loc[index.split == "val", ["row", "col"]].to_numpy():
+        val[r : r + 32, c : c + 32] = True
+    shared = [val[r : r + 32, c : c + 32].any() for r, c in index.loc[index.split == "train", ["row", "col"]].to_numpy()]
+    assert np.mean(shared) > 0.5
+
+
+def test_blocks_split_needs_two_blocks():
+    with pytest.raises(ValueError, match="holds only one 128 px block"):
+        patch_index(100, 100, 32, 16, 0.2, seed=0, split="blocks")

@@ -27,3 +27,12 @@ def test_weights_are_total_over_count():
 def test_a_class_without_pixels_is_refused():
     with pytest.raises(ValueError, match="train.png: class\\(es\\) 'b' have no pixels"):
         class_weights(np.array([2, 0, 5]), NAMES, source="train.png")
+
+
+def test_loss_weights_by_weighting():
+    from aerialseg.stats import loss_weights
+
+    weights = {"a": 4.0, "b": 16.0}
+    assert loss_weights(weights, ["b", "a"]) == [16.0, 4.0]
+    assert loss_weights(weights, ["a", "b"], "inverse_sqrt") == [2.0, 4.0]
+    assert loss_weights(weights, ["a", "b"], "none") == [1.0, 1.0]

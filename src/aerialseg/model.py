@@ -41,8 +41,13 @@ class ModelSpec:
     init: str  # "imagenet" or "scratch"
     encoder: str = "mobilenet_v2"
     encoder_depth: int = 4
-    decoder_channels: int = 256
+    decoder_channels: int | tuple[int, ...] = 256
     in_channels: int = 3
+    architecture: str = "DeepLabV3Plus"
+
+    def __post_init__(self):
+        if isinstance(self.decoder_channels, list):  # from a config or a checkpoint
+            object.__setattr__(self, "decoder_channels", tuple(self.decoder_channels))
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -74,7 +79,8 @@ def build(spec: ModelSpec, weights: str | Path | None = None) -> torch.nn.Module
 
 
 def _deeplab(spec: ModelSpec, encoder_weights: str | None) -> torch.nn.Module:
-    return smp.DeepLabV3Plus(
+    """The smp model of the spec's architecture (DeepLabV3Plus unless configured otherwise)."""
+    kwargs = dict(
         encoder_name=spec.encoder,
         encoder_depth=spec.encoder_depth,
         encoder_weights=encoder_weights,
@@ -82,6 +88,15 @@ def _deeplab(spec: ModelSpec, encoder_weights: str | None) -> torch.nn.Module:
         in_channels=spec.in_channels,
         classes=spec.n_classes,
     )
+    if spec.architecture == "DeepLabV3Plus":
+        return smp.DeepLabV3Plus(**kwargs)
+    try:
+        return smp.create_model(spec.architecture, **kwargs)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"model: cannot build {spec.architecture} with encoder {spec.encoder!r}, depth "
+            f"{spec.encoder_depth} and decoder_channels {spec.decoder_channels}: {error}"
+        ) from None
 
 
 def _download_imagenet(spec: ModelSpec) -> torch.nn.Module:

@@ -45,6 +45,49 @@ def split_random(index: pd.DataFrame, val_fraction: float, seed: int) -> pd.Data
     return index.assign(split=split)
 
 
-def patch_index(height: int, width: int, size: int, stride: int, val_fraction: float, seed: int) -> pd.DataFrame:
-    """The patch index of the contract: row, col, split."""
-    return split_random(grid(height, width, size, stride), val_fraction, seed)
+def split_blocks(index: pd.DataFrame, height: int, width: int, size: int, val_fraction: float,
+                 seed: int, block_size: int | None = None) -> pd.DataFrame:
+    """A spatially disjoint split: whole blocks of the image go to validation.
+
+    The image is cut into square blocks (``block_size``, default 4 x the patch size); a patch
+    belongs to the block of its top-left corner. Blocks are drawn at random until at least
+    ``val_fraction`` of the patches are in validation; then every training patch that
+    overlaps a validation patch is dropped, so no pixel is seen by both.
+    """
+    block_size = block_size or 4 * size
+    block = (index.row.to_numpy() // block_size) * (width // block_size + 1) + index.col.to_numpy() // block_size
+    blocks = np.unique(block)
+    if len(blocks) < 2:
+        raise ValueError(
+            f"a {width} x {height} px image holds only one {block_size} px block: the blocks split "
+            "needs at least two (set experiment.block_size smaller)"
+        )
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(index), dtype=bool)
+    for b in rng.permutation(blocks)[:-1]:  # at least one block stays for training
+        if val.mean() >= val_fraction:
+            break
+        val |= block == b
+    covered = np.zeros((height + 1, width + 1), dtype=np.int64)  # integral image of val coverage
+    mask = np.zeros((height, width), dtype=bool)
+    for r, c in index.loc[val, ["row", "col"]].to_numpy():
+        mask[r : r + size, c : c + size] = True
+    covered[1:, 1:] = mask.cumsum(0).cumsum(1)
+    r, c = index.row.to_numpy(), index.col.to_numpy()
+    overlap = covered[r + size, c + size] - covered[r, c + size] - covered[r + size, c] + covered[r, c] > 0
+    keep = val | ~overlap
+    if not keep[~val].any():
+        raise ValueError("the blocks split leaves no training patch: use a larger image or smaller blocks")
+    split = np.where(val, "val", "train").astype(object)
+    return index.assign(split=split)[keep].reset_index(drop=True)
+
+
+def patch_index(height: int, width: int, size: int, stride: int, val_fraction: float, seed: int,
+                split: str = "random", block_size: int | None = None) -> pd.DataFrame:
+    """The patch index of the contract: row, col, split (train or val)."""
+    index = grid(height, width, size, stride)
+    if split == "random":
+        return split_random(index, val_fraction, seed)
+    if split == "blocks":
+        return split_blocks(index, height, width, size, val_fraction, seed, block_size)
+    raise ValueError(f"unknown experiment.split {split!r}")

@@ -118,14 +118,22 @@ def patch_index(config: dict, size: int, out_csv) -> None:
     experiment = config["experiment"]
     height, width = images.image_size(config["data"]["train"]["image"])
     index = patches.patch_index(
-        height, width, size, cfg.training_stride(config, size), experiment["val_fraction"], experiment["seed"]
+        height, width, size, cfg.training_stride(config, size), experiment["val_fraction"], experiment["seed"],
+        split=experiment["split"], block_size=experiment["block_size"],
     )
     write_csv(index, out_csv)
     log.info("p%d: %d patches (%d train, %d val)", size, len(index), (index.split == "train").sum(), (index.split == "val").sum())
 
 
-def train_case(config: dict, case: Case, patch_csv, weights_json, model_out, history_out, threads: int = 1) -> None:
-    """Train one case and write its best checkpoint and per-epoch history."""
+def train_case(
+    config: dict, case: Case, patch_csv, weights_json, model_out, history_out, last_out=None,
+    resume_path=None, threads: int = 1,
+) -> None:
+    """Train one case; write its best checkpoint, its last one and the per-epoch history.
+
+    With ``resume_path`` the training state is kept there after every epoch, so a killed
+    job continues where it stopped when run again; it is removed once the outputs exist.
+    """
     import torch
 
     from . import model as models
@@ -138,23 +146,41 @@ def train_case(config: dict, case: Case, patch_csv, weights_json, model_out, his
     index = pd.read_csv(patch_csv)
     names = cfg.class_names(config)
     weights = json.loads(Path(weights_json).read_text())
+    t = config["train"]
     settings = train.TrainSettings(
-        epochs=config["train"]["epochs"], batch_size=config["train"]["batch_size"],
-        lr=config["train"]["lr"], seed=config["experiment"]["seed"],
+        epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=config["experiment"]["seed"],
+        optimizer=t["optimizer"], weight_decay=t["weight_decay"], augment=t["augment"],
     )
     train.seed_everything(settings.seed)
     spec = _model_spec(config, case.init, len(names), image.shape[2])
     net = models.build(spec, config["model"]["weights"])
     history, best_state, best_epoch = train.fit(
-        net, spec, image, ids, index, case.size, [weights[n] for n in names], settings, device
+        net, spec, image, ids, index, case.size, stats.loss_weights(weights, names, t["weighting"]),
+        settings, device, resume_path=resume_path, fingerprint=_fingerprint(config, case, patch_csv, weights_json),
     )
+    extra = dict(case=case.name, classes=names, colors=[list(c) for c in cfg.class_colors(config)])
+    if last_out:
+        models.save_checkpoint(last_out, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
     net.load_state_dict(best_state)
-    models.save_checkpoint(
-        model_out, net, spec, case=case.name, epoch=best_epoch, classes=names,
-        colors=[list(c) for c in cfg.class_colors(config)],
-    )
+    models.save_checkpoint(model_out, net, spec, epoch=best_epoch, **extra)
     write_csv(history, history_out)
+    if resume_path:
+        Path(resume_path).unlink(missing_ok=True)
     log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, settings.epochs)
+
+
+def _fingerprint(config: dict, case: Case, *paths) -> str:
+    """What a saved training state must match to be resumed: everything that shapes the run
+    except the device and the thread count."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    relevant = {k: config[k] for k in ("data", "experiment", "model")}
+    relevant["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "threads")}
+    digest.update(json.dumps([relevant, case.name], sort_keys=True, default=str).encode())
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
 
 
 def _model_spec(config: dict, init: str, n_classes: int, in_channels: int):
@@ -163,7 +189,7 @@ def _model_spec(config: dict, init: str, n_classes: int, in_channels: int):
     m = config["model"]
     return ModelSpec(
         n_classes=n_classes, init=init, encoder=m["encoder"], encoder_depth=m["encoder_depth"],
-        decoder_channels=m["decoder_channels"], in_channels=in_channels,
+        decoder_channels=m["decoder_channels"], in_channels=in_channels, architecture=m["architecture"],
     )
 
 

@@ -39,3 +39,18 @@ def class_weights(counts: np.ndarray, class_names: Sequence[str], *, source: str
         )
     total = float(counts.sum())
     return {name: total / float(n) for name, n in zip(class_names, counts)}
+
+
+def loss_weights(weights: dict[str, float], class_names: Sequence[str], weighting: str = "inverse") -> list[float]:
+    """The cross-entropy weights per class: the class weights, their square roots, or ones.
+
+    Scaling all weights by one factor changes nothing: the weighted mean divides by the sum
+    of the weights of the pixels, so no normalisation is offered.
+    """
+    if weighting == "inverse":
+        return [weights[n] for n in class_names]
+    if weighting == "inverse_sqrt":
+        return [weights[n] ** 0.5 for n in class_names]
+    if weighting == "none":
+        return [1.0] * len(class_names)
+    raise ValueError(f"unknown train.weighting {weighting!r}")

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import IGNORE_INDEX
+from .files import atomic_path
 from .metrics import mean_iou
 from .model import ModelSpec, normalize
 
@@ -35,6 +37,9 @@ class TrainSettings:
     batch_size: int
     lr: float
     seed: int
+    optimizer: str = "adam"  # or "adamw"
+    weight_decay: float = 0.0
+    augment: bool = False  # random flips and transpositions (the 8 symmetries of a square)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -112,6 +117,21 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list
     return [order[i * batch_size : (i + 1) * batch_size] for i in range(full)]
 
 
+def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one random symmetry of the square to each patch (transpose, then flips), on the
+    patches' device; image and label get the same one."""
+    draws = torch.rand(3, len(x), generator=generator).to(x.device) < 0.5
+    for flag, op in zip(draws, (lambda t: t.transpose(-1, -2), lambda t: t.flip(-1), lambda t: t.flip(-2))):
+        x = torch.where(flag.view(-1, 1, 1, 1), op(x), x)
+        y = torch.where(flag.view(-1, 1, 1), op(y), y)
+    return x, y
+
+
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    return kinds[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+
+
 def fit(
     model: torch.nn.Module,
     spec: ModelSpec,
@@ -123,11 +143,15 @@ def fit(
     settings: TrainSettings,
     device: torch.device,
     progress: bool = True,
+    resume_path: str | Path | None = None,
+    fingerprint: str = "",
 ) -> tuple[pd.DataFrame, dict, int]:
     """Train ``model`` on the patches of ``index`` (row, col, split).
 
     Returns the per-epoch history, the state dict of the best epoch by validation mIoU, and
-    that epoch's number.
+    that epoch's number. With ``resume_path``, the full training state is saved there after
+    every epoch, and a run that finds a state with the same ``fingerprint`` continues after
+    its last finished epoch, ending exactly as an uninterrupted run would.
     """
     image_t, labels_t = to_tensors(image, ids, device)
     corners = {
@@ -136,41 +160,95 @@ def fit(
     }
     if len(corners["train"]) < 2:
         raise ValueError(f"only {len(corners['train'])} training patch(es): need at least 2 for BatchNorm")
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     model.to(device)
     weight = torch.tensor(class_weights, dtype=torch.float32, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = make_optimizer(model, settings)
     generator = torch.Generator().manual_seed(settings.seed)
+    run = _RunState(model, optimizer, generator)
+    if resume_path is not None:
+        run.restore(resume_path, fingerprint, device)
 
-    rows, best_state, best_epoch, best_score = [], None, 0, -np.inf
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(len(run.rows) + 1, settings.epochs + 1):
         start = time.perf_counter()
         train = _train_epoch(model, spec, image_t, labels_t, corners["train"], size, weight,
-                             optimizer, settings.batch_size, generator, epoch, progress)
+                             optimizer, settings, generator, epoch, progress)
         val = evaluate(model, spec, image_t, labels_t, corners["val"], size, weight, settings.batch_size)
         row = {"epoch": epoch, **train, **val, "seconds": time.perf_counter() - start}
-        rows.append(row)
         log.info(
             "epoch %d/%d: train loss %.4f acc %.4f mIoU %.4f | val loss %.4f acc %.4f mIoU %.4f | %.1f s",
             epoch, settings.epochs, row["train_loss"], row["train_acc"], row["train_miou"],
             row["val_loss"], row["val_acc"], row["val_miou"], row["seconds"],
         )
+        run.finish_epoch(row)
+        if resume_path is not None:
+            run.save(resume_path, fingerprint)
+    return pd.DataFrame(run.rows, columns=HISTORY_COLUMNS), run.best_state, run.best_epoch
+
+
+class _RunState:
+    """Everything a run needs to continue exactly where it stopped."""
+
+    def __init__(self, model, optimizer, generator):
+        self.model, self.optimizer, self.generator = model, optimizer, generator
+        self.rows: list[dict] = []
+        self.best_state: dict | None = None
+        self.best_epoch, self.best_score = 0, -np.inf
+
+    def finish_epoch(self, row: dict) -> None:
+        self.rows.append(row)
         score = row["val_miou"] if np.isfinite(row["val_miou"]) else -np.inf
-        if best_state is None or score > best_score:  # the same rule as tables.best_epoch
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    return pd.DataFrame(rows, columns=HISTORY_COLUMNS), best_state, best_epoch
+        if self.best_state is None or score > self.best_score:  # the same rule as tables.best_epoch
+            self.best_score, self.best_epoch = score, row["epoch"]
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+    def save(self, path, fingerprint: str) -> None:
+        state = {
+            "fingerprint": fingerprint,
+            "rows": self.rows,
+            "best_state": self.best_state, "best_epoch": self.best_epoch, "best_score": self.best_score,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    def restore(self, path, fingerprint: str, device: torch.device) -> None:
+        path = Path(path)
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != fingerprint:
+            log.info("%s belongs to another configuration or input: starting from epoch 1", path)
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.rows = state["rows"]
+        self.best_state, self.best_epoch, self.best_score = state["best_state"], state["best_epoch"], state["best_score"]
+        log.info("resuming from %s: %d epoch(s) done, continuing at epoch %d", path, len(self.rows), len(self.rows) + 1)
 
 
-def _train_epoch(model, spec, image, labels, corners, size, weight, optimizer, batch_size,
+def _train_epoch(model, spec, image, labels, corners, size, weight, optimizer, settings,
                  generator, epoch, progress) -> dict[str, float]:
     model.train()
     meter = ConfusionMeter(spec.n_classes, image.device)
     losses = []
-    batches = _batches(len(corners), batch_size, generator)
+    batches = _batches(len(corners), settings.batch_size, generator)
     for batch in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False):
         x, y = gather(image, labels, corners[batch.to(corners.device)], size)
-        logits = model(normalize(x, spec))
-        loss_sum, weight_sum = weighted_loss(logits, y, weight)
+        if settings.augment:
+            x, y = augment(x, y, generator)
+        with _autocast(image.device):
+            logits = model(_prepare(x, spec))
+        loss_sum, weight_sum = weighted_loss(logits.float(), y, weight)
         loss = loss_sum / weight_sum.clamp_min(1e-12)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -178,6 +256,16 @@ def _train_epoch(model, spec, image, labels, corners, size, weight, optimizer, b
         losses.append(loss.item())
         meter.update(logits.detach(), y)
     return {"train_loss": float(np.mean(losses)), "train_acc": meter.accuracy(), "train_miou": mean_iou(meter.matrix())}
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op on the CPU, so CPU runs stay in float32 and exact."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _prepare(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    x = normalize(x, spec)
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
 
 @torch.no_grad()
@@ -188,7 +276,8 @@ def evaluate(model, spec, image, labels, corners, size, weight, batch_size) -> d
     loss_sum, weight_sum = 0.0, 0.0
     for batch in _batches(len(corners), batch_size, None):
         x, y = gather(image, labels, corners[batch.to(corners.device)], size)
-        logits = model(normalize(x, spec))
+        with _autocast(image.device):
+            logits = model(_prepare(x, spec)).float()
         batch_loss, batch_weight = weighted_loss(logits, y, weight)
         loss_sum += float(batch_loss)
         weight_sum += float(batch_weight)
