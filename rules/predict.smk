@@ -23,7 +23,8 @@ rule predict:
 
 
 rule evaluate:
-    """Per-class precision, recall, F1, IoU and the confusion matrix; ignored pixels left out."""
+    """Per-class precision, recall, F1, IoU, the confusion matrix and the mosaic figure
+    (image | ground truth | prediction | errors); ignored pixels are left out."""
     input:
         prediction="results/cases/{init}_p{size}/{image}/prediction.png",
         image=image_path,
@@ -31,6 +32,7 @@ rule evaluate:
     output:
         metrics="results/cases/{init}_p{size}/{image}/metrics.csv",
         confusion="results/cases/{init}_p{size}/{image}/confusion.csv",
+        mosaic="results/cases/{init}_p{size}/{image}/mosaic.png",
     log:
         "results/logs/evaluate/{init}_p{size}_{image}.log",
     benchmark:
@@ -39,21 +41,3 @@ rule evaluate:
         "../envs/segmentation.yaml"
     script:
         "../scripts/evaluate.py"
-
-
-rule mosaic_figure:
-    """Image | ground truth | prediction | errors, with the mIoU in the title."""
-    input:
-        prediction="results/cases/{init}_p{size}/{image}/prediction.png",
-        image=image_path,
-        label=label_path,
-    output:
-        "results/cases/{init}_p{size}/{image}/mosaic.png",
-    log:
-        "results/logs/mosaic_figure/{init}_p{size}_{image}.log",
-    benchmark:
-        "results/benchmarks/mosaic_figure/{init}_p{size}_{image}.tsv"
-    conda:
-        "../envs/segmentation.yaml"
-    script:
-        "../scripts/mosaic_figure.py"

@@ -217,14 +217,21 @@ def predict_image(config: dict, model_path, image_path, ids_out, color_out, thre
     images.write_png(color_out, images.colorize(ids, cfg.class_colors(config)))
 
 
-def evaluate(config: dict, image: str, prediction_path, metrics_out, confusion_out) -> None:
-    """Per-class scores and the confusion matrix of one prediction against its label."""
+def evaluate(config: dict, case: Case, image: str, prediction_path, metrics_out, confusion_out, mosaic_out=None) -> None:
+    """Per-class scores and the confusion matrix of one prediction against its label, and
+    the mosaic figure (image | ground truth | prediction | errors) with the mIoU."""
     names = cfg.class_names(config)
-    _, truth = load_labelled(config, image)
+    image_arr, truth = load_labelled(config, image)
     prediction = images.read_image(prediction_path)[:, :, 0]
     cm = confusion_matrix(truth, prediction, len(names))
     write_csv(per_class(cm, names), metrics_out)
     write_csv(pd.DataFrame(cm, index=names, columns=names).rename_axis("truth").reset_index(), confusion_out)
+    if mosaic_out:
+        from . import figures
+
+        classes = list(zip(names, cfg.class_colors(config)))
+        title = f"{case.name}, {image} image: mIoU {mean_iou(cm):.3f}"
+        figures.save(figures.mosaic_panel(image_arr[:, :, :3], truth, prediction, classes, title), mosaic_out)
 
 
 def read_confusion(path) -> np.ndarray:
@@ -254,17 +261,6 @@ def figure_curves(case: Case, history_path, out) -> None:
 
     history = pd.read_csv(history_path)
     figures.save(figures.training_curves(history, f"{case.name}: training curves"), out)
-
-
-def figure_mosaic(config: dict, case: Case, image: str, prediction_path, out) -> None:
-    from . import figures
-
-    image_arr, truth = load_labelled(config, image)
-    prediction = images.read_image(prediction_path)[:, :, 0]
-    miou = mean_iou(confusion_matrix(truth, prediction, len(cfg.class_names(config))))
-    classes = list(zip(cfg.class_names(config), cfg.class_colors(config)))
-    title = f"{case.name}, {image} image: mIoU {miou:.3f}"
-    figures.save(figures.mosaic_panel(image_arr[:, :, :3], truth, prediction, classes, title), out)
 
 
 def figure_confusions(config: dict, image: str, confusion_paths: Sequence, out) -> None:

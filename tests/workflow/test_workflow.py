@@ -110,6 +110,8 @@ def test_end_to_end_tiny_study(tmp_path):
         assert history.epoch.tolist() == [1]
         assert history.train_loss.gt(0).all() and history.val_acc.between(0, 1).all()
         assert (results / f"cases/{case}/model.pt").stat().st_size > 1_000_000
+        assert (results / f"cases/{case}/last.pt").stat().st_size > 1_000_000
+        assert not (results / f"resume/{case}/state.pt").exists()  # removed once the outputs exist
         for image in ("train", "test"):
             folder = results / f"cases/{case}/{image}"
             ids = np.asarray(Image.open(folder / "prediction.png"))
