@@ -30,7 +30,7 @@ from aerialseg import demo  # noqa: E402
 from aerialseg.images import decode_colors  # noqa: E402
 from aerialseg.model import ModelSpec, build, normalize  # noqa: E402
 from aerialseg.patches import grid  # noqa: E402
-from aerialseg.train import _autocast, gather, resolve_device, weighted_loss  # noqa: E402
+from aerialseg.train import autocast, gather, resolve_device, weighted_loss  # noqa: E402
 
 
 def sync(device):
@@ -39,7 +39,7 @@ def sync(device):
 
 
 def model_step(model, optimizer, x, y, weight, device):
-    with _autocast(device):
+    with autocast(device):
         logits = model(x)
     total, count = weighted_loss(logits.float(), y, weight)
     loss = total / count.clamp_min(1e-12)

@@ -28,7 +28,12 @@ rule class_stats:
         test_image=config["data"]["test"]["image"],
         test_label=config["data"]["test"]["label"],
     output:
-        stats="results/data/class_stats.csv",
+        stats=report(
+            "results/data/class_stats.csv",
+            caption="../report/class_stats.rst",
+            category="1. Data",
+            labels={"table": "class statistics"},
+        ),
         weights="results/data/class_weights.json",
     log:
         "results/logs/class_stats.log",

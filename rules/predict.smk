@@ -32,7 +32,13 @@ rule evaluate:
     output:
         metrics="results/cases/{init}_p{size}/{image}/metrics.csv",
         confusion="results/cases/{init}_p{size}/{image}/confusion.csv",
-        mosaic="results/cases/{init}_p{size}/{image}/mosaic.png",
+        mosaic=report(
+            "results/cases/{init}_p{size}/{image}/mosaic.png",
+            caption="../report/mosaic.rst",
+            category="3. Mosaics",
+            subcategory="{image} image",
+            labels={"case": "{init}_p{size}", "image": "{image}"},
+        ),
     log:
         "results/logs/evaluate/{init}_p{size}_{image}.log",
     benchmark:

@@ -9,11 +9,29 @@ rule summary:
             "{case_dir}/{image}/confusion.csv", case_dir=map(case_dir, CASES), image=IMAGES
         ),
     output:
-        training="results/summary/training.csv",
+        training=report(
+            "results/summary/training.csv",
+            caption="../report/training_table.rst",
+            category="4. Comparison",
+            subcategory="tables",
+            labels={"table": "training (Table 2)"},
+        ),
         training_md="results/summary/training.md",
-        evaluation="results/summary/evaluation.csv",
+        evaluation=report(
+            "results/summary/evaluation.csv",
+            caption="../report/evaluation_table.rst",
+            category="4. Comparison",
+            subcategory="tables",
+            labels={"table": "evaluation (Table 3)"},
+        ),
         evaluation_md="results/summary/evaluation.md",
-        per_class="results/summary/per_class.csv",
+        per_class=report(
+            "results/summary/per_class.csv",
+            caption="../report/per_class_table.rst",
+            category="4. Comparison",
+            subcategory="tables",
+            labels={"table": "per class"},
+        ),
     log:
         "results/logs/summary.log",
     benchmark:
@@ -29,7 +47,13 @@ rule confusion_figure:
     input:
         expand("{case_dir}/{{image}}/confusion.csv", case_dir=map(case_dir, CASES)),
     output:
-        "results/summary/confusion_{image}.png",
+        report(
+            "results/summary/confusion_{image}.png",
+            caption="../report/confusion.rst",
+            category="4. Comparison",
+            subcategory="confusion matrices",
+            labels={"image": "{image}"},
+        ),
     log:
         "results/logs/confusion_figure/{image}.log",
     benchmark:
@@ -45,7 +69,13 @@ rule summary_figure:
     input:
         "results/summary/evaluation.csv",
     output:
-        "results/summary/metrics_vs_patch_size.png",
+        report(
+            "results/summary/metrics_vs_patch_size.png",
+            caption="../report/metrics_vs_patch_size.rst",
+            category="4. Comparison",
+            subcategory="metrics vs patch size",
+            labels={"figure": "metrics vs patch size"},
+        ),
     log:
         "results/logs/summary_figure.log",
     benchmark:

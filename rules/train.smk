@@ -33,7 +33,12 @@ rule training_curves:
     input:
         "results/cases/{init}_p{size}/history.csv",
     output:
-        "results/cases/{init}_p{size}/training_curves.png",
+        report(
+            "results/cases/{init}_p{size}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="2. Training curves",
+            labels={"case": "{init}_p{size}"},
+        ),
     log:
         "results/logs/training_curves/{init}_p{size}.log",
     benchmark:

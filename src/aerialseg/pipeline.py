@@ -203,16 +203,24 @@ def predict_image(config: dict, model_path, image_path, ids_out, color_out, thre
     torch.set_num_threads(threads)
     device = train.resolve_device(config["train"]["device"])
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
     size = Case.parse(checkpoint["case"]).size
     stride = cfg.prediction_stride(config, size)
     image = images.read_image(image_path, images.DataSpec.from_config(config))
     start = time.perf_counter()
+    def predictor(batch):
+        with train.autocast(device):
+            return net(train.prepare(batch, spec))
+
+    options = config["predict"]
     ids = mosaic.predict_ids(
-        lambda batch: net(models.normalize(batch, spec)), image, spec.n_classes, size, stride,
-        batch_size=config["predict"]["batch_size"], device=device, progress=True,
+        mosaic.with_flips(predictor) if options["tta"] else predictor, image, spec.n_classes, size, stride,
+        batch_size=options["batch_size"], device=device, blend=options["blend"], progress=True,
     )
-    log.info("%s: %d x %d px predicted with %d px windows, stride %d, in %.1f s",
-             image_path, image.shape[1], image.shape[0], size, stride, time.perf_counter() - start)
+    log.info("%s: %d x %d px predicted with %d px windows, stride %d, %s blend%s, in %.1f s",
+             image_path, image.shape[1], image.shape[0], size, stride, options["blend"],
+             " with flip TTA" if options["tta"] else "", time.perf_counter() - start)
     images.write_png(ids_out, ids)
     images.write_png(color_out, images.colorize(ids, cfg.class_colors(config)))
 

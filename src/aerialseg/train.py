@@ -246,8 +246,8 @@ def _train_epoch(model, spec, image, labels, corners, size, weight, optimizer, s
         x, y = gather(image, labels, corners[batch.to(corners.device)], size)
         if settings.augment:
             x, y = augment(x, y, generator)
-        with _autocast(image.device):
-            logits = model(_prepare(x, spec))
+        with autocast(image.device):
+            logits = model(prepare(x, spec))
         loss_sum, weight_sum = weighted_loss(logits.float(), y, weight)
         loss = loss_sum / weight_sum.clamp_min(1e-12)
         optimizer.zero_grad(set_to_none=True)
@@ -258,12 +258,13 @@ def _train_epoch(model, spec, image, labels, corners, size, weight, optimizer, s
     return {"train_loss": float(np.mean(losses)), "train_acc": meter.accuracy(), "train_miou": mean_iou(meter.matrix())}
 
 
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
     """bf16 autocast on CUDA; a no-op on the CPU, so CPU runs stay in float32 and exact."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _prepare(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+def prepare(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """uint8 patches -> the model's normalised input (channels-last on CUDA)."""
     x = normalize(x, spec)
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
@@ -276,8 +277,8 @@ def evaluate(model, spec, image, labels, corners, size, weight, batch_size) -> d
     loss_sum, weight_sum = 0.0, 0.0
     for batch in _batches(len(corners), batch_size, None):
         x, y = gather(image, labels, corners[batch.to(corners.device)], size)
-        with _autocast(image.device):
-            logits = model(_prepare(x, spec)).float()
+        with autocast(image.device):
+            logits = model(prepare(x, spec)).float()
         batch_loss, batch_weight = weighted_loss(logits, y, weight)
         loss_sum += float(batch_loss)
         weight_sum += float(batch_weight)

@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +83,16 @@ def test_class_stats_of_the_dubai_pair(tmp_path):
     assert not (tmp_path / "results" / "demo").exists()
 
 
-def test_end_to_end_tiny_study(tmp_path):
-    snakemake("--configfile", TINY, "--cores", "2", workdir=tmp_path)
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One run of the tiny study (two cases, one epoch), shared by the tests below."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    snakemake("--configfile", TINY, "--cores", "2", workdir=workdir)
+    return workdir
+
+
+def test_end_to_end_tiny_study(tiny_run):
+    results = tiny_run / "results"
     cases = ["imagenet_p32", "scratch_p32"]
 
     stats = pd.read_csv(results / "data/class_stats.csv")
@@ -151,3 +159,44 @@ def test_end_to_end_tiny_study(tmp_path):
         assert (results / "summary" / figure).stat().st_size > 0
     for log in ["class_stats.log", "train/imagenet_p32.log", "predict/scratch_p32_test.log"]:
         assert (results / "logs" / log).stat().st_size > 0
+
+
+REPORT_FILES = [
+    "class_stats.csv", "training_curves.png", "mosaic.png", "confusion_train.png", "confusion_test.png",
+    "metrics_vs_patch_size.png", "training.csv", "evaluation.csv", "per_class.csv",
+]
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run) -> Path:
+    path = tiny_run / "results" / "report.html"
+    snakemake("--configfile", TINY, "--report", path, workdir=tiny_run)
+    return path
+
+
+def test_report_holds_every_figure_and_table_with_captions(report):
+    html = report.read_text()
+    for name in REPORT_FILES:
+        assert name in html, name
+    for caption in ["Row-normalised confusion matrices", "the study's Table 2", "the study's Table 3",
+                    "Training curves of case", "Panels: image, ground truth"]:
+        assert caption in html, caption
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000", "--virtual-time-budget=15000",
+         f"--screenshot={screenshot}", report.as_uri()],
+        check=True, capture_output=True, timeout=120,
+    )
+    pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
+    assert pixels.shape == (1000, 1400)
+    # the rendered app (menu, workflow graph, text) is far from a blank page
+    assert pixels.std() > 10 and (pixels < 100).mean() > 0.002
