@@ -24,17 +24,14 @@ ISPRS = [(0, 0, 255), (0, 255, 0), (0, 255, 255), (255, 255, 0), (255, 255, 255)
 IGNORE = [(255, 0, 0)]
 
 CHILD = r"""
-import json, resource, sys, time
-sys.path.insert(0, sys.argv[1])
+import json, sys, time
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/../benchmarks"]
 import numpy as np
 from aerialseg import images
 mode, image_path, label_path = sys.argv[2:5]
 colors = json.loads(sys.argv[5]); ignore = json.loads(sys.argv[6])
-def rss_kb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-start_kb = rss_kb()
+from _memory import peak_kib, rss_kib
+start_kb = rss_kib()
 t = time.perf_counter()
 if mode == "aerialseg":
     spec = images.DataSpec(colors=tuple(map(tuple, colors)), ignore_colors=tuple(map(tuple, ignore)))
@@ -46,7 +43,7 @@ else:  # baseline: read both whole, one boolean mask per colour, int64 ids
     for i, c in enumerate(colors):
         ids[np.all(label == np.array(c, dtype=np.uint8), axis=-1)] = i
 seconds = time.perf_counter() - t
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak_kb = peak_kib()
 print(json.dumps({"start_kb": start_kb, "peak_kb": peak_kb, "seconds": seconds, "checksum": int(ids[::97, ::89].sum())}))
 """
 

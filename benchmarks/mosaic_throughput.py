@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import json, resource, sys, time
-sys.path.insert(0, sys.argv[1])
+import json, sys, time
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/../benchmarks"]
 import numpy as np, torch
 from aerialseg import mosaic
 from aerialseg.model import ModelSpec, build, normalize
@@ -43,11 +43,8 @@ else:
     conv = torch.nn.Conv2d(3, 5, 1).to(device)
     predictor = lambda x: conv(x.float() / 255)
 image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-def rss_kb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-start_kb = rss_kb()
+from _memory import peak_kib, rss_kib
+start_kb = rss_kib()
 t = time.perf_counter()
 with torch.no_grad():
     if mode == "aerialseg":
@@ -60,7 +57,7 @@ with torch.no_grad():
             count[r:r + patch, c:c + patch] += 1
         ids = (total / count).argmax(0).to(torch.uint8).numpy()
 seconds = time.perf_counter() - t
-peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak_kb = peak_kib()
 print(json.dumps({"seconds": seconds, "start_kb": start_kb, "peak_kb": peak_kb, "checksum": int(ids[::101, ::103].sum())}))
 """
 

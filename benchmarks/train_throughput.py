@@ -48,17 +48,13 @@ def model_step(model, optimizer, x, y, weight, device):
     optimizer.step()
 
 
-def run_ours(model, optimizer, spec, image, ids, corners, size, batch_size, steps, weight, device):
-    image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device)
-    labels_t = torch.from_numpy(ids).to(device)
-    corners_t = torch.tensor(corners, device=device)
-    generator = torch.Generator().manual_seed(0)
+def timed_steps(next_batch, model, optimizer, weight, device, steps):
+    """Seconds spent getting batches ready and in the model, over ``steps`` steps after two
+    warm-up steps; ``next_batch()`` returns a batch (x normalised, y) on the device."""
     data_s = model_s = 0.0
-    for step in range(steps + 2):  # two warm-up steps
+    for step in range(steps + 2):
         t0 = time.perf_counter()
-        batch = torch.randint(len(corners_t), (batch_size,), generator=generator).to(device)
-        x, y = gather(image_t, labels_t, corners_t[batch], size)
-        x = normalize(x, spec)
+        x, y = next_batch()
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         sync(device)
@@ -70,6 +66,20 @@ def run_ours(model, optimizer, spec, image, ids, corners, size, batch_size, step
             data_s += t1 - t0
             model_s += t2 - t1
     return data_s, model_s
+
+
+def run_ours(model, optimizer, spec, image, ids, corners, size, batch_size, steps, weight, device):
+    image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device)
+    labels_t = torch.from_numpy(ids).to(device)
+    corners_t = torch.tensor(corners, device=device)
+    generator = torch.Generator().manual_seed(0)
+
+    def next_batch():
+        batch = torch.randint(len(corners_t), (batch_size,), generator=generator).to(device)
+        x, y = gather(image_t, labels_t, corners_t[batch], size)
+        return normalize(x, spec), y
+
+    return timed_steps(next_batch, model, optimizer, weight, device, steps)
 
 
 class PilPatches(torch.utils.data.Dataset):
@@ -100,22 +110,12 @@ def run_baseline(model, optimizer, spec, image, ids, corners, size, batch_size, 
         num_workers=workers, drop_last=True, generator=torch.Generator().manual_seed(0),
     )
     batches = iter(loader)
-    data_s = model_s = 0.0
-    for step in range(steps + 2):
-        t0 = time.perf_counter()
+
+    def next_batch():
         x, y = next(batches)
-        x, y = x.to(device), y.to(device)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        sync(device)
-        t1 = time.perf_counter()
-        model_step(model, optimizer, x, y, weight, device)
-        sync(device)
-        t2 = time.perf_counter()
-        if step >= 2:
-            data_s += t1 - t0
-            model_s += t2 - t1
-    return data_s, model_s
+        return x.to(device), y.to(device)
+
+    return timed_steps(next_batch, model, optimizer, weight, device, steps)
 
 
 def main() -> None:

@@ -57,7 +57,6 @@ def slurm_profile(tmp_path) -> Path:
 
 
 def test_one_case_runs_through_slurm(cluster, tmp_path):
-    started = time.time()
     profile = slurm_profile(tmp_path)
     workdir = tmp_path / "work"
     workdir.mkdir()
