@@ -139,3 +139,12 @@ def test_colorize_maps_ids_and_blackens_ignore():
     rgb = colorize(ids, COLORS)
     assert rgb.dtype == np.uint8
     assert [tuple(v) for v in rgb.reshape(-1, 3)] == [COLORS[0], COLORS[1], COLORS[2], (0, 0, 0)]
+
+
+def test_header_gives_the_band_count_without_reading_pixels(tmp_path):
+    from aerialseg.images import image_header
+
+    tifffile.imwrite(tmp_path / "four.tif", np.zeros((4, 12, 10), np.uint16), photometric="minisblack", planarconfig="separate")
+    assert image_header(tmp_path / "four.tif") == (12, 10, 4)
+    write_png(tmp_path / "rgb.png", np.zeros((5, 6, 3), np.uint8))
+    assert image_header(tmp_path / "rgb.png") == (5, 6, 3)

@@ -109,8 +109,8 @@ def _read_tiff(path: Path) -> np.ndarray:
     return array
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image, from its header only."""
+def image_header(path: str | Path) -> tuple[int, int, int]:
+    """(height, width, bands) of an image, from its header only."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file does not exist")
@@ -121,11 +121,26 @@ def image_size(path: str | Path) -> tuple[int, int]:
             with tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
                 shape, axes = series.shape, series.axes
-            return shape[axes.index("Y")], shape[axes.index("X")]
+            bands = next((shape[axes.index(a)] for a in "SC" if a in axes), 1)
+            return shape[axes.index("Y")], shape[axes.index("X")], bands
         with Image.open(path) as image:
-            return image.height, image.width
+            bands = 3 if image.mode in ("P", "CMYK", "YCbCr") else len(image.getbands())
+            return image.height, image.width, bands
     except Exception as error:
         raise InputError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image, from its header only."""
+    return image_header(path)[:2]
+
+
+def check_bands(path, bands: Sequence[int], available: int) -> None:
+    if max(bands) >= available:
+        raise InputError(
+            f"{path}: data.bands asks for band {max(bands)} (counting from 0) but the image has "
+            f"{available} band(s)"
+        )
 
 
 def read_image(path: str | Path, spec: DataSpec | None = None) -> np.ndarray:
@@ -138,11 +153,7 @@ def read_image(path: str | Path, spec: DataSpec | None = None) -> np.ndarray:
         value_range = None
     else:
         bands, value_range = spec.bands, spec.value_range
-    if max(bands) >= array.shape[2]:
-        raise InputError(
-            f"{path}: data.bands asks for band {max(bands)} (counting from 0) but the image has "
-            f"{array.shape[2]} band(s)"
-        )
+    check_bands(path, bands, array.shape[2])
     if list(bands) != list(range(array.shape[2])):
         array = array[:, :, list(bands)]
     return to_uint8(array, value_range, source=path)

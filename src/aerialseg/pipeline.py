@@ -75,11 +75,12 @@ def check_inputs(config: dict, producible: Sequence[str] = ()) -> None:
         paths = config["data"][image]
         if paths["image"] in producible or paths["label"] in producible:
             continue
-        shape = images.image_size(paths["image"])
+        height, width, bands = images.image_header(paths["image"])
         label_shape = images.image_size(paths["label"])
-        if shape != label_shape:
-            raise InputError(images.size_mismatch(paths["image"], shape, paths["label"], label_shape))
-        _check_patch_fits(paths["image"], shape, largest)
+        if (height, width) != label_shape:
+            raise InputError(images.size_mismatch(paths["image"], (height, width), paths["label"], label_shape))
+        _check_patch_fits(paths["image"], (height, width), largest)
+        images.check_bands(paths["image"], spec.bands, bands)
 
 
 def _check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
@@ -239,7 +240,8 @@ def evaluate(config: dict, case: Case, image: str, prediction_path, metrics_out,
 
         classes = list(zip(names, cfg.class_colors(config)))
         title = f"{case.name}, {image} image: mIoU {mean_iou(cm):.3f}"
-        figures.save(figures.mosaic_panel(image_arr[:, :, :3], truth, prediction, classes, title), mosaic_out)
+        shown = image_arr[:, :, :3] if image_arr.shape[2] >= 3 else np.repeat(image_arr[:, :, :1], 3, axis=2)
+        figures.save(figures.mosaic_panel(shown, truth, prediction, classes, title), mosaic_out)
 
 
 def read_confusion(path) -> np.ndarray:
