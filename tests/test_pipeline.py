@@ -17,7 +17,7 @@ def small_config(default_config, tmp_path) -> dict:
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 3, (96, 80))
     for image in ("train", "test"):
-        tifffile.imwrite(tmp_path / f"{image}.tif", rng.integers(0, 4096, (96, 80, 4), dtype=np.uint16), photometric="minisblack")
+        tifffile.imwrite(tmp_path / f"{image}.tif", rng.integers(0, 4096, (96, 80, 4), dtype=np.uint16), photometric="minisblack", planarconfig="contig")
         write_png(tmp_path / f"{image}_label.png", np.asarray(COLORS, np.uint8)[ids])
         default_config["data"][image] = {"image": str(tmp_path / f"{image}.tif"), "label": str(tmp_path / f"{image}_label.png")}
     default_config["data"]["classes"] = [{"name": n, "color": c} for n, c in zip(["a", "b", "c"], COLORS)]
