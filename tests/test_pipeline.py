@@ -45,3 +45,10 @@ def test_patch_index_follows_the_configured_split(small_config, tmp_path):
     pipeline.patch_index(small_config, 32, tmp_path / "p32.csv")
     index = pd.read_csv(tmp_path / "p32.csv")
     assert list(index.columns) == ["row", "col", "split"] and len(index) == 5 * 4
+
+
+def test_a_class_without_training_pixels_is_an_input_error(small_config, tmp_path):
+    small_config["data"]["classes"].append({"name": "d", "color": [9, 9, 9]})
+    with pytest.raises(InputError, match="train_label.png: class\\(es\\) 'd' have no pixels"):
+        pipeline.class_stats(small_config, tmp_path / "stats.csv", tmp_path / "weights.json")
+    assert not (tmp_path / "stats.csv").exists()

@@ -108,7 +108,10 @@ def class_stats(config: dict, stats_csv, weights_json) -> None:
         _, ids = load_labelled(config, image)
         counts[image] = stats.class_counts(ids, len(names))
         log.info("%s: %d labelled pixels, %d ignored", image, counts[image].sum(), ids.size - counts[image].sum())
-    weights = stats.class_weights(counts["train"], names, source=config["data"]["train"]["label"])
+    try:
+        weights = stats.class_weights(counts["train"], names, source=config["data"]["train"]["label"])
+    except ValueError as error:  # a class without pixels: an input problem, reported without traceback
+        raise InputError(str(error)) from None
     write_csv(stats.class_table(counts, names), stats_csv)
     write_json(weights, weights_json)
     log.info("class weights: %s", weights)
