@@ -84,8 +84,8 @@ def main() -> None:
         image, label = make_pair(Path(tmp), args.size, args.format)
         print(f"wrote a {args.size} x {args.size} {args.format} pair in {time.perf_counter() - t:.0f} s; "
               f"in memory it is {pair_mb:.0f} MiB (image + label, uint8 RGB)")
-        print(f"| loader | peak above imports (MiB) | x pair size | seconds |")
-        print(f"|---|---:|---:|---:|")
+        print("| loader | peak above imports (MiB) | x pair size | seconds |")
+        print("|---|---:|---:|---:|")
         results = {mode: measure(mode, image, label) for mode in ("baseline", "aerialseg")}
         for mode, r in results.items():
             used = (r["peak_kb"] - r["start_kb"]) / 1024
