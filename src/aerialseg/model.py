@@ -158,9 +158,13 @@ def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, **extra) -> None:
     """Write the weights and the spec atomically, so a killed job leaves no half file."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({"spec": spec.to_dict(), "state_dict": state, **extra}, tmp)
+        torch.save({"spec": spec.to_dict(), "state_dict": cpu_state(model), **extra}, tmp)
+
+
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights and buffers on the CPU, detached from training."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelSpec, dict]:

@@ -210,12 +210,13 @@ def predict_image(config: dict, model_path, image_path, ids_out, color_out, thre
     size = Case.parse(checkpoint["case"]).size
     stride = cfg.prediction_stride(config, size)
     image = images.read_image(image_path, images.DataSpec.from_config(config))
-    start = time.perf_counter()
+
     def predictor(batch):
         with train.autocast(device):
             return net(train.prepare(batch, spec))
 
     options = config["predict"]
+    start = time.perf_counter()
     ids = mosaic.predict_ids(
         mosaic.with_flips(predictor) if options["tta"] else predictor, image, spec.n_classes, size, stride,
         batch_size=options["batch_size"], device=device, blend=options["blend"], progress=True,

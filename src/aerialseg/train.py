@@ -7,7 +7,6 @@ the loop runs at the speed of the model.
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
 import time
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from .config import IGNORE_INDEX
 from .files import atomic_path
 from .metrics import mean_iou
-from .model import ModelSpec, normalize
+from .model import ModelSpec, cpu_state, normalize
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +200,14 @@ class _RunState:
         score = row["val_miou"] if np.isfinite(row["val_miou"]) else -np.inf
         if self.best_state is None or score > self.best_score:  # the same rule as tables.best_epoch
             self.best_score, self.best_epoch = score, row["epoch"]
-            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+            self.best_state = cpu_state(self.model)
 
     def save(self, path, fingerprint: str) -> None:
         state = {
             "fingerprint": fingerprint,
             "rows": self.rows,
             "best_state": self.best_state, "best_epoch": self.best_epoch, "best_score": self.best_score,
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model": cpu_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
