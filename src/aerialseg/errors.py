@@ -15,3 +15,7 @@ class InputError(ValueError):
 
 class WeightsError(RuntimeError):
     """ImageNet weights were asked for but cannot be found or do not match."""
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss; the message names the epoch and what to try."""

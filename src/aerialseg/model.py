@@ -14,10 +14,12 @@ import hashlib
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import segmentation_models_pytorch as smp
 import torch
 
+from .device import channels_last
 from .errors import WeightsError
 from .files import atomic_path
 
@@ -176,8 +178,22 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return model.to(device).eval(), spec, checkpoint
 
 
-def normalize(batch: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+def input_stats(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The spec's input mean and std as (1, C, 1, 1) float32 tensors on ``device``."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    return mean, std
+
+
+def normalize(batch: torch.Tensor, spec: ModelSpec, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 scaled to 0..1, minus the spec's mean, over its std."""
-    mean = torch.tensor(spec.mean, device=batch.device).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, device=batch.device).view(1, -1, 1, 1)
+    mean, std = stats if stats is not None else input_stats(spec, batch.device)
     return (batch.float() / 255.0 - mean) / std
+
+
+def input_transform(spec: ModelSpec, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 batches -> the model's input (`normalize`, channels-last on CUDA), with the
+    statistics put on ``device`` once: a step captured as a CUDA graph cannot copy them from
+    the host on every call."""
+    stats = input_stats(spec, device)
+    return lambda batch: channels_last(normalize(batch, spec, stats))

@@ -22,6 +22,27 @@ def window_starts(length: int, size: int, stride: int) -> np.ndarray:
     return starts
 
 
+def cut(image, corners, size: int, channels_first: bool = True):
+    """Patches of ``size`` px with top-left ``corners`` (B, 2: row, col), cut by indexing on
+    the tensor's own device.
+
+    A (C, H, W) image gives (B, C, size, size) laid out band-major (as the training step has
+    always fed the model); with ``channels_first=False`` an (H, W, C) image gives the same
+    shape with channels-last strides (as windows stacked from an HWC array); a (H, W) label
+    map gives (B, size, size).
+    """
+    import torch  # only callers that hold tensors get here; the patches rule stays light
+
+    offsets = torch.arange(size, device=image.device)
+    rows = (corners[:, 0, None] + offsets)[:, :, None]  # (B, s, 1)
+    cols = (corners[:, 1, None] + offsets)[:, None, :]  # (B, 1, s)
+    if image.dim() == 2:
+        return image[rows, cols]
+    if not channels_first:
+        return image[rows, cols].permute(0, 3, 1, 2)  # (B, s, s, C) -> (B, C, s, s)
+    return image[:, rows, cols].permute(1, 0, 2, 3)  # (C, B, s, s) -> (B, C, s, s)
+
+
 def grid(height: int, width: int, size: int, stride: int) -> pd.DataFrame:
     """Top-left corners (row, col) of all patches, row-major."""
     rows = window_starts(height, size, stride)
