@@ -1,17 +1,23 @@
-"""Training-step throughput: aerialseg's on-device batches against a per-patch PIL pipeline.
+"""Training-step throughput: the captured step, the eager step and the study's pipeline.
 
 For each patch size, the same model (DeepLabV3+, mobilenet_v2, encoder_depth 4) takes the
-same number of optimiser steps on the demo scene, fed two ways:
+same number of optimiser steps at the same batch size on the demo scene, fed three ways:
 
-* aerialseg: image and label live on the training device as uint8 tensors; each batch is
-  gathered by indexing and normalised on the device (`aerialseg.train`);
-* baseline (the study's pipeline): a torch Dataset that crops each patch from a PIL image,
-  converts it with torchvision's ToTensor and Normalize, and a DataLoader that collates them.
+* captured (CUDA only): aerialseg's training step (`aerialseg.train`), patches gathered on
+  the device from the uint8 image, normalised, forward, weighted loss, backward, Adam step
+  and bookkeeping, replayed as one CUDA graph per step (`device.GraphedStep`);
+* eager: the same step with capture turned off (``train.capture: false``), its kernels
+  launched one by one from Python;
+* study: the study's pipeline, a torch Dataset that crops each patch from a PIL image,
+  converts it with torchvision's ToTensor and Normalize, and a DataLoader that collates them
+  (cycling through the patches as often as the steps need), then the same model step.
 
-Reported: patches per second of the whole step, the share of step time spent outside the
-model (getting the batch ready), and the ratio of the two pipelines, measured in the same run.
+Every pipeline runs its warm-up steps first (on CUDA they include the capture), then the
+timed steps, with one device synchronisation before and one after: milliseconds per step,
+patches per second and the speed-ups (ratios of step times), all measured in the same run.
+No pipeline augments, as the study did not (the workflow's default, ``train.augment: false``).
 
-    python benchmarks/train_throughput.py [--steps 8] [--batch-size 16] [--device auto]
+    python benchmarks/train_throughput.py [--sizes 32 64 128] [--steps 50] [--batch-size 32] [--device auto]
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,60 +33,51 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from aerialseg import demo  # noqa: E402
+from aerialseg import demo, device as devices, train  # noqa: E402
 from aerialseg.images import decode_colors  # noqa: E402
-from aerialseg.model import ModelSpec, build, normalize  # noqa: E402
+from aerialseg.model import ModelSpec, build, input_transform  # noqa: E402
 from aerialseg.patches import grid  # noqa: E402
-from aerialseg.train import autocast, gather, resolve_device, weighted_loss  # noqa: E402
+
+WARMUP = 5  # on CUDA: three eager warm-up steps, the capture, one replay
 
 
 def sync(device):
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
-def model_step(model, optimizer, x, y, weight, device):
-    with autocast(device):
-        logits = model(x)
-    total, count = weighted_loss(logits.float(), y, weight)
-    loss = total / count.clamp_min(1e-12)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+def fresh_model(device):
+    torch.manual_seed(0)
+    spec = ModelSpec(5, "scratch")
+    model = devices.channels_last(build(spec).to(device))
+    model.train()
+    return spec, model
 
 
-def timed_steps(next_batch, model, optimizer, weight, device, steps):
-    """Seconds spent getting batches ready and in the model, over ``steps`` steps after two
-    warm-up steps; ``next_batch()`` returns a batch (x normalised, y) on the device."""
-    data_s = model_s = 0.0
-    for step in range(steps + 2):
-        t0 = time.perf_counter()
-        x, y = next_batch()
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        sync(device)
-        t1 = time.perf_counter()
-        model_step(model, optimizer, x, y, weight, device)
-        sync(device)
-        t2 = time.perf_counter()
-        if step >= 2:
-            data_s += t1 - t0
-            model_s += t2 - t1
-    return data_s, model_s
-
-
-def run_ours(model, optimizer, spec, image, ids, corners, size, batch_size, steps, weight, device):
-    image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device)
-    labels_t = torch.from_numpy(ids).to(device)
-    corners_t = torch.tensor(corners, device=device)
+def run_aerialseg(image, ids, corners, size, batch, steps, device, capture) -> float:
+    """Seconds per step of `train._train_step`, as `train.fit` runs it."""
+    spec, model = fresh_model(device)
+    settings = train.TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0, capture=capture)
+    optimizer = train.make_optimizer(model, settings, device)
+    image_t, labels_t = train.to_tensors(image, ids, device)
     generator = torch.Generator().manual_seed(0)
-
-    def next_batch():
-        batch = torch.randint(len(corners_t), (batch_size,), generator=generator).to(device)
-        x, y = gather(image_t, labels_t, corners_t[batch], size)
-        return normalize(x, spec), y
-
-    return timed_steps(next_batch, model, optimizer, weight, device, steps)
+    batches = train._Batches(WARMUP + steps, batch, spec.n_classes, device, loss_terms=1)
+    picks = torch.randint(len(corners), (WARMUP + steps, batch), generator=generator)
+    batches.start(torch.tensor(corners)[picks].to(device))
+    step = devices.GraphedStep(
+        partial(train._train_step, batches, model, input_transform(spec, device), optimizer, image_t, labels_t,
+                size, torch.ones(spec.n_classes, device=device), False),
+        device, enabled=capture, name="training step")
+    for _ in range(WARMUP):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    if capture and step.mode != "CUDA graph":
+        raise RuntimeError("the training step was not captured (see the warning above)")
+    return (time.perf_counter() - start) / steps
 
 
 class PilPatches(torch.utils.data.Dataset):
@@ -104,55 +102,70 @@ class PilPatches(torch.utils.data.Dataset):
         return x, y
 
 
-def run_baseline(model, optimizer, spec, image, ids, corners, size, batch_size, steps, weight, device, workers):
+def run_study(image, ids, corners, size, batch, steps, device, workers) -> float:
+    """Seconds per step of the study's PIL DataLoader feeding the same eager model step."""
+    spec, model = fresh_model(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    weight = torch.ones(spec.n_classes, device=device)
     loader = torch.utils.data.DataLoader(
-        PilPatches(image, ids, corners, size, spec), batch_size=batch_size, shuffle=True,
+        PilPatches(image, ids, corners, size, spec), batch_size=batch, shuffle=True,
         num_workers=workers, drop_last=True, generator=torch.Generator().manual_seed(0),
     )
-    batches = iter(loader)
 
-    def next_batch():
+    def cycle():  # as many epochs as the steps need, reshuffled each time
+        while True:
+            yield from loader
+
+    batches = cycle()
+    for i in range(WARMUP + steps):
+        if i == WARMUP:
+            sync(device)
+            start = time.perf_counter()
         x, y = next(batches)
-        return x.to(device), y.to(device)
-
-    return timed_steps(next_batch, model, optimizer, weight, device, steps)
+        x, y = devices.channels_last(x.to(device)), y.to(device)
+        with devices.autocast(device):
+            logits = model(x)
+        total, count = train.weighted_loss(logits.float(), y, weight)
+        loss = total / count.clamp_min(1e-12)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    sync(device)
+    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 on CUDA, 5 on the CPU)")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the baseline")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the study's pipeline")
     parser.add_argument("--scene", type=int, default=1024)
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    torch.manual_seed(0)
+    device = devices.resolve(args.device)
+    steps = args.steps or (50 if device.type == "cuda" else 5)
     image, label = demo.render_scene(args.scene, seed=0)
     ids = decode_colors(label, list(demo.ISPRS_COLORS.values())[:5], [demo.ISPRS_COLORS["Clutter"]])
-    weight = torch.ones(5, device=device)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; batch {args.batch_size}; {args.steps} timed steps; baseline DataLoader workers: {args.workers}")
-    print("| patch | aerialseg patches/s | baseline patches/s | speed-up | outside model, aerialseg | outside model, baseline |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    cuda = device.type == "cuda"
+    print(f"device: {name}; torch {torch.__version__}; batch {args.batch_size}; {WARMUP} warm-up + {steps} timed steps; "
+          f"study's DataLoader workers: {args.workers}")
+    print("| patch | study's pipeline (ms/step) | eager step (ms/step) | captured step (ms/step) | captured (patches/s) "
+          "| speed-up: captured over eager | captured over study | eager over study |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
         corners = grid(args.scene, args.scene, size, size // 2)[["row", "col"]].to_numpy()
-        results = {}
-        for name_, runner in (("ours", run_ours), ("baseline", run_baseline)):
-            spec = ModelSpec(5, "scratch")
-            model = build(spec).to(device)
-            if device.type == "cuda":
-                model = model.to(memory_format=torch.channels_last)
-            model.train()
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-            extra = (args.workers,) if runner is run_baseline else ()
-            results[name_] = runner(model, optimizer, spec, image, ids, corners, size, args.batch_size,
-                                    args.steps, weight, device, *extra)
-        rate = {k: args.steps * args.batch_size / sum(v) for k, v in results.items()}
-        share = {k: v[0] / sum(v) for k, v in results.items()}
-        print(f"| {size} | {rate['ours']:.1f} | {rate['baseline']:.1f} | {rate['ours'] / rate['baseline']:.2f} | "
-              f"{share['ours']:.1%} | {share['baseline']:.1%} |")
+        study = run_study(image, ids, corners, size, args.batch_size, steps, device, args.workers)
+        eager = run_aerialseg(image, ids, corners, size, args.batch_size, steps, device, capture=False)
+        captured = run_aerialseg(image, ids, corners, size, args.batch_size, steps, device, capture=True) if cuda else None
+        cells = [f"{1000 * study:.1f}", f"{1000 * eager:.1f}"]
+        if captured is None:
+            cells += ["(CUDA only)", "", "", "", f"{study / eager:.2f}x"]
+        else:
+            cells += [f"{1000 * captured:.1f}", f"{args.batch_size / captured:.0f}", f"{eager / captured:.1f}x",
+                      f"{study / captured:.1f}x", f"{study / eager:.2f}x"]
+        print(f"| {size} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -2,20 +2,21 @@
 
 
 rule predict:
-    """Predict a whole image as overlapping windows, averaging logits where they overlap."""
+    """Predict both images with one case's model, each as overlapping windows whose logits
+    are averaged where they overlap; one job per case sets up the model and the GPU once."""
     input:
         model="results/cases/{init}_p{size}/model.pt",
-        image=image_path,
+        images=[config["data"][image]["image"] for image in IMAGES],
     output:
-        ids="results/cases/{init}_p{size}/{image}/prediction.png",
-        color="results/cases/{init}_p{size}/{image}/prediction_color.png",
+        ids=expand("results/cases/{{init}}_p{{size}}/{image}/prediction.png", image=IMAGES),
+        color=expand("results/cases/{{init}}_p{{size}}/{image}/prediction_color.png", image=IMAGES),
     threads: config["train"]["threads"]
     resources:
         gpu=1,
     log:
-        "results/logs/predict/{init}_p{size}_{image}.log",
+        "results/logs/predict/{init}_p{size}.log",
     benchmark:
-        "results/benchmarks/predict/{init}_p{size}_{image}.tsv"
+        "results/benchmarks/predict/{init}_p{size}.tsv"
     conda:
         "../envs/segmentation.yaml"
     script:

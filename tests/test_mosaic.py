@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from aerialseg.mosaic import iter_strips, predict_ids, predict_logits, window_weights, with_flips
-from aerialseg.patches import grid
+from aerialseg.patches import grid, window_starts
 
 
 def _pointwise(batch: torch.Tensor) -> torch.Tensor:
@@ -40,12 +40,54 @@ def test_flip_tta_undoes_each_flip():
     np.testing.assert_array_equal(tta.numpy(), image.transpose(2, 0, 1).astype(np.float32))
 
 
-def test_strips_are_bounded_by_the_patch_size():
-    image = np.zeros((200, 40, 3), np.uint8)
-    blocks = list(iter_strips(_pointwise, image, 3, 32, 16))
+@pytest.mark.parametrize("batch_size, rows_per_band", [(2, 1), (5, 2), (6, 3)])
+def test_finished_rows_come_in_bands_of_the_window_rows_of_one_batch(batch_size, rows_per_band):
+    image = np.zeros((200, 40, 3), np.uint8)  # 32 px windows at rows 0, 16, ..., 160, 168; 2 per row
+    blocks = list(iter_strips(_pointwise, image, 3, 32, 16, batch_size=batch_size))
     assert sum(block.shape[1] for _, block in blocks) == 200
     assert [top for top, _ in blocks] == sorted(top for top, _ in blocks)
-    assert max(block.shape[1] for _, block in blocks) <= 32
+    *inner, last = [block.shape[1] for _, block in blocks]
+    assert max(inner) == 16 * rows_per_band  # rows that no later window touches
+    assert last <= 16 * (rows_per_band - 1) + 32
+
+
+def _one_by_one(predictor, image, n_classes, size, stride, batch_size, blend):
+    """The mosaic as the workflow built it before it moved to the device: window rows in
+    order, each window's weighted logits added on the host one window at a time."""
+    height, width = image.shape[:2]
+    rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
+    weights = window_weights(size, blend)
+    total = torch.zeros((n_classes, height, width))
+    count = torch.zeros((height, width))
+    for top in rows:
+        for start in range(0, len(cols), batch_size):
+            batch_cols = cols[start : start + batch_size]
+            windows = np.stack([image[top : top + size, c : c + size] for c in batch_cols])
+            logits = predictor(torch.from_numpy(windows).permute(0, 3, 1, 2)).float() * weights
+            for c, window_logits in zip(batch_cols, logits):
+                total[:, top : top + size, c : c + size] += window_logits
+                count[top : top + size, c : c + size] += weights
+    return total / count
+
+
+@pytest.mark.parametrize("blend", ["mean", "gaussian"])
+@pytest.mark.parametrize("height, width, size, stride, batch_size",
+                         [(96, 96, 32, 16, 4), (70, 53, 16, 7, 64), (100, 61, 32, 11, 9), (48, 48, 48, 5, 3)])
+def test_the_device_mosaic_equals_adding_the_windows_one_by_one(height, width, size, stride, batch_size, blend):
+    """Bit for bit, with a real convolution whose logits differ from window to window."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 5, padding=2)
+
+    def predictor(batch):
+        return conv(batch.float() / 255)
+
+    image = np.random.default_rng(2).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    with torch.no_grad():
+        expected = _one_by_one(predictor, image, 4, size, stride, batch_size, blend)
+        logits = predict_logits(predictor, image, 4, size, stride, batch_size=batch_size, blend=blend)
+    assert torch.equal(logits, expected)
+    ids = predict_ids(predictor, image, 4, size, stride, batch_size=batch_size, blend=blend)
+    np.testing.assert_array_equal(ids, expected.argmax(0).numpy())
 
 
 def test_overlaps_are_the_plain_average_of_the_windows():
@@ -72,3 +114,15 @@ def test_overlaps_are_the_plain_average_of_the_windows():
 def test_image_smaller_than_patch_is_refused():
     with pytest.raises(ValueError, match="image of 20 x 30 px is smaller than the 32 px patch"):
         predict_logits(_pointwise, np.zeros((30, 20, 3), np.uint8), 3, 32, 16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("blend", ["mean", "gaussian"])
+def test_on_cuda_the_mosaic_equals_the_cpu_one(blend):
+    """Elementwise sums in a fixed order: the same floats on both devices."""
+    image = np.random.default_rng(3).integers(0, 256, (150, 97, 3), dtype=np.uint8)
+    expected = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend=blend)
+    logits = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend=blend, device="cuda")
+    assert torch.equal(logits, expected)
+    ids = predict_ids(_pointwise, image, 3, 32, 12, batch_size=500, blend=blend, device="cuda")
+    np.testing.assert_array_equal(ids, predict_ids(_pointwise, image, 3, 32, 12, batch_size=500, blend=blend))

@@ -52,3 +52,21 @@ def test_a_class_without_training_pixels_is_an_input_error(small_config, tmp_pat
     with pytest.raises(InputError, match="train_label.png: class\\(es\\) 'd' have no pixels"):
         pipeline.class_stats(small_config, tmp_path / "stats.csv", tmp_path / "weights.json")
     assert not (tmp_path / "stats.csv").exists()
+
+
+def test_a_diverging_case_stops_its_job_with_the_case_and_epoch_and_keeps_no_model(small_config, tmp_path):
+    from aerialseg.config import Case
+
+    small_config["train"].update(lr=1e30, epochs=2, batch_size=4)
+    pipeline.class_stats(small_config, tmp_path / "stats.csv", tmp_path / "weights.json")
+    pipeline.patch_index(small_config, 32, tmp_path / "p32.csv")
+    outputs = [tmp_path / name for name in ("model.pt", "history.csv", "last.pt")]
+    log = tmp_path / "train.log"
+    with pytest.raises(SystemExit) as stop:
+        pipeline.run(pipeline.train_case, log, small_config, Case("scratch", 32), tmp_path / "p32.csv",
+                     tmp_path / "weights.json", *outputs, resume_path=tmp_path / "state.pt")
+    assert stop.value.code == 1
+    text = log.read_text()
+    assert "case scratch_p32: training diverged in epoch 1: the training loss is nan" in text
+    assert "Traceback" not in text
+    assert not any(path.exists() for path in outputs)

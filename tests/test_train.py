@@ -1,12 +1,17 @@
+import re
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from aerialseg.config import IGNORE_INDEX
-from aerialseg.model import ModelSpec, build
+from aerialseg.model import ModelSpec, build, normalize
 from aerialseg.patches import patch_index
-from aerialseg.train import HISTORY_COLUMNS, TrainSettings, _batches, fit, gather, seed_everything, weighted_loss
+from aerialseg import train
+from aerialseg.errors import DivergenceError
+from aerialseg.train import HISTORY_COLUMNS, TrainSettings, fit, gather, seed_everything, weighted_loss
 
 
 def test_gather_equals_slicing():
@@ -32,13 +37,6 @@ def test_weighted_loss_matches_pytorch_and_skips_ignored():
     assert float(total / weight_sum) == pytest.approx(float(expected), rel=1e-6)
     all_ignored = torch.full_like(target, IGNORE_INDEX)
     assert float(weighted_loss(logits, all_ignored, weight)[1]) == 0
-
-
-def test_training_batches_drop_the_partial_batch():
-    batches = _batches(10, 4, torch.Generator().manual_seed(0))
-    assert [len(b) for b in batches] == [4, 4]
-    assert [len(b) for b in _batches(3, 4, torch.Generator().manual_seed(0))] == [3]
-    assert torch.cat(_batches(10, 4, None)).tolist() == list(range(10))
 
 
 def _tiny_run(seed=0):
@@ -85,21 +83,21 @@ def _fit(epochs, resume_path=None, augment=True):
 
 
 def test_a_killed_run_resumes_after_its_last_epoch_and_ends_the_same(tmp_path, monkeypatch, caplog):
-    from aerialseg import train
-
     uninterrupted, best_state, best_epoch = _fit(3)
     state = tmp_path / "state.pt"
-    real_epoch = train._train_epoch
+    real_figures = train._train_figures
+    epochs = []
 
     def killed_in_epoch_2(*args, **kwargs):
-        if args[10] == 2:  # the epoch argument
+        epochs.append(None)
+        if len(epochs) == 2:
             raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+        return real_figures(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_train_epoch", killed_in_epoch_2)
+    monkeypatch.setattr(train, "_train_figures", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         _fit(3, resume_path=state)
-    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    monkeypatch.setattr(train, "_train_figures", real_figures)
     assert state.is_file()
     with caplog.at_level("INFO"):
         resumed, resumed_best, resumed_epoch = _fit(3, resume_path=state)
@@ -122,11 +120,9 @@ def test_a_state_of_another_configuration_is_not_resumed(tmp_path, caplog):
 
 
 def test_augment_applies_the_same_symmetry_to_image_and_label():
-    from aerialseg.train import augment
-
     x = torch.arange(2 * 3 * 8 * 8).view(2, 3, 8, 8)
     y = x[:, 0].clone()
-    ax, ay = augment(x, y, torch.Generator().manual_seed(3))
+    ax, ay = train.augment(x, y, train.draw_symmetries(2, torch.Generator().manual_seed(3)))
     assert torch.equal(ax[:, 0], ay)
     for i in range(2):  # each result is one of the 8 symmetries of the original
         options = [x[i]]
@@ -140,3 +136,211 @@ def test_other_smp_architectures_take_a_decoder_list():
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="cannot build Unet"):
         build(ModelSpec(3, "scratch", architecture="Unet", encoder_depth=4, decoder_channels=[256, 128]))
+
+
+def _fit_as_before(image, ids, index, spec, settings, size, class_weights):
+    """The training loop as it was before its steps became capturable: eager, one batch of
+    each size that the data gives, the figures read after every batch. Kept as the reference
+    that the new loop must match on the CPU."""
+    seed_everything(settings.seed)
+    model = build(spec)
+    image_t, labels_t = train.to_tensors(image, ids, torch.device("cpu"))
+    corners = {s: torch.tensor(index.loc[index.split == s, ["row", "col"]].to_numpy()) for s in ("train", "val")}
+    weight = torch.tensor(class_weights)
+    n_classes = spec.n_classes
+    optimizer = train.make_optimizer(model, settings)
+    generator = torch.Generator().manual_seed(settings.seed)
+
+    def loss_terms(logits, y):
+        y = y.long()
+        total = torch.nn.functional.cross_entropy(logits, y, weight=weight, ignore_index=IGNORE_INDEX, reduction="sum")
+        return total, weight[y[y != IGNORE_INDEX]].sum()
+
+    def confusion(logits, y):
+        keep = y != IGNORE_INDEX
+        cells = y[keep].long() * n_classes + logits.argmax(1)[keep]
+        return torch.bincount(cells, minlength=n_classes ** 2).view(n_classes, n_classes).numpy()
+
+    def scores(cm):
+        return float(np.trace(cm) / cm.sum()), train.mean_iou(cm)
+
+    rows = []
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        n, b = len(corners["train"]), settings.batch_size
+        order = torch.randperm(n, generator=generator)
+        losses, cm = [], 0
+        for batch in [order[i * b : (i + 1) * b] for i in range(n // b)] or [order]:
+            x, y = gather(image_t, labels_t, corners["train"][batch], size)
+            if settings.augment:
+                x, y = train.augment(x, y, torch.rand(3, len(x), generator=generator) < 0.5)
+            logits = model(normalize(x, spec))
+            total, count = loss_terms(logits, y)
+            loss = total / count.clamp_min(1e-12)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            cm = cm + confusion(logits.detach(), y)
+        train_acc, train_miou = scores(cm)
+        model.eval()
+        val_loss = val_weight = 0.0
+        cm = 0
+        with torch.no_grad():
+            for i in range(0, len(corners["val"]), b):
+                x, y = gather(image_t, labels_t, corners["val"][i : i + b], size)
+                logits = model(normalize(x, spec))
+                total, count = loss_terms(logits, y)
+                val_loss, val_weight = val_loss + float(total), val_weight + float(count)
+                cm = cm + confusion(logits, y)
+        val_acc, val_miou = scores(cm)
+        rows.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "train_acc": train_acc, "train_miou": train_miou,
+                     "val_loss": val_loss / val_weight, "val_acc": val_acc, "val_miou": val_miou})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_the_capturable_steps_train_exactly_as_the_eager_loop_they_replace(augment):
+    """Same draws, same batches, same updates, bit for bit on the CPU; only the validation
+    loss may differ in its last digits (its last batch is padded with ignored patches)."""
+    image, ids, index, spec = _tiny_setup()
+    ids[:6, :9] = IGNORE_INDEX
+    index = patch_index(64, 64, 16, 8, 0.2, seed=0)  # 49 patches: 39 train, 10 val
+    settings = TrainSettings(epochs=3, batch_size=4, lr=1e-3, seed=1, augment=augment)
+    expected = _fit_as_before(image, ids, index, spec, settings, 16, [1.0, 3.0])
+    seed_everything(settings.seed)
+    history, _, _ = fit(build(spec), spec, image, ids, index, 16, [1.0, 3.0], settings, torch.device("cpu"), progress=False)
+    history = history.drop(columns="seconds")
+    pd.testing.assert_frame_equal(history.drop(columns="val_loss"), expected.drop(columns="val_loss"), check_exact=True)
+    np.testing.assert_allclose(history.val_loss, expected.val_loss, rtol=1e-6)
+
+
+def test_an_epoch_takes_the_full_batches_and_every_validation_patch(monkeypatch):
+    image, ids, index, spec = _tiny_setup()
+    index = patch_index(64, 64, 16, 8, 0.2, seed=0)  # 39 train, 10 val patches
+    seen = {"train": [], "val": []}
+    real_train, real_val = train._train_step, train._val_step
+
+    def spy(kind, real):
+        def step(batches, *args):
+            seen[kind].append(batches.batch)
+            real(batches, *args)
+        return step
+
+    monkeypatch.setattr(train, "_train_step", spy("train", real_train))
+    monkeypatch.setattr(train, "_val_step", spy("val", real_val))
+    settings = TrainSettings(epochs=1, batch_size=4, lr=1e-3, seed=0)
+    fit(build(spec), spec, image, ids, index, 16, [1.0, 1.0], settings, torch.device("cpu"), progress=False)
+    assert seen == {"train": [4] * 9, "val": [4] * 3}  # 39 // 4 full batches; 10 val patches padded to 12
+    seen = {"train": [], "val": []}
+    few = index[index.split == "val"].assign(split=["train"] * 3 + ["val"] * 7)  # 3 training patches
+    fit(build(spec), spec, image, ids, few, 16, [1.0, 1.0], settings, torch.device("cpu"), progress=False)
+    assert seen["train"] == [3]  # fewer patches than a batch: one smaller batch
+
+
+def _steps_on(spec, image, ids, corners, batch, kind):
+    model = build(spec)
+    batches = train._Batches(len(corners) // batch, batch, spec.n_classes, torch.device("cpu"), 1 if kind == "train" else 2)
+    image_t, labels_t = train.to_tensors(image, ids, torch.device("cpu"))
+    prepare = train.input_transform(spec, torch.device("cpu"))
+    weight = torch.ones(spec.n_classes)
+    if kind == "train":
+        optimizer = train.make_optimizer(model, TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0))
+        step = partial(train._train_step, batches, model, prepare, optimizer, image_t, labels_t, 16, weight, True)
+    else:
+        model.eval()
+        step = partial(train._val_step, batches, model, prepare, image_t, labels_t, 16, weight)
+    return model, batches, step
+
+
+@pytest.mark.parametrize("kind", ["train", "val"])
+def test_a_step_finds_its_batch_on_the_device_and_writes_in_place(kind):
+    """What replaying a captured CUDA graph needs: the same call with no arguments does the
+    next batch each time, and every result lands in tensors that keep their storage."""
+    image, ids, _, spec = _tiny_setup()
+    corners = torch.tensor([[0, 0], [8, 8], [16, 40], [48, 48], [30, 2], [12, 33]])
+    model, batches, step = _steps_on(spec, image, ids, corners, 2, kind)
+    valid = torch.tensor([True] * 5 + [False])  # in validation the last patch is padding
+    batches.start(corners, flags=train.draw_symmetries(2, torch.Generator()).expand(3, 3, 2), valid=valid)
+    tensors = [batches.corners, batches.flags, batches.valid, batches.step, batches.losses, batches.counts, *model.parameters()]
+    storage = [t.data_ptr() for t in tensors]
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(3):
+        step()
+    assert batches.step.tolist() == [3]
+    assert bool((batches.losses[:, 0] > 0).all())  # each call filled its own row
+    ignored = 16 * 16 if kind == "val" else 0
+    assert int(batches.counts[-1]) == ignored and int(batches.counts.sum()) == 6 * 16 * 16
+    assert [t.data_ptr() for t in tensors] == storage
+    changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert changed == (kind == "train")
+
+
+@pytest.mark.parametrize("lr, what", [
+    (1e30, r"the training loss is nan and the validation loss nan"),
+    (1e5, r"the training loss is [0-9.e+]+, more than 100 times the 0.693 of a uniform guess"),
+])
+def test_a_diverging_run_stops_with_the_epoch_and_what_to_try(lr, what):
+    image, ids, index, spec = _tiny_setup()
+    settings = TrainSettings(epochs=3, batch_size=3, lr=lr, seed=0)
+    with pytest.raises(DivergenceError, match=rf"training diverged in epoch 1: {what}, so no model is written. "
+                                              r"Try a smaller learning rate \(train.lr is " + re.escape(f"{lr:g}")):
+        fit(build(spec), spec, image, ids, index, 32, [1.0, 1.0], settings, torch.device("cpu"), progress=False)
+
+
+def test_a_sane_learning_rate_is_not_called_divergent():
+    image, ids, index, spec = _tiny_setup()
+    seed_everything(0)
+    settings = TrainSettings(epochs=2, batch_size=3, lr=1.0, seed=0)  # 1000 x the study's, still finite and small
+    history, _, _ = fit(build(spec), spec, image, ids, index, 32, [1.0, 1.0], settings, torch.device("cpu"), progress=False)
+    assert history.train_loss.between(0, 100 * np.log(2)).all()
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize("kind", ["train", "val"])
+def test_on_cuda_a_step_never_waits_for_the_host(kind):
+    image, ids, _, spec = _tiny_setup()
+    cuda = torch.device("cuda")
+    corners = torch.tensor([[0, 0], [8, 8], [16, 40], [48, 48], [30, 2], [12, 33]], device=cuda)
+    model = build(spec).to(cuda)
+    batches = train._Batches(3, 2, spec.n_classes, cuda, 1 if kind == "train" else 2)
+    image_t, labels_t = train.to_tensors(image, ids, cuda)
+    prepare = train.input_transform(spec, cuda)
+    weight = torch.ones(spec.n_classes, device=cuda)
+    if kind == "train":
+        optimizer = train.make_optimizer(model, TrainSettings(epochs=1, batch_size=2, lr=1e-3, seed=0), cuda)
+        step = partial(train._train_step, batches, model, prepare, optimizer, image_t, labels_t, 16, weight, True)
+    else:
+        model.eval()
+        step = partial(train._val_step, batches, model, prepare, image_t, labels_t, 16, weight)
+    batches.start(corners, flags=torch.zeros(3, 3, 2, dtype=torch.bool, device=cuda))
+    step()  # the first call may set up library handles and the optimiser state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert batches.step.item() == 3
+
+
+@needs_cuda
+def test_on_cuda_captured_steps_train_like_eager_ones(caplog):
+    image, ids, _, spec = _tiny_setup()
+    index = patch_index(64, 64, 16, 8, 0.2, seed=0)
+    histories = {}
+    for capture in (False, True):
+        seed_everything(0)
+        settings = TrainSettings(epochs=3, batch_size=4, lr=1e-3, seed=0, augment=True, capture=capture)
+        with caplog.at_level("INFO"):
+            histories[capture], _, _ = fit(build(spec), spec, image, ids, index, 16, [1.0, 2.0], settings,
+                                           torch.device("cuda"), progress=False)
+    assert "training step: captured as a CUDA graph" in caplog.text
+    assert "validation step: captured as a CUDA graph" in caplog.text
+    assert "capturing a CUDA graph failed" not in caplog.text
+    pd.testing.assert_frame_equal(histories[True].drop(columns="seconds"), histories[False].drop(columns="seconds"),
+                                  check_exact=False, rtol=2e-2, atol=2e-3)

@@ -177,3 +177,23 @@ def training_stride(config: dict, size: int) -> int:
 def prediction_stride(config: dict, size: int) -> int:
     """The configured prediction stride, or half the patch size when it is null."""
     return config["predict"]["stride"] or max(size // 2, 1)
+
+
+CPU_PREDICT_BATCH = 64
+GPU_PREDICT_PIXELS = 1 << 22
+
+
+def prediction_batch_size(config: dict, size: int, on_gpu: bool, row_windows: int) -> int:
+    """The configured windows per prediction batch, or the device's default when it is null.
+
+    On a GPU the default is as many windows as make about 4 Mpx (4096 of 32 px, 1024 of
+    64 px, 256 of 128 px), several window rows at once. On the CPU it is one window row at a
+    time, at most 64 windows: larger batches are slower there (measured: 128 px windows of a
+    1024 px image took 3.7 s in batches of 60, 2.6 s in batches of one 15-window row).
+    """
+    configured = config["predict"]["batch_size"]
+    if configured:
+        return configured
+    if on_gpu:
+        return max(CPU_PREDICT_BATCH, GPU_PREDICT_PIXELS // (size * size))
+    return min(CPU_PREDICT_BATCH, row_windows)

@@ -11,9 +11,17 @@ combined where they overlap by ``blend``:
     a weighted average with a centre-heavy Gaussian window (sigma = patch / 4), which removes
     the seams of window borders.
 
-Memory stays bounded on huge images: logits are accumulated for one strip of window rows at a
-time (classes x patch size x image width), and finished rows are reduced to class ids at
-once, so besides the image and the id map only a strip is held.
+Everything happens on the prediction device: the image goes there one band of rows at a
+time, windows are cut from it by indexing, and their weighted logits are summed there. Each
+pixel's sum is gathered from the windows that cover it in row-major window order (not
+scattered with atomics), so the result is deterministic on a GPU and, on the CPU, equal to
+adding the windows one by one. Only finished class ids come back to the host.
+
+Memory stays bounded on huge images: a band holds the windows of as many window rows as fit
+in one batch (at least one row), and its rows are reduced to class ids as soon as no later
+window touches them. Besides the image and the id map, only a band of logits is held: about
+``(1 + patch / stride) x classes x band height x image width`` floats, where the band height
+is the window rows of one batch times the stride, plus the patch size.
 """
 
 from __future__ import annotations
@@ -24,10 +32,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .patches import window_starts
+from .patches import cut, window_starts
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
-"""Maps a uint8 batch (B, C, s, s) to logits (B, K, s, s)."""
+"""Maps a uint8 batch (B, C, s, s) on the prediction device to logits (B, K, s, s)."""
 
 BLENDS = ("mean", "gaussian")
 
@@ -55,6 +63,20 @@ def with_flips(predictor: Predictor) -> Predictor:
     return predict
 
 
+def covering(starts: np.ndarray, size: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every position 0..length-1 along an axis, the windows (of ``size``, at ``starts``,
+    ascending) that cover it, in ascending order, as slots: (index, offset into the window,
+    valid), each (slots, length). Unused slots are marked invalid."""
+    position = np.arange(length)
+    first = np.searchsorted(starts + size, position, side="right")  # first window ending after it
+    last = np.searchsorted(starts, position, side="right") - 1  # last window starting at or before it
+    slots = int((last - first).max()) + 1
+    index = first[None, :] + np.arange(slots)[:, None]
+    valid = index <= last[None, :]
+    index = np.where(valid, index, 0)
+    return index, np.where(valid, position[None, :] - starts[index], 0), valid
+
+
 @torch.no_grad()
 def iter_strips(
     predictor: Predictor,
@@ -67,43 +89,69 @@ def iter_strips(
     blend: str = "mean",
     progress: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (first row, blended logits (K, rows, W)) for consecutive finished row blocks."""
+    """Yield (first row, blended logits (K, rows, W) on ``device``) for consecutive blocks of
+    finished rows, top to bottom."""
     height, width = image.shape[:2]
     if height < size or width < size:
         raise ValueError(f"image of {width} x {height} px is smaller than the {size} px patch")
     if stride > size:
-        raise ValueError(f"a stride of {stride} px would leave pixels between {size} px windows unpredicted")
-    rows = window_starts(height, size, stride)
-    cols = window_starts(width, size, stride)
-    weights = window_weights(size, blend)
-    total = torch.zeros((n_classes, size, width))  # logits x weights of rows [top, top + size)
-    count = torch.zeros((size, width))
+        raise ValueError(f"a stride of {stride} px would leave pixels unpredicted between {size} px windows")
+    device = torch.device(device)
+    rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
+    weights = window_weights(size, blend).to(device)
+    col_slots = [torch.from_numpy(a).to(device) for a in covering(cols, size, width)]
+    rows_per_band = max(1, batch_size // len(cols))
+    total = torch.zeros((0, width, n_classes), device=device)  # rows of the band above that are not finished
+    count = torch.zeros((0, width), device=device)
     bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not progress)
-    for i, top in enumerate(rows):
-        for start in range(0, len(cols), batch_size):
-            batch_cols = cols[start : start + batch_size]
-            windows = np.stack([image[top : top + size, c : c + size] for c in batch_cols])
-            batch = torch.from_numpy(windows).permute(0, 3, 1, 2).to(device)
-            logits = predictor(batch).float().cpu() * weights
-            for c, window_logits in zip(batch_cols, logits):
-                total[:, :, c : c + size] += window_logits
-                count[:, c : c + size] += weights
-            bar.update(len(batch_cols))
-        done = (rows[i + 1] if i + 1 < len(rows) else top + size) - top  # rows no later window touches
-        yield int(top), total[:, :done] / count[:done]
-        total = torch.cat([total[:, done:], torch.zeros((n_classes, done, width))], dim=1)
-        count = torch.cat([count[done:], torch.zeros((done, width))], dim=0)
+    for first in range(0, len(rows), rows_per_band):
+        band_rows = rows[first : first + rows_per_band]
+        top, bottom = int(band_rows[0]), int(band_rows[-1]) + size
+        pixels = torch.from_numpy(image[top:bottom]).to(device)  # (h, W, C) uint8
+        corners = torch.from_numpy(np.stack(np.meshgrid(band_rows - top, cols, indexing="ij"), -1).reshape(-1, 2)).to(device)
+        logits = torch.cat([
+            predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False)).float()
+            for i in range(0, len(corners), batch_size)
+        ])  # (windows, K, s, s), row-major
+        row_slots = [torch.from_numpy(a).to(device) for a in covering(band_rows - top, size, bottom - top)]
+        total, count = _add_band(total, count, logits, weights, row_slots, col_slots, len(cols))
+        bar.update(len(corners))
+        done = (int(rows[first + rows_per_band]) if first + rows_per_band < len(rows) else height) - top
+        yield top, (total[:done] / count[:done, :, None]).permute(2, 0, 1)
+        total, count = total[done:], count[done:]
     bar.close()
 
 
+def _add_band(carried_total, carried_count, logits, weights, row_slots, col_slots, n_cols):
+    """Add the weighted logits of a band's windows to the rows carried over from the band
+    above. Each pixel receives its windows in row-major order, one covering window per slot,
+    as if the windows were added one by one. Sums are held as (rows, W, K)."""
+    (row_index, row_offset, row_valid), (col_index, col_offset, col_valid) = row_slots, col_slots
+    height, width, n_classes, size = row_index.shape[1], col_index.shape[1], logits.shape[1], weights.shape[0]
+    total = torch.cat([carried_total, carried_total.new_zeros((height - len(carried_total), width, n_classes))])
+    count = torch.cat([carried_count, carried_count.new_zeros((height - len(carried_count), width))])
+    values = logits.permute(0, 2, 3, 1).reshape(-1, n_classes)  # one row of K logits per window pixel
+    for r in range(len(row_index)):
+        for c in range(len(col_index)):
+            window = row_index[r, :, None] * n_cols + col_index[c, None, :]  # (h, W)
+            pixel = (window * size + row_offset[r, :, None]) * size + col_offset[c, None, :]
+            valid = row_valid[r, :, None] & col_valid[c, None, :]
+            w = weights[row_offset[r, :, None], col_offset[c, None, :]]
+            value = values.index_select(0, pixel.view(-1)).view(height, width, n_classes)
+            total += torch.where(valid[:, :, None], value * w[:, :, None], 0.0)
+            count += torch.where(valid, w, 0.0)
+    return total, count
+
+
 def predict_logits(predictor: Predictor, image: np.ndarray, n_classes: int, size: int, stride: int, **kwargs) -> torch.Tensor:
-    """Blended logits (K, H, W) of the whole image; for small images (tests, notebooks)."""
-    return torch.cat([block for _, block in iter_strips(predictor, image, n_classes, size, stride, **kwargs)], dim=1)
+    """Blended logits (K, H, W) of the whole image, on the CPU; for small images (tests, notebooks)."""
+    return torch.cat([block.cpu() for _, block in iter_strips(predictor, image, n_classes, size, stride, **kwargs)], dim=1)
 
 
 def predict_ids(predictor: Predictor, image: np.ndarray, n_classes: int, size: int, stride: int, **kwargs) -> np.ndarray:
-    """Class ids (H, W) uint8: the argmax of the blended logits, built strip by strip."""
+    """Class ids (H, W) uint8: the argmax of the blended logits, built band by band on the
+    device; only the ids come back."""
     ids = np.empty(image.shape[:2], dtype=np.uint8)
     for top, block in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
-        ids[top : top + block.shape[1]] = block.argmax(0).to(torch.uint8).numpy()
+        ids[top : top + block.shape[1]] = block.argmax(0).to(torch.uint8).cpu().numpy()
     return ids

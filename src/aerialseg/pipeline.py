@@ -20,7 +20,7 @@ from . import config as cfg
 from . import demo, images, patches, stats, tables
 from .config import Case
 from .files import write_csv, write_json, write_markdown
-from .errors import ConfigError, InputError, WeightsError
+from .errors import ConfigError, DivergenceError, InputError, WeightsError
 from .metrics import confusion_matrix, mean_iou, per_class
 
 log = logging.getLogger("aerialseg")
@@ -45,12 +45,41 @@ def run(step, log_path, *args, **kwargs) -> None:
     setup_logging(log_path)
     try:
         step(*args, **kwargs)
-    except (InputError, ConfigError, WeightsError) as error:
+    except (InputError, ConfigError, WeightsError, DivergenceError) as error:
         log.error("%s", error)
         sys.exit(1)
     except Exception:
         log.exception("%s failed", step.__name__)
         raise
+
+
+class StartupClock:
+    """Times what a job spends before its real work: from the process's start (Python, the
+    Snakemake script wrapper) to the step function, then each phase marked in it."""
+
+    def __init__(self):
+        self.phases = [("launch", seconds_since_process_start())]
+        self.last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases.append((phase, now - self.last))
+        self.last = now
+
+    def report(self, before: str) -> None:
+        total = sum(seconds for _, seconds in self.phases)
+        log.info("start-up: %.1f s before %s (%s)", total, before,
+                 ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.phases))
+
+
+def seconds_since_process_start() -> float:
+    """How long this process has been running (NaN where the OS does not say)."""
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # psutil missing or the OS unsupported: the figure is only informative
+        return float("nan")
 
 
 def demo_scene(image_path, label_path, size: int, seed: int) -> None:
@@ -135,31 +164,42 @@ def train_case(
 
     With ``resume_path`` the training state is kept there after every epoch, so a killed
     job continues where it stopped when run again; it is removed once the outputs exist.
+    A run that diverges stops with an error naming the case and the epoch, and writes no model.
     """
+    clock = StartupClock()
     import torch
 
+    from . import device as devices
     from . import model as models
     from . import train
 
+    clock.mark("imports")
     torch.set_num_threads(threads)
-    device = train.resolve_device(config["train"]["device"])
+    device = devices.resolve(config["train"]["device"])
+    clock.mark("device")
     log.info("case %s on %s (%d CPU threads)", case.name, device, threads)
     image, ids = load_labelled(config, "train")
     index = pd.read_csv(patch_csv)
     names = cfg.class_names(config)
     weights = json.loads(Path(weights_json).read_text())
+    clock.mark("data")
     t = config["train"]
     settings = train.TrainSettings(
         epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=config["experiment"]["seed"],
-        optimizer=t["optimizer"], weight_decay=t["weight_decay"], augment=t["augment"],
+        optimizer=t["optimizer"], weight_decay=t["weight_decay"], augment=t["augment"], capture=t["capture"],
     )
     train.seed_everything(settings.seed)
     spec = _model_spec(config, case.init, len(names), image.shape[2])
     net = models.build(spec, config["model"]["weights"])
-    history, best_state, best_epoch = train.fit(
-        net, spec, image, ids, index, case.size, stats.loss_weights(weights, names, t["weighting"]),
-        settings, device, resume_path=resume_path, fingerprint=_fingerprint(config, case, patch_csv, weights_json),
-    )
+    clock.mark("model")
+    clock.report("the first epoch")
+    try:
+        history, best_state, best_epoch = train.fit(
+            net, spec, image, ids, index, case.size, stats.loss_weights(weights, names, t["weighting"]),
+            settings, device, resume_path=resume_path, fingerprint=_fingerprint(config, case, patch_csv, weights_json),
+        )
+    except DivergenceError as error:
+        raise DivergenceError(f"case {case.name}: {error}") from None
     extra = dict(case=case.name, classes=names, colors=[list(c) for c in cfg.class_colors(config)])
     if last_out:
         models.save_checkpoint(last_out, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
@@ -178,7 +218,7 @@ def _fingerprint(config: dict, case: Case, *paths) -> str:
 
     digest = hashlib.sha256()
     relevant = {k: config[k] for k in ("data", "experiment", "model")}
-    relevant["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "threads")}
+    relevant["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "threads", "capture")}
     digest.update(json.dumps([relevant, case.name], sort_keys=True, default=str).encode())
     for path in paths:
         digest.update(Path(path).read_bytes())
@@ -195,37 +235,48 @@ def _model_spec(config: dict, init: str, n_classes: int, in_channels: int):
     )
 
 
-def predict_image(config: dict, model_path, image_path, ids_out, color_out, threads: int = 1) -> None:
-    """Predict a whole image as a mosaic of overlapping windows."""
+def predict_images(config: dict, model_path, image_paths: Sequence, ids_outs: Sequence, color_outs: Sequence,
+                   threads: int = 1) -> None:
+    """Predict whole images with one case's model, each as a mosaic of overlapping windows;
+    one job predicts them all, so the model and the device are set up once."""
+    clock = StartupClock()
     import torch
 
+    from . import device as devices
     from . import model as models
-    from . import mosaic, train
+    from . import mosaic
 
+    clock.mark("imports")
     torch.set_num_threads(threads)
-    device = train.resolve_device(config["train"]["device"])
+    device = devices.resolve(config["train"]["device"])
+    clock.mark("device")
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    size = Case.parse(checkpoint["case"]).size
-    stride = cfg.prediction_stride(config, size)
-    image = images.read_image(image_path, images.DataSpec.from_config(config))
+    net = devices.channels_last(net)
+    prepare = models.input_transform(spec, device)
+    clock.mark("model")
+    clock.report("the first window")
 
     def predictor(batch):
-        with train.autocast(device):
-            return net(train.prepare(batch, spec))
+        with devices.autocast(device):
+            return net(prepare(batch))
 
+    size = Case.parse(checkpoint["case"]).size
+    stride = cfg.prediction_stride(config, size)
     options = config["predict"]
-    start = time.perf_counter()
-    ids = mosaic.predict_ids(
-        mosaic.with_flips(predictor) if options["tta"] else predictor, image, spec.n_classes, size, stride,
-        batch_size=options["batch_size"], device=device, blend=options["blend"], progress=True,
-    )
-    log.info("%s: %d x %d px predicted with %d px windows, stride %d, %s blend%s, in %.1f s",
-             image_path, image.shape[1], image.shape[0], size, stride, options["blend"],
-             " with flip TTA" if options["tta"] else "", time.perf_counter() - start)
-    images.write_png(ids_out, ids)
-    images.write_png(color_out, images.colorize(ids, cfg.class_colors(config)))
+    for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
+        image = images.read_image(image_path, images.DataSpec.from_config(config))
+        row_windows = len(patches.window_starts(image.shape[1], size, stride))
+        batch_size = cfg.prediction_batch_size(config, size, device.type == "cuda", row_windows)
+        start = time.perf_counter()
+        ids = mosaic.predict_ids(
+            mosaic.with_flips(predictor) if options["tta"] else predictor, image, spec.n_classes, size, stride,
+            batch_size=batch_size, device=device, blend=options["blend"], progress=True,
+        )
+        log.info("%s: %d x %d px predicted with %d px windows, stride %d, batches of %d, %s blend%s, in %.1f s",
+                 image_path, image.shape[1], image.shape[0], size, stride, batch_size, options["blend"],
+                 " with flip TTA" if options["tta"] else "", time.perf_counter() - start)
+        images.write_png(ids_out, ids)
+        images.write_png(color_out, images.colorize(ids, cfg.class_colors(config)))
 
 
 def evaluate(config: dict, case: Case, image: str, prediction_path, metrics_out, confusion_out, mosaic_out=None) -> None:

@@ -1,8 +1,15 @@
 """The training loop.
 
-The training image and its label are put on the training device once, as uint8 tensors;
-each batch is gathered from them by indexing (no per-patch PIL, no DataLoader workers), so
-the loop runs at the speed of the model.
+The training image and its label are put on the training device once, as uint8 tensors.
+Each epoch's batches (which patches, and with augmentation which symmetry each gets) are
+drawn up front from the seeded generator and copied to the device in one go. A step then
+finds its batch through a step counter that lives on the device, cuts the patches by
+indexing, and adds its loss and confusion counts to tensors on the device: it never waits
+for the host. So on CUDA the whole step (gather, augmentation, normalisation, forward,
+weighted loss, backward, optimiser step, bookkeeping) is captured once as a CUDA graph and
+replayed, one launch per step (`device.GraphedStep`), and validation likewise; the epoch's
+figures are read once, at its end. On the CPU the same step functions run eagerly, and the
+same config gives the same history run after run.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +27,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import IGNORE_INDEX
+from .device import GraphedStep, autocast, channels_last
+from .errors import DivergenceError
 from .files import atomic_path
 from .metrics import mean_iou
-from .model import ModelSpec, cpu_state, normalize
+from .model import ModelSpec, cpu_state, input_transform
+from .patches import cut
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +50,7 @@ class TrainSettings:
     optimizer: str = "adam"  # or "adamw"
     weight_decay: float = 0.0
     augment: bool = False  # random flips and transpositions (the 8 symmetries of a square)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
+    capture: bool = True  # on CUDA, replay the steps as captured CUDA graphs
 
 
 def seed_everything(seed: int) -> None:
@@ -63,32 +67,25 @@ def to_tensors(image: np.ndarray, ids: np.ndarray, device: torch.device) -> tupl
 
 def gather(image: torch.Tensor, labels: torch.Tensor, corners: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut patches at ``corners`` (B, 2: row, col): images (B, C, s, s), labels (B, s, s)."""
-    offsets = torch.arange(size, device=image.device)
-    rows = (corners[:, 0, None] + offsets)[:, :, None]  # (B, s, 1)
-    cols = (corners[:, 1, None] + offsets)[:, None, :]  # (B, 1, s)
-    patches = image[:, rows, cols].permute(1, 0, 2, 3)  # (C, B, s, s) -> (B, C, s, s)
-    return patches, labels[rows, cols]
+    return cut(image, corners, size), cut(labels, corners, size)
 
 
-class ConfusionMeter:
-    """Accumulates a confusion matrix on the device; ignored pixels are left out."""
+def add_confusion(counts: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+    """Add a batch to ``counts``, a flat (K * K + 1) confusion matrix (truth-major) whose
+    last cell collects the ignored pixels; in place, with no shape that depends on the data."""
+    n = logits.shape[1]
+    target = target.long()
+    cell = torch.where(target == IGNORE_INDEX, n * n, target * n + logits.argmax(1)).flatten()
+    counts.index_add_(0, cell, torch.ones_like(cell))
 
-    def __init__(self, n_classes: int, device: torch.device):
-        self.n = n_classes
-        self.counts = torch.zeros(n_classes * n_classes, dtype=torch.int64, device=device)
 
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
-        keep = target != IGNORE_INDEX
-        truth = target[keep].long()
-        pred = logits.argmax(1)[keep]
-        self.counts += torch.bincount(truth * self.n + pred, minlength=self.n * self.n)
+def confusion_matrix(counts: torch.Tensor, n_classes: int) -> np.ndarray:
+    """The (K, K) matrix of counts made by `add_confusion` (rows: truth)."""
+    return counts[: n_classes * n_classes].view(n_classes, n_classes).cpu().numpy()
 
-    def matrix(self) -> np.ndarray:
-        return self.counts.view(self.n, self.n).cpu().numpy()
 
-    def accuracy(self) -> float:
-        cm = self.matrix()
-        return float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan")
+def accuracy(cm: np.ndarray) -> float:
+    return float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan")
 
 
 def weighted_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,35 +97,94 @@ def weighted_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tens
     target = target.long()
     loss = torch.nn.functional.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE_INDEX, reduction="sum")
     keep = target != IGNORE_INDEX
-    return loss, weight[target[keep]].sum()
+    if target.is_cuda:  # no shape that depends on the data: capturable, no host sync
+        return loss, torch.where(keep, weight[target.masked_fill(~keep, 0)], 0.0).sum()
+    return loss, weight[target[keep]].sum()  # the kept pixels in order: the CPU's float sum, as ever
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-    """Index batches; with a generator shuffled and without a trailing partial batch, so a
-    batch of one never reaches BatchNorm."""
-    if generator is None:
-        order = torch.arange(n)
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    order = torch.randperm(n, generator=generator)
-    full = n // batch_size
-    if full == 0:  # fewer patches than a batch: train on all of them at once
-        return [order]
-    return [order[i * batch_size : (i + 1) * batch_size] for i in range(full)]
-
-
-def augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one random symmetry of the square to each patch (transpose, then flips), on the
-    patches' device; image and label get the same one."""
-    draws = torch.rand(3, len(x), generator=generator).to(x.device) < 0.5
-    for flag, op in zip(draws, (lambda t: t.transpose(-1, -2), lambda t: t.flip(-1), lambda t: t.flip(-2))):
+def augment(x: torch.Tensor, y: torch.Tensor, flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one symmetry of the square to each patch: ``flags`` (3, B) say whether to
+    transpose, then flip left-right, then flip up-down; image and label get the same one."""
+    for flag, op in zip(flags, (lambda t: t.transpose(-1, -2), lambda t: t.flip(-1), lambda t: t.flip(-2))):
         x = torch.where(flag.view(-1, 1, 1, 1), op(x), x)
         y = torch.where(flag.view(-1, 1, 1), op(y), y)
     return x, y
 
 
-def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+def draw_symmetries(batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """The (3, B) flags of `augment`, each true with probability 1/2."""
+    return torch.rand(3, batch_size, generator=generator) < 0.5
+
+
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """Adam or AdamW; on CUDA with its state on the device, so that its step can be captured."""
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    return kinds[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    extra = {"capturable": True} if device is not None and device.type == "cuda" else {}
+    return kinds[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, **extra)
+
+
+class _Batches:
+    """The tensors that the steps of an epoch read and write in place, on the device: the
+    corners of every batch (with augmentation their symmetry flags, in validation which
+    patches are padding), the step counter, each step's loss and the confusion counts."""
+
+    def __init__(self, steps: int, batch: int, n_classes: int, device: torch.device, loss_terms: int):
+        self.steps, self.batch, self.n_classes = steps, batch, n_classes
+        self.corners = torch.zeros((steps, batch, 2), dtype=torch.long, device=device)
+        self.flags = torch.zeros((steps, 3, batch), dtype=torch.bool, device=device)
+        self.valid = torch.ones((steps, batch), dtype=torch.bool, device=device)
+        self.step = torch.zeros(1, dtype=torch.long, device=device)
+        self.losses = torch.zeros((steps, loss_terms), dtype=torch.float32, device=device)
+        self.counts = torch.zeros(n_classes * n_classes + 1, dtype=torch.long, device=device)
+
+    def start(self, corners: torch.Tensor, flags: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> None:
+        self.corners.copy_(corners.view(self.steps, self.batch, 2))
+        if flags is not None:
+            self.flags.copy_(flags)
+        if valid is not None:
+            self.valid.copy_(valid.view(self.steps, self.batch))
+        self.step.zero_()
+        self.losses.zero_()
+        self.counts.zero_()
+
+    def current(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This step's slice of a per-step tensor, chosen on the device."""
+        return tensor.index_select(0, self.step)[0]
+
+    def record(self, losses: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        self.losses.index_copy_(0, self.step, losses.detach().view(1, -1))
+        add_confusion(self.counts, logits.detach(), target)
+        self.step += 1
+
+    def matrix(self) -> np.ndarray:
+        return confusion_matrix(self.counts, self.n_classes)
+
+
+def _train_step(batches: _Batches, model, prepare, optimizer, image, labels, size, weight, with_symmetries) -> None:
+    """One optimiser step on the batch that ``batches.step`` points at; no host sync."""
+    x, y = gather(image, labels, batches.current(batches.corners), size)
+    if with_symmetries:
+        x, y = augment(x, y, batches.current(batches.flags))
+    with autocast(image.device):
+        logits = model(prepare(x))
+    logits = logits.float()
+    loss_sum, weight_sum = weighted_loss(logits, y, weight)
+    loss = loss_sum / weight_sum.clamp_min(1e-12)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    batches.record(loss, logits, y)
+
+
+@torch.no_grad()
+def _val_step(batches: _Batches, model, prepare, image, labels, size, weight) -> None:
+    """Validation loss terms and confusion counts of one batch; padding patches are ignored."""
+    x, y = gather(image, labels, batches.current(batches.corners), size)
+    y = torch.where(batches.current(batches.valid).view(-1, 1, 1), y, IGNORE_INDEX)
+    with autocast(image.device):
+        logits = model(prepare(x)).float()
+    loss_sum, weight_sum = weighted_loss(logits, y, weight)
+    batches.record(torch.stack([loss_sum, weight_sum]), logits, y)
 
 
 def fit(
@@ -150,40 +206,104 @@ def fit(
     Returns the per-epoch history, the state dict of the best epoch by validation mIoU, and
     that epoch's number. With ``resume_path``, the full training state is saved there after
     every epoch, and a run that finds a state with the same ``fingerprint`` continues after
-    its last finished epoch, ending exactly as an uninterrupted run would.
+    its last finished epoch, ending exactly as an uninterrupted run would. A loss that is not
+    finite, or has exploded, raises `DivergenceError` at the end of its epoch.
     """
     image_t, labels_t = to_tensors(image, ids, device)
     corners = {
-        split: torch.tensor(index.loc[index.split == split, ["row", "col"]].to_numpy(), device=device)
+        split: torch.tensor(index.loc[index.split == split, ["row", "col"]].to_numpy(), dtype=torch.long, device=device)
         for split in ("train", "val")
     }
-    if len(corners["train"]) < 2:
-        raise ValueError(f"only {len(corners['train'])} training patch(es): need at least 2 for BatchNorm")
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    model.to(device)
+    n_train, n_val = len(corners["train"]), len(corners["val"])
+    if n_train < 2:
+        raise ValueError(f"only {n_train} training patch(es): need at least 2 for BatchNorm")
+    model = channels_last(model.to(device))
     weight = torch.tensor(class_weights, dtype=torch.float32, device=device)
-    optimizer = make_optimizer(model, settings)
+    optimizer = make_optimizer(model, settings, device)
     generator = torch.Generator().manual_seed(settings.seed)
     run = _RunState(model, optimizer, generator)
     if resume_path is not None:
         run.restore(resume_path, fingerprint, device)
 
+    # Fixed shapes: the trailing partial training batch is dropped (fewer patches than a
+    # batch make one smaller batch), so a batch of one never reaches BatchNorm; the last
+    # validation batch is padded with ignored patches, so every validation patch counts.
+    batch = min(settings.batch_size, n_train)
+    train = _Batches(n_train // batch, batch, spec.n_classes, device, loss_terms=1)
+    val = _Batches(-(-n_val // settings.batch_size), settings.batch_size, spec.n_classes, device, loss_terms=2)
+    padding = val.steps * val.batch - n_val
+    val_corners = torch.cat([corners["val"], corners["val"][:1].expand(padding, 2)])
+    val_valid = torch.arange(val.steps * val.batch, device=device) < n_val
+    prepare = input_transform(spec, device)
+    train_step = GraphedStep(
+        partial(_train_step, train, model, prepare, optimizer, image_t, labels_t, size, weight, settings.augment),
+        device, settings.capture, name="training step")
+    val_step = GraphedStep(partial(_val_step, val, model, prepare, image_t, labels_t, size, weight),
+                           device, settings.capture, name="validation step")
+
     for epoch in range(len(run.rows) + 1, settings.epochs + 1):
         start = time.perf_counter()
-        train = _train_epoch(model, spec, image_t, labels_t, corners["train"], size, weight,
-                             optimizer, settings, generator, epoch, progress)
-        val = evaluate(model, spec, image_t, labels_t, corners["val"], size, weight, settings.batch_size)
-        row = {"epoch": epoch, **train, **val, "seconds": time.perf_counter() - start}
+        order = torch.randperm(n_train, generator=generator)[: train.steps * batch]
+        flags = torch.stack([draw_symmetries(batch, generator) for _ in range(train.steps)]) if settings.augment else None
+        model.train()
+        train.start(corners["train"][order.to(device)], flags)
+        for _ in tqdm(range(train.steps), desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False):
+            train_step()
+        model.eval()
+        val.start(val_corners, valid=val_valid)
+        for _ in range(val.steps):
+            val_step()
+        row = {"epoch": epoch, **_train_figures(train), **_val_figures(val), "seconds": time.perf_counter() - start}
         log.info(
-            "epoch %d/%d: train loss %.4f acc %.4f mIoU %.4f | val loss %.4f acc %.4f mIoU %.4f | %.1f s",
+            "epoch %d/%d: train loss %.4f acc %.4f mIoU %.4f | val loss %.4f acc %.4f mIoU %.4f | %.1f s (%s steps)",
             epoch, settings.epochs, row["train_loss"], row["train_acc"], row["train_miou"],
-            row["val_loss"], row["val_acc"], row["val_miou"], row["seconds"],
+            row["val_loss"], row["val_acc"], row["val_miou"], row["seconds"], train_step.mode,
         )
+        _check_diverged(row, spec.n_classes, settings)
         run.finish_epoch(row)
         if resume_path is not None:
             run.save(resume_path, fingerprint)
     return pd.DataFrame(run.rows, columns=HISTORY_COLUMNS), run.best_state, run.best_epoch
+
+
+def _train_figures(train: _Batches) -> dict[str, float]:
+    """Mean of the batches' losses (as the float64 mean of their float32 values), accuracy, mIoU."""
+    cm = train.matrix()
+    losses = train.losses[:, 0].cpu().numpy().astype(np.float64)
+    return {"train_loss": float(np.mean(losses)), "train_acc": accuracy(cm), "train_miou": mean_iou(cm)}
+
+
+def _val_figures(val: _Batches) -> dict[str, float]:
+    """The validation loss over all pixels (weighted as in training), accuracy and mIoU."""
+    cm = val.matrix()
+    loss_sum = weight_sum = 0.0
+    for batch_loss, batch_weight in val.losses.cpu().tolist():  # summed in float64, batch by batch
+        loss_sum += batch_loss
+        weight_sum += batch_weight
+    return {"val_loss": loss_sum / weight_sum if weight_sum else float("nan"),
+            "val_acc": accuracy(cm), "val_miou": mean_iou(cm)}
+
+
+EXPLODED = 100
+"""A training loss above this many times ln(K), the loss of a uniform guess over K classes,
+means the logits are hundreds of units off: the run has blown up even if it is finite."""
+
+
+def _check_diverged(row: dict, n_classes: int, settings: TrainSettings) -> None:
+    """Stop a run whose loss is no longer a number, or has exploded, before it writes a model."""
+    uniform = float(np.log(n_classes))
+    if not (np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"])):
+        what = f"the training loss is {row['train_loss']:.4g} and the validation loss {row['val_loss']:.4g}"
+    elif row["train_loss"] > EXPLODED * uniform:
+        what = (f"the training loss is {row['train_loss']:.4g}, more than {EXPLODED} times the {uniform:.3g} "
+                "of a uniform guess")
+    else:
+        return
+    raise DivergenceError(
+        f"training diverged in epoch {row['epoch']}: {what}, so no model is written. Try a smaller "
+        f"learning rate (train.lr is {settings.lr:g}; the study uses 0.001), and check that the images are "
+        "not constant or corrupt."
+    )
 
 
 class _RunState:
@@ -233,57 +353,3 @@ class _RunState:
         self.rows = state["rows"]
         self.best_state, self.best_epoch, self.best_score = state["best_state"], state["best_epoch"], state["best_score"]
         log.info("resuming from %s: %d epoch(s) done, continuing at epoch %d", path, len(self.rows), len(self.rows) + 1)
-
-
-def _train_epoch(model, spec, image, labels, corners, size, weight, optimizer, settings,
-                 generator, epoch, progress) -> dict[str, float]:
-    model.train()
-    meter = ConfusionMeter(spec.n_classes, image.device)
-    losses = []
-    batches = _batches(len(corners), settings.batch_size, generator)
-    for batch in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False):
-        x, y = gather(image, labels, corners[batch.to(corners.device)], size)
-        if settings.augment:
-            x, y = augment(x, y, generator)
-        with autocast(image.device):
-            logits = model(prepare(x, spec))
-        loss_sum, weight_sum = weighted_loss(logits.float(), y, weight)
-        loss = loss_sum / weight_sum.clamp_min(1e-12)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        meter.update(logits.detach(), y)
-    return {"train_loss": float(np.mean(losses)), "train_acc": meter.accuracy(), "train_miou": mean_iou(meter.matrix())}
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op on the CPU, so CPU runs stay in float32 and exact."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def prepare(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
-    """uint8 patches -> the model's normalised input (channels-last on CUDA)."""
-    x = normalize(x, spec)
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
-
-
-@torch.no_grad()
-def evaluate(model, spec, image, labels, corners, size, weight, batch_size) -> dict[str, float]:
-    """Validation loss (weighted as in training), pixel accuracy and mIoU over the patches."""
-    model.eval()
-    meter = ConfusionMeter(spec.n_classes, image.device)
-    loss_sum, weight_sum = 0.0, 0.0
-    for batch in _batches(len(corners), batch_size, None):
-        x, y = gather(image, labels, corners[batch.to(corners.device)], size)
-        with autocast(image.device):
-            logits = model(prepare(x, spec)).float()
-        batch_loss, batch_weight = weighted_loss(logits, y, weight)
-        loss_sum += float(batch_loss)
-        weight_sum += float(batch_weight)
-        meter.update(logits, y)
-    return {
-        "val_loss": loss_sum / weight_sum if weight_sum else float("nan"),
-        "val_acc": meter.accuracy(),
-        "val_miou": mean_iou(meter.matrix()),
-    }
