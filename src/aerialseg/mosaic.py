@@ -153,5 +153,5 @@ def predict_ids(predictor: Predictor, image: np.ndarray, n_classes: int, size: i
     device; only the ids come back."""
     ids = np.empty(image.shape[:2], dtype=np.uint8)
     for top, block in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
-        ids[top : top + block.shape[1]] = block.argmax(0).to(torch.uint8).cpu().numpy()
+        ids[top : top + block.shape[1]] = block.max(0).indices.to(torch.uint8).cpu().numpy()  # argmax, faster
     return ids

@@ -72,7 +72,7 @@ def test_one_case_runs_through_slurm(cluster, tmp_path):
 
     # the scheduler's own record: every job ran as a Slurm job and completed
     submitted = {line.split("SLURM jobid ")[1].split()[0] for line in result.stderr.splitlines() if "SLURM jobid" in line}
-    assert len(submitted) >= 10  # demo x2, class_stats, patches, train, predict x2, evaluate x2, ...
+    assert len(submitted) >= 10  # demo x2, class_stats, patches, train, predict, evaluate x2, ...
     completion = {}
     for line in JOBCOMP.read_text().splitlines():  # slurmctld's job-completion log, the last record per id
         completion[line.split("JobId=")[1].split()[0]] = line
@@ -80,4 +80,4 @@ def test_one_case_runs_through_slurm(cluster, tmp_path):
     assert all("JobState=COMPLETED" in completion[job] and "ExitCode=0:0" in completion[job] for job in submitted)
     queue = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i %k %T"], capture_output=True, text=True, check=True)
     rules = {fields[1] for fields in map(str.split, queue.stdout.splitlines()) if fields[0] in submitted}
-    assert {"rule_train_wildcards_scratch_32", "rule_predict_wildcards_scratch_32_test", "rule_class_stats"} <= rules
+    assert {"rule_train_wildcards_scratch_32", "rule_predict_wildcards_scratch_32", "rule_class_stats"} <= rules
