@@ -21,12 +21,14 @@ except (cfg.ConfigError, InputError) as error:
     raise WorkflowError(str(error)) from None
 
 CASES = cfg.cases(config)
+REPEATS = cfg.repeats(config)
 
 
 wildcard_constraints:
     init="|".join(["imagenet", "scratch"]),
     size=r"\d+",
     image="|".join(IMAGES),
+    repeat=r"[2-9]|[1-9]\d+",  # repeat 1 is results/cases/ itself
 
 
 def image_path(wildcards):
@@ -37,8 +39,14 @@ def label_path(wildcards):
     return config["data"][wildcards.image]["label"]
 
 
-def case_dir(case):
-    return f"results/cases/{case.name}"
+def case_dir(case, repeat=1):
+    """Where a case's run lives: results/cases/ for repeat 1, results/repeats/{repeat}/cases/ for the others."""
+    return f"results/cases/{case.name}" if repeat == 1 else f"results/repeats/{repeat}/cases/{case.name}"
+
+
+def run_dirs():
+    """The folders of every run: each case, each repeat."""
+    return [case_dir(case, repeat) for repeat in REPEATS for case in CASES]
 
 
 def all_outputs():
@@ -57,6 +65,9 @@ def all_outputs():
         "results/summary/training.md",
         "results/summary/evaluation.md",
         "results/summary/per_class.csv",
+        "results/summary/runs.csv",
+        "results/summary/study_tables.md",
+        "results/summary/conclusions.md",
         "results/summary/metrics_vs_patch_size.png",
     ]
     return outputs

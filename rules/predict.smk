@@ -23,6 +23,19 @@ rule predict:
         "../scripts/predict.py"
 
 
+use rule predict as predict_repeat with:
+    input:
+        model="results/repeats/{repeat}/cases/{init}_p{size}/model.pt",
+        images=[config["data"][image]["image"] for image in IMAGES],
+    output:
+        ids=expand("results/repeats/{{repeat}}/cases/{{init}}_p{{size}}/{image}/prediction.png", image=IMAGES),
+        color=expand("results/repeats/{{repeat}}/cases/{{init}}_p{{size}}/{image}/prediction_color.png", image=IMAGES),
+    log:
+        "results/logs/repeats/{repeat}/predict/{init}_p{size}.log",
+    benchmark:
+        "results/benchmarks/repeats/{repeat}/predict/{init}_p{size}.tsv"
+
+
 rule evaluate:
     """Per-class precision, recall, F1, IoU, the confusion matrix and the mosaic figure
     (image | ground truth | prediction | errors); ignored pixels are left out."""
@@ -48,3 +61,18 @@ rule evaluate:
         "../envs/segmentation.yaml"
     script:
         "../scripts/evaluate.py"
+
+
+# Repeats keep the scores and confusion matrices; the mosaic figure is drawn for repeat 1.
+use rule evaluate as evaluate_repeat with:
+    input:
+        prediction="results/repeats/{repeat}/cases/{init}_p{size}/{image}/prediction.png",
+        image=image_path,
+        label=label_path,
+    output:
+        metrics="results/repeats/{repeat}/cases/{init}_p{size}/{image}/metrics.csv",
+        confusion="results/repeats/{repeat}/cases/{init}_p{size}/{image}/confusion.csv",
+    log:
+        "results/logs/repeats/{repeat}/evaluate/{init}_p{size}_{image}.log",
+    benchmark:
+        "results/benchmarks/repeats/{repeat}/evaluate/{init}_p{size}_{image}.tsv"

@@ -2,12 +2,12 @@
 
 
 rule summary:
-    """The study's tables: training (Table 2), evaluation (Table 3) and per-class scores."""
+    """The study's tables: training (Table 2), evaluation (Table 3) and per-class scores, over
+    the repeats; every single run; Tables 1-3 in the study's own layout."""
     input:
-        histories=expand("{case_dir}/history.csv", case_dir=map(case_dir, CASES)),
-        confusions=expand(
-            "{case_dir}/{image}/confusion.csv", case_dir=map(case_dir, CASES), image=IMAGES
-        ),
+        histories=expand("{run_dir}/history.csv", run_dir=run_dirs()),
+        confusions=expand("{run_dir}/{image}/confusion.csv", run_dir=run_dirs(), image=IMAGES),
+        class_stats="results/data/class_stats.csv",
     output:
         training=report(
             "results/summary/training.csv",
@@ -32,6 +32,14 @@ rule summary:
             subcategory="tables",
             labels={"table": "per class"},
         ),
+        runs=report(
+            "results/summary/runs.csv",
+            caption="../report/runs_table.rst",
+            category="4. Comparison",
+            subcategory="tables",
+            labels={"table": "every run"},
+        ),
+        study_tables="results/summary/study_tables.md",
     log:
         "results/logs/summary.log",
     benchmark:
@@ -40,6 +48,29 @@ rule summary:
         "../envs/segmentation.yaml"
     script:
         "../scripts/summary.py"
+
+
+rule conclusions:
+    """The study's three conclusions checked against every run, with a verdict each."""
+    input:
+        runs="results/summary/runs.csv",
+        patches=expand("results/patches/p{size}.csv", size=config["experiment"]["patch_sizes"]),
+    output:
+        markdown="results/summary/conclusions.md",
+        html=report(
+            "results/summary/conclusions.html",
+            caption="../report/conclusions.rst",
+            category="5. Conclusions",
+            labels={"document": "conclusions"},
+        ),
+    log:
+        "results/logs/conclusions.log",
+    benchmark:
+        "results/benchmarks/conclusions.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/conclusions.py"
 
 
 rule confusion_figure:

@@ -15,6 +15,7 @@ rule train:
     params:
         # kept outside the outputs, which Snakemake deletes when a job fails
         resume="results/resume/{init}_p{size}/state.pt",
+        repeat=1,
     threads: config["train"]["threads"]
     resources:
         gpu=1,
@@ -26,6 +27,22 @@ rule train:
         "../envs/segmentation.yaml"
     script:
         "../scripts/train.py"
+
+
+# Repeats 2.. of a case (experiment.repeats): the same job with the next seed, under
+# results/repeats/{repeat}/, each its own job so that they spread over a cluster.
+use rule train as train_repeat with:
+    output:
+        model="results/repeats/{repeat}/cases/{init}_p{size}/model.pt",
+        history="results/repeats/{repeat}/cases/{init}_p{size}/history.csv",
+        last="results/repeats/{repeat}/cases/{init}_p{size}/last.pt",
+    params:
+        resume="results/resume/repeats/{repeat}/{init}_p{size}/state.pt",
+        repeat=lambda wc: int(wc.repeat),
+    log:
+        "results/logs/repeats/{repeat}/train/{init}_p{size}.log",
+    benchmark:
+        "results/benchmarks/repeats/{repeat}/train/{init}_p{size}.tsv"
 
 
 rule training_curves:

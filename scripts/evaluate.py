@@ -7,5 +7,5 @@ from aerialseg.config import Case
 pipeline.run(
     pipeline.evaluate, snakemake.log[0], snakemake.config,
     Case(snakemake.wildcards.init, int(snakemake.wildcards.size)), snakemake.wildcards.image,
-    snakemake.input.prediction, snakemake.output.metrics, snakemake.output.confusion, snakemake.output.mosaic,
+    snakemake.input.prediction, snakemake.output.metrics, snakemake.output.confusion, snakemake.output.get("mosaic"),
 )

@@ -5,5 +5,6 @@ from aerialseg import pipeline
 
 pipeline.run(
     pipeline.summarize, snakemake.log[0], snakemake.config,
-    snakemake.input.histories, snakemake.input.confusions, dict(snakemake.output.items()),
+    snakemake.input.histories, snakemake.input.confusions, snakemake.input.class_stats,
+    dict(snakemake.output.items()),
 )

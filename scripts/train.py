@@ -9,5 +9,5 @@ pipeline.run(
     Case(snakemake.wildcards.init, int(snakemake.wildcards.size)),
     snakemake.input.patches, snakemake.input.weights,
     snakemake.output.model, snakemake.output.history, snakemake.output.last,
-    resume_path=snakemake.params.resume, threads=snakemake.threads,
+    resume_path=snakemake.params.resume, threads=snakemake.threads, repeat=snakemake.params.repeat,
 )

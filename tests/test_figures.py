@@ -110,6 +110,18 @@ def test_metric_vs_patch_size():
     assert len(fig2.axes) == 1
 
 
+def test_metric_vs_patch_size_draws_the_spread_between_repeats():
+    evaluation = _evaluation()
+    evaluation["miou_sd"] = 0.05
+    ax = metric_vs_patch_size(evaluation, metrics=("miou",)).axes[0]
+    bars = [c for c in ax.collections if c.get_segments()]  # one vertical bar per point
+    assert sum(len(c.get_segments()) for c in bars) == len(evaluation)
+    segment = bars[0].get_segments()[0]
+    assert segment[1][1] - segment[0][1] == pytest.approx(0.1)  # mean +- one sd
+    plain = metric_vs_patch_size(_evaluation(), metrics=("miou",)).axes[0]
+    assert not [c for c in plain.collections if c.get_segments()]
+
+
 def test_save_writes_png(tmp_path):
     fig = training_curves(_history(3), "t")
     out = tmp_path / "sub" / "dir" / "curves.png"

@@ -161,6 +161,16 @@ def cases(config: dict) -> list[Case]:
     return [Case(init, size) for init in experiment["inits"] for size in experiment["patch_sizes"]]
 
 
+def repeats(config: dict) -> list[int]:
+    """The repeats of every case, 1..experiment.repeats (1 is the study's run)."""
+    return list(range(1, config["experiment"]["repeats"] + 1))
+
+
+def repeat_seed(config: dict, repeat: int) -> int:
+    """Repeat r trains with seed experiment.seed + r - 1; the patch split keeps experiment.seed."""
+    return config["experiment"]["seed"] + repeat - 1
+
+
 def class_names(config: dict) -> list[str]:
     return [c["name"] for c in config["data"]["classes"]]
 

@@ -168,11 +168,13 @@ def confusion_grid(confusions: Mapping[str, np.ndarray], class_names: Sequence[s
 
 def metric_vs_patch_size(evaluation: pd.DataFrame,
                          metrics: tuple[str, ...] = ("miou", "f1", "overall_accuracy")) -> Figure:
-    """One panel per metric: metric vs patch size, colour = init, line style = image."""
+    """One panel per metric: metric vs patch size, colour = init, line style = image; with
+    ``{metric}_sd`` columns (several repeats) error bars of one standard deviation."""
     fig = Figure(figsize=(4.6 * len(metrics), 4.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False).ravel())
     sizes = sorted(int(s) for s in evaluation["patch_size"].unique())
-    grouped = (evaluation.groupby(["init", "image", "patch_size"], as_index=False)[list(metrics)]
+    spreads = [f"{m}_sd" for m in metrics if f"{m}_sd" in evaluation]  # over repeats, when there are several
+    grouped = (evaluation.groupby(["init", "image", "patch_size"], as_index=False)[list(metrics) + spreads]
                .mean().sort_values("patch_size"))
     inits = sorted(grouped["init"].unique(), key=lambda s: (s not in INIT_COLORS, s))
     images = sorted(grouped["image"].unique(), key=lambda s: (s not in IMAGE_STYLES, s))
@@ -183,8 +185,8 @@ def metric_vs_patch_size(evaluation: pd.DataFrame,
     styles = {img: IMAGE_STYLES.get(img, ":") for img in images}
     for ax, metric in zip(axes, metrics):
         for (init, image), part in grouped.groupby(["init", "image"], sort=False):
-            ax.plot(part["patch_size"], part[metric], color=colors[init],
-                    linestyle=styles[image], marker="o")
+            ax.errorbar(part["patch_size"], part[metric], yerr=part.get(f"{metric}_sd"), color=colors[init],
+                        linestyle=styles[image], marker="o", capsize=3)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()

@@ -19,7 +19,7 @@ import pandas as pd
 from . import config as cfg
 from . import demo, images, patches, stats, tables
 from .config import Case
-from .files import write_csv, write_json, write_markdown
+from .files import atomic_path, write_csv, write_json, write_markdown
 from .errors import ConfigError, DivergenceError, InputError, WeightsError
 from .metrics import confusion_matrix, mean_iou, per_class
 
@@ -158,9 +158,10 @@ def patch_index(config: dict, size: int, out_csv) -> None:
 
 def train_case(
     config: dict, case: Case, patch_csv, weights_json, model_out, history_out, last_out=None,
-    resume_path=None, threads: int = 1,
+    resume_path=None, threads: int = 1, repeat: int = 1,
 ) -> None:
-    """Train one case; write its best checkpoint, its last one and the per-epoch history.
+    """Train one case (its ``repeat``, with that repeat's seed); write its best checkpoint,
+    its last one and the per-epoch history.
 
     With ``resume_path`` the training state is kept there after every epoch, so a killed
     job continues where it stopped when run again; it is removed once the outputs exist.
@@ -177,7 +178,8 @@ def train_case(
     torch.set_num_threads(threads)
     device = devices.resolve(config["train"]["device"])
     clock.mark("device")
-    log.info("case %s on %s (%d CPU threads)", case.name, device, threads)
+    seed = cfg.repeat_seed(config, repeat)
+    log.info("case %s, repeat %d (seed %d), on %s (%d CPU threads)", case.name, repeat, seed, device, threads)
     image, ids = load_labelled(config, "train")
     index = pd.read_csv(patch_csv)
     names = cfg.class_names(config)
@@ -185,7 +187,7 @@ def train_case(
     clock.mark("data")
     t = config["train"]
     settings = train.TrainSettings(
-        epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=config["experiment"]["seed"],
+        epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=seed,
         optimizer=t["optimizer"], weight_decay=t["weight_decay"], augment=t["augment"], capture=t["capture"],
     )
     train.seed_everything(settings.seed)
@@ -196,10 +198,11 @@ def train_case(
     try:
         history, best_state, best_epoch = train.fit(
             net, spec, image, ids, index, case.size, stats.loss_weights(weights, names, t["weighting"]),
-            settings, device, resume_path=resume_path, fingerprint=_fingerprint(config, case, patch_csv, weights_json),
+            settings, device, resume_path=resume_path, fingerprint=_fingerprint(config, case, seed, patch_csv, weights_json),
         )
     except DivergenceError as error:
-        raise DivergenceError(f"case {case.name}: {error}") from None
+        run = case.name if repeat == 1 else f"{case.name} (repeat {repeat})"
+        raise DivergenceError(f"case {run}: {error}") from None
     extra = dict(case=case.name, classes=names, colors=[list(c) for c in cfg.class_colors(config)])
     if last_out:
         models.save_checkpoint(last_out, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
@@ -211,15 +214,16 @@ def train_case(
     log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, settings.epochs)
 
 
-def _fingerprint(config: dict, case: Case, *paths) -> str:
+def _fingerprint(config: dict, case: Case, seed: int, *paths) -> str:
     """What a saved training state must match to be resumed: everything that shapes the run
     except the device and the thread count."""
     import hashlib
 
     digest = hashlib.sha256()
-    relevant = {k: config[k] for k in ("data", "experiment", "model")}
+    relevant = {k: config[k] for k in ("data", "model")}
+    relevant["experiment"] = {k: v for k, v in config["experiment"].items() if k != "repeats"}
     relevant["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "threads", "capture")}
-    digest.update(json.dumps([relevant, case.name], sort_keys=True, default=str).encode())
+    digest.update(json.dumps([relevant, case.name, seed], sort_keys=True, default=str).encode())
     for path in paths:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()
@@ -301,15 +305,25 @@ def read_confusion(path) -> np.ndarray:
     return pd.read_csv(path, index_col=0).to_numpy()
 
 
-def summarize(config: dict, history_paths: Sequence, confusion_paths: Sequence, out: dict) -> None:
-    """Write the comparison tables (CSV and Markdown).
+def run_of(path) -> tuple[Case, int]:
+    """The case and repeat of a file in ``results/cases/{case}/`` (repeat 1) or
+    ``results/repeats/{repeat}/cases/{case}/``."""
+    parts = Path(path).parts
+    at = len(parts) - 1 - parts[::-1].index("cases")
+    repeat = int(parts[at - 1]) if at >= 2 and parts[at - 2] == "repeats" else 1
+    return Case.parse(parts[at + 1]), repeat
 
-    ``history_paths`` are ``results/cases/{case}/history.csv``; ``confusion_paths`` are
-    ``results/cases/{case}/{image}/confusion.csv``; the case and image are read from the path.
-    ``out`` maps training, training_md, evaluation, evaluation_md, per_class to paths.
+
+def summarize(config: dict, history_paths: Sequence, confusion_paths: Sequence, class_stats_csv, out: dict) -> None:
+    """Write the comparison tables (CSV and Markdown), every single run, and the study's
+    Tables 1-3 in its own layout.
+
+    ``history_paths`` are ``.../cases/{case}/history.csv`` and ``confusion_paths``
+    ``.../cases/{case}/{image}/confusion.csv`` of every repeat (`run_of`). ``out`` maps
+    training, training_md, evaluation, evaluation_md, per_class, runs and study_tables to paths.
     """
-    histories = {Case.parse(Path(p).parent.name): pd.read_csv(p) for p in history_paths}
-    confusions = {(Case.parse(Path(p).parent.parent.name), Path(p).parent.name): read_confusion(p) for p in confusion_paths}
+    histories = {run_of(p): pd.read_csv(p) for p in history_paths}
+    confusions = {(*run_of(p), Path(p).parent.name): read_confusion(p) for p in confusion_paths}
     training = tables.training_table(histories)
     evaluation = tables.evaluation_table(confusions)
     write_csv(training, out["training"])
@@ -317,6 +331,31 @@ def summarize(config: dict, history_paths: Sequence, confusion_paths: Sequence, 
     write_csv(evaluation, out["evaluation"])
     write_markdown(evaluation, out["evaluation_md"])
     write_csv(tables.per_class_table(confusions, cfg.class_names(config)), out["per_class"])
+    seeds = {repeat: cfg.repeat_seed(config, repeat) for _, repeat in histories}
+    write_csv(tables.runs_table(histories, confusions, seeds), out["runs"])
+    with atomic_path(out["study_tables"]) as tmp:
+        tmp.write_text(tables.study_tables(pd.read_csv(class_stats_csv), training, evaluation))
+
+
+def conclude(config: dict, runs_csv, patch_csvs: Sequence, markdown_out, html_out) -> None:
+    """Check the study's three conclusions against every run (see `aerialseg.conclusions`);
+    ``patch_csvs`` are the patch indexes ``results/patches/p{size}.csv``."""
+    from . import conclusions
+
+    experiment = config["experiment"]
+    overlapping = any(cfg.training_stride(config, size) < size for size in experiment["patch_sizes"])
+    batch = config["train"]["batch_size"]
+    steps = {}
+    for path in patch_csvs:
+        n_train = int((pd.read_csv(path)["split"] == "train").sum())
+        steps[int(Path(path).stem.lstrip("p"))] = max(n_train // batch, 1)  # as train.fit batches them
+    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping, steps)
+    with atomic_path(markdown_out) as tmp:
+        tmp.write_text(conclusions.to_markdown(blocks))
+    with atomic_path(html_out) as tmp:
+        tmp.write_text(conclusions.to_html(blocks))
+    for number, finding in enumerate(found, 1):
+        log.info("conclusion %d (%s): %s", number, finding.claim, finding.verdict)
 
 
 def figure_curves(case: Case, history_path, out) -> None:

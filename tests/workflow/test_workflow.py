@@ -45,6 +45,16 @@ def test_dry_run_of_the_study_lists_six_training_jobs(tmp_path):
     assert counts["predict"] == 6  # one per case, both images
     assert counts["evaluate"] == 12
     assert counts["demo_scene"] == 2
+    assert "train_repeat" not in counts  # one repeat: the study's jobs only
+
+
+def test_each_repeat_is_its_own_set_of_jobs(tmp_path):
+    repeats = tmp_path / "repeats.yaml"
+    repeats.write_text("experiment:\n  repeats: 3\n")
+    counts = job_counts(snakemake("-n", "--configfile", repeats, workdir=tmp_path).stdout)
+    assert (counts["train"], counts["train_repeat"]) == (6, 12)
+    assert (counts["predict"], counts["predict_repeat"]) == (6, 12)
+    assert (counts["evaluate"], counts["evaluate_repeat"]) == (12, 24)
 
 
 def test_a_single_case_can_be_asked_for(tmp_path):
@@ -140,8 +150,21 @@ def test_end_to_end_tiny_study(tiny_run):
             assert (folder / "mosaic.png").stat().st_size > 0
         assert (results / f"cases/{case}/training_curves.png").stat().st_size > 0
 
+    # the second repeat: the same files beside the first, with the next seed
+    for case in cases:
+        repeat = results / f"repeats/2/cases/{case}"
+        assert (repeat / "model.pt").is_file() and (repeat / "test/confusion.csv").is_file()
+        assert not (repeat / "test/mosaic.png").exists()
+    runs = pd.read_csv(results / "summary/runs.csv")
+    assert len(runs) == 2 * 2 * 2 and sorted(runs.seed.unique()) == [42, 43]
+    assert set(runs.columns) >= {"case", "repeat", "seed", "image", "miou", "f1", "val_miou", "train_seconds"}
+
     training = pd.read_csv(results / "summary/training.csv")
     assert training.case.tolist() == cases
+    assert (training.repeats == 2).all() and training.val_miou_sd.notna().all()
+    for case, part in runs[runs.image == "test"].groupby("case"):
+        row = training[training.case == case].iloc[0]
+        assert row.val_miou == pytest.approx(part.val_miou.mean()) and row.val_miou_sd == pytest.approx(part.val_miou.std())
     for column in ["case", "init", "patch_size", "train_acc", "train_loss", "train_miou",
                    "val_acc", "val_loss", "val_miou", "train_seconds"]:
         assert column in training.columns
@@ -156,6 +179,10 @@ def test_end_to_end_tiny_study(tiny_run):
     assert (results / "summary/evaluation.md").read_text().startswith("| case")
     per_class = pd.read_csv(results / "summary/per_class.csv")
     assert len(per_class) == 4 * len(CLASSES)
+    study = (results / "summary/study_tables.md").read_text()
+    assert all(f"Table {n}:" in study for n in (1, 2, 3)) and "| 1a " in study and "| 2a " in study
+    conclusions = (results / "summary/conclusions.md").read_text()
+    assert conclusions.count("**Verdict: ") == 3 and "2 runs per case (seeds 42, 43)" in conclusions
     for figure in ["confusion_train.png", "confusion_test.png", "metrics_vs_patch_size.png"]:
         assert (results / "summary" / figure).stat().st_size > 0
     for log in ["class_stats.log", "train/imagenet_p32.log", "predict/scratch_p32.log"]:
@@ -164,7 +191,7 @@ def test_end_to_end_tiny_study(tiny_run):
 
 REPORT_FILES = [
     "class_stats.csv", "training_curves.png", "mosaic.png", "confusion_train.png", "confusion_test.png",
-    "metrics_vs_patch_size.png", "training.csv", "evaluation.csv", "per_class.csv",
+    "metrics_vs_patch_size.png", "training.csv", "evaluation.csv", "per_class.csv", "runs.csv", "conclusions.html",
 ]
 
 
@@ -180,7 +207,7 @@ def test_report_holds_every_figure_and_table_with_captions(report):
     for name in REPORT_FILES:
         assert name in html, name
     for caption in ["Row-normalised confusion matrices", "the study's Table 2", "the study's Table 3",
-                    "Training curves of case", "Panels: image, ground truth"]:
+                    "Training curves of case", "Panels: image, ground truth", "each checked", "Every single training run"]:
         assert caption in html, caption
 
 

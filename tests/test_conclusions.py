@@ -1,0 +1,108 @@
+"""The verdict rule on made-up runs with known answers."""
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aerialseg import conclusions
+from aerialseg.conclusions import CONTRADICTED, NOT_RESOLVED, SUPPORTED, Difference
+from aerialseg.tables import RUN_COLUMNS
+
+SIZES = (32, 64, 128)
+
+
+def make_runs(miou, seconds=None, val_gap=0.05):
+    """Runs of every case and repeat: ``miou[case]`` and ``seconds[case]`` list one value per repeat."""
+    rows = []
+    for case, values in miou.items():
+        init, size = case.rsplit("_p", 1)
+        for repeat, value in enumerate(values, 1):
+            for image in ("train", "test"):
+                row = dict.fromkeys(RUN_COLUMNS, 0.5)
+                row.update(case=case, init=init, patch_size=int(size), repeat=repeat, seed=41 + repeat, image=image,
+                           miou=value, f1=value + 0.1, val_miou=value + val_gap,
+                           train_seconds=(seconds or {}).get(case, [100.0] * len(values))[repeat - 1])
+                rows.append(row)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def steady(base, step, n=3, noise=0.002):
+    """n repeats around ``base``, rising by ``step`` per patch size, with a little seed noise."""
+    wiggle = np.linspace(-noise, noise, n)
+    return {size: list(base + step * i + wiggle) for i, size in enumerate(SIZES)}
+
+
+def test_the_interval_is_a_paired_t_interval():
+    d = Difference((1.0, 2.0, 3.0))
+    assert d.mean == 2 and d.sd == 1
+    low, high = d.interval
+    assert (low, high) == pytest.approx((2 - 4.303 / math.sqrt(3), 2 + 4.303 / math.sqrt(3)))
+    assert d.sign == 0  # the spread between seeds is as large as the difference
+    assert Difference((1.0, 1.1, 0.9)).sign == 1 and Difference((-1.0, -1.1, -0.9)).sign == -1
+    assert Difference((0.3,)).sign == 0 and math.isnan(Difference((0.3,)).interval[0])
+
+
+def test_a_clear_win_is_supported():
+    imagenet, scratch = steady(0.60, 0.05), steady(0.50, 0.05)
+    runs = make_runs({**{f"imagenet_p{s}": v for s, v in imagenet.items()}, **{f"scratch_p{s}": v for s, v in scratch.items()}},
+                     seconds={f"{i}_p{s}": [100.0, 102.0, 98.0] for i in ("imagenet", "scratch") for s in SIZES})
+    patch, init, time = conclusions.findings(runs)
+    assert (patch.verdict, init.verdict, time.verdict) == (SUPPORTED, SUPPORTED, SUPPORTED)
+    assert "64 -> 128 px: test mIoU +0.0500" in " ".join(patch.evidence) and "a counted gain" in patch.evidence[0]
+    assert "ImageNet minus scratch: test mIoU +0.1000" in init.evidence[0]
+    assert "ratio 1.000 (95 % CI" in time.evidence[0]
+
+
+def test_a_tie_within_the_noise_is_not_resolved():
+    rng = np.random.default_rng(0)
+    runs = make_runs({f"{i}_p{s}": list(0.6 + rng.normal(0, 0.05, 3)) for i in ("imagenet", "scratch") for s in SIZES},
+                     seconds={f"{i}_p{s}": list(100 + rng.normal(0, 30, 3)) for i in ("imagenet", "scratch") for s in SIZES})
+    patch, init, time = conclusions.findings(runs)
+    assert (patch.verdict, init.verdict, time.verdict) == (NOT_RESOLVED, NOT_RESOLVED, NOT_RESOLVED)
+    assert all("within the noise" in line for line in init.evidence)
+
+
+def test_a_reversal_is_contradicted():
+    scratch, imagenet = steady(0.60, -0.05), steady(0.50, -0.05)  # smaller patches and scratch win
+    runs = make_runs({**{f"imagenet_p{s}": v for s, v in imagenet.items()}, **{f"scratch_p{s}": v for s, v in scratch.items()}},
+                     seconds={**{f"imagenet_p{s}": [150.0, 151.0, 149.0] for s in SIZES},
+                              **{f"scratch_p{s}": [100.0, 101.0, 99.0] for s in SIZES}})
+    patch, init, time = conclusions.findings(runs)
+    assert (patch.verdict, init.verdict, time.verdict) == (CONTRADICTED, CONTRADICTED, CONTRADICTED)
+    assert "a counted loss" in init.evidence[0] and "ratio 1.500" in time.evidence[0]
+
+
+def test_one_loss_among_gains_contradicts_and_one_tie_leaves_it_open():
+    gains = {f"scratch_p{s}": v for s, v in steady(0.5, 0.05).items()}
+    assert conclusions.patch_size_finding(make_runs(gains)).verdict == SUPPORTED
+    tie = {**gains, "scratch_p128": [0.553, 0.549, 0.551]}  # 64 -> 128 px: +0.005, -0.001, -0.001
+    assert conclusions.patch_size_finding(make_runs(tie)).verdict == NOT_RESOLVED
+    loss = {**gains, "scratch_p128": [0.40, 0.401, 0.402]}
+    assert conclusions.patch_size_finding(make_runs(loss)).verdict == CONTRADICTED
+
+
+def test_with_one_repeat_differences_are_reported_not_called():
+    runs = make_runs({f"{i}_p{s}": [0.9 if i == "imagenet" else 0.1] for i in ("imagenet", "scratch") for s in SIZES})
+    found = conclusions.findings(runs)
+    assert [f.verdict for f in found] == [NOT_RESOLVED] * 3
+    assert "+0.8000 (one run: reported, not called)" in found[1].evidence[0]
+
+
+def test_the_document_states_verdicts_and_the_validation_gap():
+    runs = make_runs({f"{i}_p{s}": v for i, base in (("imagenet", 0.6), ("scratch", 0.5))
+                      for s, v in steady(base, 0.05).items()}, val_gap=0.2)
+    found, blocks = conclusions.document(runs, split="random", overlapping=True, steps={32: 51, 64: 12, 128: 3})
+    markdown = conclusions.to_markdown(blocks)
+    assert "optimiser steps per epoch: 32 px 51, 64 px 12, 128 px 3." in markdown
+    assert markdown.count("**Verdict: supported.**") == 3
+    assert re.search(r"\| imagenet_p32 +\| 1a +\| 0.6000 ± 0.0020 +\|", markdown)
+    assert re.search(r"\| scratch_p128 +\| 2c +\|", markdown)
+    assert "gap +0.2000" in markdown and "`experiment.split: blocks`" in markdown and "inflated" in markdown
+    html = conclusions.to_html(blocks)
+    assert html.startswith("<!DOCTYPE html>") and html.count("<strong>Verdict: supported.</strong>") == 3
+    assert "<code>experiment.split: blocks</code>" in html
+    _, blocked = conclusions.document(runs, split="blocks", overlapping=True)
+    assert "validation shares no pixel with training" in conclusions.to_markdown(blocked)

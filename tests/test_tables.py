@@ -1,0 +1,84 @@
+"""The comparison tables: one repeat keeps the study's columns, several add means and spreads."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aerialseg import tables
+from aerialseg.config import Case
+from aerialseg.pipeline import run_of
+
+CASES = [Case("imagenet", 32), Case("scratch", 32), Case("imagenet", 64), Case("scratch", 64)]
+
+
+def history(best_miou, seconds=10.0):
+    return pd.DataFrame({"epoch": [1, 2], "train_loss": [0.9, 0.5], "train_acc": [0.6, 0.8], "train_miou": [0.4, 0.6],
+                         "val_loss": [0.8, 0.6], "val_acc": [0.7, 0.85], "val_miou": [0.5, best_miou],
+                         "seconds": [seconds / 2, seconds / 2]})
+
+
+def confusion(correct):
+    return np.array([[correct, 100 - correct], [10, 90]])
+
+
+def runs(repeats):
+    histories = {(c, r): history(0.6 + 0.01 * r + 0.1 * i, 10.0 + r) for i, c in enumerate(CASES) for r in range(1, repeats + 1)}
+    confusions = {(c, r, image): confusion(50 + 10 * i + r + (image == "test"))
+                  for i, c in enumerate(CASES) for r in range(1, repeats + 1) for image in ("train", "test")}
+    return histories, confusions
+
+
+def test_with_one_repeat_the_tables_keep_the_study_s_columns():
+    histories, confusions = runs(1)
+    training = tables.training_table(histories)
+    assert list(training.columns) == tables.TRAINING_COLUMNS
+    assert training.case.tolist() == [c.name for c in CASES]
+    assert training.val_miou.tolist() == pytest.approx([0.61, 0.71, 0.81, 0.91]) and training.best_epoch.tolist() == [2] * 4
+    evaluation = tables.evaluation_table(confusions)
+    assert list(evaluation.columns) == tables.EVALUATION_COLUMNS and len(evaluation) == 8
+    per_class = tables.per_class_table(confusions, ["a", "b"])
+    assert list(per_class.columns) == tables.PER_CLASS_COLUMNS and len(per_class) == 16
+
+
+def test_with_repeats_scores_are_means_with_their_spread():
+    histories, confusions = runs(3)
+    training = tables.training_table(histories)
+    assert list(training.columns) == tables.TRAINING_COLUMNS + ["repeats"] + [f"{s}_sd" for s in tables.TRAINING_SCORES]
+    first = training.iloc[0]
+    assert first.case == "imagenet_p32" and first.repeats == 3 and first.epochs == 2
+    assert first.val_miou == pytest.approx(0.62) and first.val_miou_sd == pytest.approx(0.01)
+    assert first.train_seconds == pytest.approx(12.0) and first.train_seconds_sd == pytest.approx(1.0)
+    evaluation = tables.evaluation_table(confusions)
+    assert len(evaluation) == 8 and (evaluation.repeats == 3).all()
+    single = tables.evaluation_runs({k: v for k, v in confusions.items() if k[0] == CASES[0] and k[2] == "test"})
+    row = evaluation[(evaluation.case == "imagenet_p32") & (evaluation.image == "test")].iloc[0]
+    assert row.miou == pytest.approx(single.miou.mean()) and row.miou_sd == pytest.approx(single.miou.std())
+    per_class = tables.per_class_table(confusions, ["a", "b"])
+    assert len(per_class) == 16 and "iou_sd" in per_class and (per_class.support > 0).all()
+
+
+def test_every_run_is_kept_with_its_seed_and_training_scores():
+    histories, confusions = runs(2)
+    table = tables.runs_table(histories, confusions, seeds={1: 42, 2: 43})
+    assert list(table.columns) == tables.RUN_COLUMNS and len(table) == 4 * 2 * 2
+    second = table[(table.case == "scratch_p64") & (table.repeat == 2) & (table.image == "test")].iloc[0]
+    assert second.seed == 43 and second.val_miou == pytest.approx(0.6 + 0.02 + 0.3) and second.train_seconds == 12.0
+
+
+def test_the_study_s_tables_in_its_layout():
+    histories, confusions = runs(2)
+    stats = pd.DataFrame({"image": ["train", "train", "test", "test"], "class": ["a", "b", "a", "b"],
+                          "pixels": [1, 3, 1, 1], "share": [25.0, 75.0, 50.0, 50.0]})
+    text = tables.study_tables(stats, tables.training_table(histories), tables.evaluation_table(confusions))
+    assert re.search(r"\| a +\| 25.00 +\| 50.00 +\|", text)
+    lines = [line for line in text.splitlines() if line.startswith("| 1a") or line.startswith("| 2b")]
+    assert [line.split("|")[1].strip() for line in lines] == ["1a", "2b", "1a", "2b"]  # Tables 2 and 3
+    assert "61.50 ± 0.71" in text  # validation IoU of 1a in percent, mean ± sd over 2 seeds
+    assert "mean ± sd over 2 seeds" in text and "Training time (min)" in text and "Test F1 (%)" in text
+
+
+def test_a_run_is_read_from_its_path():
+    assert run_of("results/cases/imagenet_p64/history.csv") == (Case("imagenet", 64), 1)
+    assert run_of("/w/results/repeats/3/cases/scratch_p128/test/confusion.csv") == (Case("scratch", 128), 3)
