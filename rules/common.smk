@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from aerialseg import config as cfg
-from aerialseg.images import InputError
+from aerialseg.images import InputError, georeference
 from aerialseg.pipeline import check_inputs
 
 IMAGES = list(cfg.IMAGES)
@@ -22,6 +22,8 @@ except (cfg.ConfigError, InputError) as error:
 
 CASES = cfg.cases(config)
 REPEATS = cfg.repeats(config)
+# Images with a CRS and geotransform: their predictions are also written as GeoTIFF.
+GEOREFERENCED = [image for image in IMAGES if georeference(config["data"][image]["image"]) is not None]
 
 
 wildcard_constraints:
@@ -55,6 +57,7 @@ def all_outputs():
     for case in CASES:
         outputs.append(f"{case_dir(case)}/training_curves.png")
         for image in IMAGES:
+            outputs += [f"{case_dir(case)}/{image}/prediction.tif"] if image in GEOREFERENCED else []
             outputs += [
                 f"{case_dir(case)}/{image}/prediction_color.png",
                 f"{case_dir(case)}/{image}/metrics.csv",

@@ -3,13 +3,15 @@
 
 rule predict:
     """Predict both images with one case's model, each as overlapping windows whose logits
-    are averaged where they overlap; one job per case sets up the model and the GPU once."""
+    are averaged where they overlap; one job per case sets up the model and the GPU once.
+    A georeferenced image also gets prediction.tif (its CRS and transform, a colour table)."""
     input:
         model="results/cases/{init}_p{size}/model.pt",
         images=[config["data"][image]["image"] for image in IMAGES],
     output:
         ids=expand("results/cases/{{init}}_p{{size}}/{image}/prediction.png", image=IMAGES),
         color=expand("results/cases/{{init}}_p{{size}}/{image}/prediction_color.png", image=IMAGES),
+        geotiff=expand("results/cases/{{init}}_p{{size}}/{image}/prediction.tif", image=GEOREFERENCED),
     threads: config["train"]["threads"]
     resources:
         gpu=1,
@@ -30,6 +32,7 @@ use rule predict as predict_repeat with:
     output:
         ids=expand("results/repeats/{{repeat}}/cases/{{init}}_p{{size}}/{image}/prediction.png", image=IMAGES),
         color=expand("results/repeats/{{repeat}}/cases/{{init}}_p{{size}}/{image}/prediction_color.png", image=IMAGES),
+        geotiff=expand("results/repeats/{{repeat}}/cases/{{init}}_p{{size}}/{image}/prediction.tif", image=GEOREFERENCED),
     log:
         "results/logs/repeats/{repeat}/predict/{init}_p{size}.log",
     benchmark:

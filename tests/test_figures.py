@@ -133,3 +133,19 @@ def test_save_writes_png(tmp_path):
     w_in, h_in = fig.get_size_inches()
     assert (height, width) == (round(h_in * 120), round(w_in * 120))
     assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # no temp left behind
+
+
+@pytest.mark.parametrize("n_cases", [1, 2, 3, 6])
+def test_confusion_grid_labels_stay_inside_the_figure(n_cases):
+    """Square heatmaps once pushed the x-axis label below the bottom edge (seen in the report)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = ["Buildings", "Tree", "Low vegetation", "Car", "Impervious surfaces"]
+    rng = np.random.default_rng(0)
+    fig = confusion_grid({f"case{i}": rng.integers(0, 100, (5, 5)) for i in range(n_cases)}, names, "t")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    for ax in fig.axes:
+        box = ax.get_tightbbox(canvas.get_renderer())
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+

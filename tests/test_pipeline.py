@@ -70,3 +70,68 @@ def test_a_diverging_case_stops_its_job_with_the_case_and_epoch_and_keeps_no_mod
     assert "case scratch_p32: training diverged in epoch 1: the training loss is nan" in text
     assert "Traceback" not in text
     assert not any(path.exists() for path in outputs)
+
+
+UTM_40N = "EPSG:32640"  # Dubai's UTM zone: a projected CRS
+
+
+def write_geotiff(path, array, crs=None, transform=None):
+    """An (H, W, C) array as a (Geo)TIFF, through rasterio."""
+    import rasterio
+
+    with rasterio.open(path, "w", driver="GTiff", height=array.shape[0], width=array.shape[1], count=array.shape[2],
+                       dtype=str(array.dtype), crs=crs, transform=transform) as dataset:
+        dataset.write(np.moveaxis(array, -1, 0))
+
+
+@pytest.fixture
+def geotiff_pair(default_config, tmp_path) -> tuple[dict, object]:
+    """A config whose images are GeoTIFFs in UTM 40N with non-square 0.3 x 0.4 m pixels."""
+    from rasterio.transform import Affine
+
+    transform = Affine(0.3, 0.0, 305000.5, 0.0, -0.4, 2790000.25)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 3, (70, 90))
+    for image in ("train", "test"):
+        write_geotiff(tmp_path / f"{image}.tif", rng.integers(0, 256, (70, 90, 3), dtype=np.uint8), UTM_40N, transform)
+        write_geotiff(tmp_path / f"{image}_label.tif", np.asarray(COLORS, np.uint8)[ids], UTM_40N, transform)
+        default_config["data"][image] = {"image": str(tmp_path / f"{image}.tif"), "label": str(tmp_path / f"{image}_label.tif")}
+    default_config["data"]["classes"] = [{"name": n, "color": c} for n, c in zip(["a", "b", "c"], COLORS)]
+    default_config["experiment"]["patch_sizes"] = [32]
+    return cfg.validate(default_config), transform
+
+
+def _untrained_checkpoint(path):
+    from aerialseg.model import ModelSpec, build, save_checkpoint
+
+    spec = ModelSpec(3, "scratch", decoder_channels=32)
+    save_checkpoint(path, build(spec), spec, case="scratch_p32")
+
+
+def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transform(geotiff_pair, tmp_path):
+    import rasterio
+    from PIL import Image
+
+    config, transform = geotiff_pair
+    _untrained_checkpoint(tmp_path / "model.pt")
+    ids_png, color_png = tmp_path / "out/prediction.png", tmp_path / "out/prediction_color.png"
+    pipeline.predict_images(config, tmp_path / "model.pt", [config["data"]["test"]["image"]], [ids_png], [color_png])
+    with rasterio.open(tmp_path / "out/prediction.tif") as prediction:
+        assert prediction.crs == rasterio.crs.CRS.from_string(UTM_40N) and prediction.transform == transform
+        assert (prediction.height, prediction.width, prediction.count) == (70, 90, 1)
+        ids = prediction.read(1)
+        colormap = prediction.colormap(1)
+        assert prediction.profile["tiled"] and prediction.profile["compress"] == "deflate"
+        assert prediction.tags(1)["CLASSES"] == "0=a;1=b;2=c"
+    np.testing.assert_array_equal(ids, np.asarray(Image.open(ids_png)))
+    assert [colormap[i][:3] for i in range(3)] == [tuple(c) for c in COLORS]
+
+
+def test_a_tiff_without_georeference_still_works_and_says_so(small_config, tmp_path, caplog):
+    _untrained_checkpoint(tmp_path / "model.pt")
+    small_config["data"]["bands"] = [0, 1, 2]
+    outputs = [tmp_path / "prediction.png"], [tmp_path / "prediction_color.png"]
+    with caplog.at_level("INFO"):
+        pipeline.predict_images(small_config, tmp_path / "model.pt", [small_config["data"]["test"]["image"]], *outputs)
+    assert (tmp_path / "prediction.png").is_file() and not (tmp_path / "prediction.tif").exists()
+    assert caplog.text.count("a TIFF without a CRS or geotransform; the prediction is written as PNG only") == 1

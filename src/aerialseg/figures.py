@@ -138,7 +138,7 @@ def confusion_grid(confusions: Mapping[str, np.ndarray], class_names: Sequence[s
     n = len(confusions)
     ncols = min(3, max(n, 1))
     nrows = max(1, math.ceil(n / ncols))
-    fig = Figure(figsize=(4.2 * ncols + 1.2, 3.9 * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(4.2 * ncols + 1.2, 4.2 * nrows + 0.6), layout="compressed")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     labels = [_short(c) for c in class_names]
     annot_size = max(5, 10 - len(class_names) // 2)

@@ -1,7 +1,10 @@
-"""Reading images and labels, decoding labels to class ids, writing PNGs.
+"""Reading images and labels, decoding labels to class ids, writing PNGs and GeoTIFFs.
 
-Images (PNG, JPEG, TIFF/GeoTIFF; 8- or 16-bit; any number of bands) are returned as
-``uint8`` arrays (H, W, C) holding the configured bands, scaled from ``data.value_range``.
+Images (PNG and JPEG through Pillow; TIFF, GeoTIFF and cloud-optimised GeoTIFF through
+rasterio/GDAL; any integer dtype, or floats with a value range; any number of bands) are
+returned as ``uint8`` arrays (H, W, C) holding the configured bands, scaled from
+``data.value_range``. A GeoTIFF's CRS and geotransform (`georeference`) go to the
+predictions written as GeoTIFF (`write_geotiff`).
 Labels are decoded to ``uint8`` class-id maps (H, W), with `IGNORE_INDEX` for ignored
 pixels, in one of three formats:
 
@@ -20,6 +23,8 @@ beyond the label and the result. Every failure names the file and the problem.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -86,24 +91,28 @@ def _read_raster(path: str | Path) -> np.ndarray:
             return np.asarray(image)
     except InputError:
         raise
-    except Exception as error:  # PIL and tifffile raise many types for unreadable files
+    except Exception as error:  # PIL and GDAL raise many types for unreadable files
         raise InputError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile
+@contextmanager
+def _gdal(path: Path):
+    """An open rasterio dataset, without rasterio's warning for a file that has no
+    georeference (plain TIFFs are fine; `georeference` says whether there is one)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
 
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        array = series.asarray()
-        axes = series.axes
-    if array.ndim == 3 and axes[0] in "SC" and axes[1:] == "YX":  # planar: bands first
-        array = np.moveaxis(array, 0, -1)
-    elif array.ndim == 3 and axes not in ("YXS", "YXC"):
-        raise InputError(f"{path}: unsupported TIFF layout {axes!r} (expected YX, YXS or SYX)")
-    elif array.ndim > 3:
-        raise InputError(f"{path}: TIFF with {array.ndim} dimensions ({axes}); expected one 2-D image")
-    return array
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as dataset:
+            yield dataset
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF, GeoTIFF or cloud-optimised GeoTIFF through GDAL: (H, W) or (H, W, C)."""
+    with _gdal(path) as dataset:
+        array = dataset.read()  # (bands, H, W), either interleaving
+    return array[0] if len(array) == 1 else np.moveaxis(array, 0, -1)
 
 
 def image_header(path: str | Path) -> tuple[int, int, int]:
@@ -113,16 +122,35 @@ def image_header(path: str | Path) -> tuple[int, int, int]:
         raise InputError(f"{path}: file does not exist")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                series = tif.series[0]
-                shape, axes = series.shape, series.axes
-            bands = next((shape[axes.index(a)] for a in "SC" if a in axes), 1)
-            return shape[axes.index("Y")], shape[axes.index("X")], bands
+            with _gdal(path) as dataset:
+                return dataset.height, dataset.width, dataset.count
         with Image.open(path) as image:
             bands = 3 if image.mode in ("P", "CMYK", "YCbCr") else len(image.getbands())
             return image.height, image.width, bands
+    except Exception as error:
+        raise InputError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+
+
+@dataclass(frozen=True)
+class Georeference:
+    """Where an image lies on the Earth: its coordinate reference system and the affine
+    transform from pixel (col, row) to map coordinates (rasterio's CRS and Affine)."""
+
+    crs: object
+    transform: object
+
+
+def georeference(path: str | Path) -> Georeference | None:
+    """The CRS and geotransform of a GeoTIFF; None for a PNG or JPEG, or for a TIFF that
+    carries no CRS or only the identity transform (GDAL's default for plain TIFFs)."""
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+        return None
+    try:
+        with _gdal(path) as dataset:
+            if dataset.crs is None or dataset.transform.is_identity:
+                return None
+            return Georeference(dataset.crs, dataset.transform)
     except Exception as error:
         raise InputError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
 
@@ -326,6 +354,27 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write a uint8 array as PNG atomically."""
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+
+
+def write_geotiff(path: str | Path, ids: np.ndarray, where: Georeference, colors: Sequence[Color],
+                  names: Sequence[str] = ()) -> None:
+    """Write class ids as a GeoTIFF atomically: one uint8 band with the image's CRS and
+    transform, a colour table of the class colours, tiled and deflate-compressed, with the
+    class names in the band's metadata; readable by GDAL, QGIS and rasterio."""
+    import rasterio
+
+    profile = dict(
+        driver="GTiff", width=ids.shape[1], height=ids.shape[0], count=1, dtype="uint8",
+        crs=where.crs, transform=where.transform, tiled=True, blockxsize=256, blockysize=256,
+        compress="deflate", photometric="palette",
+    )
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dataset:
+            dataset.write(np.ascontiguousarray(ids, dtype=np.uint8), 1)
+            dataset.write_colormap(1, {i: (*map(int, c), 255) for i, c in enumerate(colors)})
+            dataset.set_band_description(1, "class id")
+            if names:
+                dataset.update_tags(1, CLASSES=";".join(f"{i}={name}" for i, name in enumerate(names)))
 
 
 def colorize(ids: np.ndarray, colors: Sequence[Color], ignore_index: int = IGNORE_INDEX) -> np.ndarray:

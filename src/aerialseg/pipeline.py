@@ -242,7 +242,8 @@ def _model_spec(config: dict, init: str, n_classes: int, in_channels: int):
 def predict_images(config: dict, model_path, image_paths: Sequence, ids_outs: Sequence, color_outs: Sequence,
                    threads: int = 1) -> None:
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
-    one job predicts them all, so the model and the device are set up once."""
+    one job predicts them all, so the model and the device are set up once. A georeferenced
+    image also gets ``prediction.tif`` beside its ``prediction.png`` (see `geotiff_path`)."""
     clock = StartupClock()
     import torch
 
@@ -281,6 +282,17 @@ def predict_images(config: dict, model_path, image_paths: Sequence, ids_outs: Se
                  " with flip TTA" if options["tta"] else "", time.perf_counter() - start)
         images.write_png(ids_out, ids)
         images.write_png(color_out, images.colorize(ids, cfg.class_colors(config)))
+        where = images.georeference(image_path)
+        if where is not None:
+            images.write_geotiff(geotiff_path(ids_out), ids, where, cfg.class_colors(config), cfg.class_names(config))
+            log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
+        elif Path(image_path).suffix.lower() in images.TIFF_SUFFIXES:
+            log.info("%s: a TIFF without a CRS or geotransform; the prediction is written as PNG only", image_path)
+
+
+def geotiff_path(ids_png) -> Path:
+    """Where the GeoTIFF of a prediction goes: ``prediction.tif`` beside ``prediction.png``."""
+    return Path(ids_png).with_suffix(".tif")
 
 
 def evaluate(config: dict, case: Case, image: str, prediction_path, metrics_out, confusion_out, mosaic_out=None) -> None:

@@ -80,6 +80,27 @@ def test_a_bad_config_stops_before_any_job(tmp_path, override, message):
     assert not (tmp_path / "results").exists()
 
 
+def test_georeferenced_images_get_geotiff_predictions(tmp_path):
+    from rasterio.transform import Affine
+
+    from tests.test_pipeline import UTM_40N, write_geotiff
+
+    rng = np.random.default_rng(0)
+    label = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)[rng.integers(0, 2, (64, 64))]
+    for name, array in (("image", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)), ("label", label)):
+        write_geotiff(tmp_path / f"{name}.tif", array, UTM_40N, Affine(0.5, 0, 305000, 0, -0.5, 2790000))
+    config = tmp_path / "geo.yaml"
+    config.write_text(
+        "data:\n"
+        + "".join(f"  {image}: {{image: {tmp_path}/image.tif, label: {tmp_path}/label.tif}}\n" for image in ("train", "test"))
+        + "  classes: [{name: a, color: [0, 0, 255]}, {name: b, color: [0, 255, 0]}]\n"
+        + "experiment: {patch_sizes: [32]}\n"
+    )
+    planned = snakemake("-n", "--configfile", config, workdir=tmp_path).stdout
+    for image in ("train", "test"):
+        assert f"results/cases/scratch_p32/{image}/prediction.tif" in planned
+
+
 DUBAI = ROOT.parent / "shared" / "data" / "dubai-tile8"
 
 
@@ -228,3 +249,41 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert pixels.shape == (1000, 1400)
     # the rendered app (menu, workflow graph, text) is far from a blank page
     assert pixels.std() > 10 and (pixels < 100).mean() > 0.002
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_figure_pages_show_their_figures(report, tiny_run, tmp_path):
+    """Click through the report as a reader would, to a mosaic and to the confusion matrices;
+    the screenshot of each page must show that figure (compared with the PNG, pixel by pixel)."""
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").sync_playwright
+    results = tiny_run / "results"
+    pages = [
+        (["3. Mosaics", "test image"], "imagenet_p32", results / "cases/imagenet_p32/test/mosaic.png"),
+        (["4. Comparison", "confusion matrices"], "test", results / "summary/confusion_test.png"),
+    ]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for menu, row, figure in pages:
+            page.goto(report.as_uri())
+            for entry in menu:
+                page.get_by_text(entry, exact=True).click()
+            page.locator("tr", has_text=row).locator("a").first.click()  # the eye: show this result
+            expected = Image.open(figure).convert("RGB")
+            page.wait_for_function("w => [...document.images].some(i => i.naturalWidth === w && i.width > 300)",
+                                   arg=expected.width)
+            box = page.evaluate("w => { const r = [...document.images].find(i => i.naturalWidth === w)"
+                                ".getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }", expected.width)
+            screenshot = tmp_path / f"{figure.stem}.png"
+            page.screenshot(path=screenshot)
+            x, y, width, height = (round(v) for v in box)
+            seen = np.asarray(Image.open(screenshot).convert("RGB").crop((x, y, x + width, y + height)), dtype=float)
+            want = np.asarray(expected.resize((width, height), Image.Resampling.BILINEAR), dtype=float)
+            assert width > 300 and seen.std() > 20, f"{figure.name}: nothing shown"
+            assert np.abs(seen - want).mean() < 12, f"{figure.name}: the page does not show the figure"
+        browser.close()
+
