@@ -66,3 +66,9 @@ def test_random_split_leaks_overlapping_patches():
 def test_blocks_split_needs_two_blocks():
     with pytest.raises(ValueError, match="holds only one 128 px block"):
         patch_index(100, 100, 32, 16, 0.2, seed=0, split="blocks")
+
+
+def test_an_epoch_has_full_batches_or_one_small_one():
+    from aerialseg.patches import steps_per_epoch
+
+    assert [steps_per_epoch(n, 8) for n in (51, 64, 7, 2)] == [6, 8, 1, 1]

@@ -43,6 +43,12 @@ def cut(image, corners, size: int, channels_first: bool = True):
     return image[:, rows, cols].permute(1, 0, 2, 3)  # (C, B, s, s) -> (B, C, s, s)
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimiser steps of an epoch: full batches only (the trailing partial batch is dropped,
+    so a batch of one never reaches BatchNorm); fewer patches than a batch make one batch."""
+    return n_train // min(batch_size, n_train)
+
+
 def grid(height: int, width: int, size: int, stride: int) -> pd.DataFrame:
     """Top-left corners (row, col) of all patches, row-major."""
     rows = window_starts(height, size, stride)

@@ -356,11 +356,10 @@ def conclude(config: dict, runs_csv, patch_csvs: Sequence, markdown_out, html_ou
 
     experiment = config["experiment"]
     overlapping = any(cfg.training_stride(config, size) < size for size in experiment["patch_sizes"])
-    batch = config["train"]["batch_size"]
     steps = {}
     for path in patch_csvs:
         n_train = int((pd.read_csv(path)["split"] == "train").sum())
-        steps[int(Path(path).stem.lstrip("p"))] = max(n_train // batch, 1)  # as train.fit batches them
+        steps[int(Path(path).stem.lstrip("p"))] = patches.steps_per_epoch(n_train, config["train"]["batch_size"])
     found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping, steps)
     with atomic_path(markdown_out) as tmp:
         tmp.write_text(conclusions.to_markdown(blocks))

@@ -32,7 +32,7 @@ from .errors import DivergenceError
 from .files import atomic_path
 from .metrics import mean_iou
 from .model import ModelSpec, cpu_state, input_transform
-from .patches import cut
+from .patches import cut, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def fit(
     # batch make one smaller batch), so a batch of one never reaches BatchNorm; the last
     # validation batch is padded with ignored patches, so every validation patch counts.
     batch = min(settings.batch_size, n_train)
-    train = _Batches(n_train // batch, batch, spec.n_classes, device, loss_terms=1)
+    train = _Batches(steps_per_epoch(n_train, settings.batch_size), batch, spec.n_classes, device, loss_terms=1)
     val = _Batches(-(-n_val // settings.batch_size), settings.batch_size, spec.n_classes, device, loss_terms=2)
     padding = val.steps * val.batch - n_val
     val_corners = torch.cat([corners["val"], corners["val"][:1].expand(padding, 2)])
