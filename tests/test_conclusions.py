@@ -101,8 +101,22 @@ def test_the_document_states_verdicts_and_the_validation_gap():
     assert re.search(r"\| imagenet_p32 +\| 1a +\| 0.6000 ± 0.0020 +\|", markdown)
     assert re.search(r"\| scratch_p128 +\| 2c +\|", markdown)
     assert "gap +0.2000" in markdown and "`experiment.split: blocks`" in markdown and "inflated" in markdown
+    assert "Validation scores above the test image." in markdown
     html = conclusions.to_html(blocks)
     assert html.startswith("<!DOCTYPE html>") and html.count("<strong>Verdict: supported.</strong>") == 3
     assert "<code>experiment.split: blocks</code>" in html
     _, blocked = conclusions.document(runs, split="blocks", overlapping=True)
     assert "validation shares no pixel with training" in conclusions.to_markdown(blocked)
+
+
+
+GAP_SENTENCES = ("Here the test image scores above validation", "Validation and test agree within 0.01.",
+                 "Validation scores above the test image.")
+
+
+@pytest.mark.parametrize("val_gap, says", zip((-0.05, 0.004, 0.05), GAP_SENTENCES))
+def test_the_gap_sentence_follows_the_sign_of_the_gap(val_gap, says):
+    runs = make_runs({f"{i}_p{s}": [0.6, 0.61] for i in ("imagenet", "scratch") for s in SIZES}, val_gap=val_gap)
+    last = conclusions.generalisation_notes(runs, split="random", overlapping=False)[-1]
+    assert last.startswith(f"Mean gap over the cases: {val_gap:+.4f}. {says}")
+    assert [sentence in last for sentence in GAP_SENTENCES].count(True) == 1
