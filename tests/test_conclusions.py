@@ -114,7 +114,7 @@ GAP_SENTENCES = ("Here the test image scores above validation", "Validation and 
                  "Validation scores above the test image.")
 
 
-@pytest.mark.parametrize("val_gap, says", zip((-0.05, 0.004, 0.05), GAP_SENTENCES))
+@pytest.mark.parametrize("val_gap, says", list(zip((-0.05, 0.004, 0.05), GAP_SENTENCES)))
 def test_the_gap_sentence_follows_the_sign_of_the_gap(val_gap, says):
     runs = make_runs({f"{i}_p{s}": [0.6, 0.61] for i in ("imagenet", "scratch") for s in SIZES}, val_gap=val_gap)
     last = conclusions.generalisation_notes(runs, split="random", overlapping=False)[-1]
