@@ -32,11 +32,14 @@ def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:
         frame.to_csv(tmp, index=False, **kwargs)
 
 
-def write_markdown(frame: pd.DataFrame, path: str | Path, floatfmt: str = ".4f") -> None:
+def write_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(frame.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+        tmp.write_text(text)
+
+
+def write_markdown(frame: pd.DataFrame, path: str | Path, floatfmt: str = ".4f") -> None:
+    write_text(frame.to_markdown(index=False, floatfmt=floatfmt) + "\n", path)
 
 
 def write_json(data, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    write_text(json.dumps(data, indent=2) + "\n", path)

@@ -72,7 +72,7 @@ def summary(cm: np.ndarray) -> dict[str, float]:
         values = scores[column].to_numpy()
         return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
-    accuracy = float(np.trace(cm) / total) if total else float("nan")
+    accuracy = overall_accuracy(cm)
     expected = float((cm.sum(axis=0) * cm.sum(axis=1)).sum() / total**2) if total else float("nan")
     kappa = (accuracy - expected) / (1 - expected) if total and expected != 1 else float("nan")
     return {
@@ -84,6 +84,12 @@ def summary(cm: np.ndarray) -> dict[str, float]:
         "overall_accuracy": accuracy,
         "kappa": kappa,
     }
+
+
+def overall_accuracy(cm: np.ndarray) -> float:
+    """The share of counted pixels on the diagonal (NaN for an empty matrix)."""
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total else float("nan")
 
 
 def mean_iou(cm: np.ndarray) -> float:

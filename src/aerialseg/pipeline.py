@@ -19,7 +19,7 @@ import pandas as pd
 from . import config as cfg
 from . import demo, images, patches, stats, tables
 from .config import Case
-from .files import atomic_path, write_csv, write_json, write_markdown
+from .files import write_csv, write_json, write_markdown, write_text
 from .errors import ConfigError, DivergenceError, InputError, WeightsError
 from .metrics import confusion_matrix, mean_iou, per_class
 
@@ -345,8 +345,7 @@ def summarize(config: dict, history_paths: Sequence, confusion_paths: Sequence, 
     write_csv(tables.per_class_table(confusions, cfg.class_names(config)), out["per_class"])
     seeds = {repeat: cfg.repeat_seed(config, repeat) for _, repeat in histories}
     write_csv(tables.runs_table(histories, confusions, seeds), out["runs"])
-    with atomic_path(out["study_tables"]) as tmp:
-        tmp.write_text(tables.study_tables(pd.read_csv(class_stats_csv), training, evaluation))
+    write_text(tables.study_tables(pd.read_csv(class_stats_csv), training, evaluation), out["study_tables"])
 
 
 def conclude(config: dict, runs_csv, patch_csvs: Sequence, markdown_out, html_out) -> None:
@@ -361,10 +360,8 @@ def conclude(config: dict, runs_csv, patch_csvs: Sequence, markdown_out, html_ou
         n_train = int((pd.read_csv(path)["split"] == "train").sum())
         steps[int(Path(path).stem.lstrip("p"))] = patches.steps_per_epoch(n_train, config["train"]["batch_size"])
     found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping, steps)
-    with atomic_path(markdown_out) as tmp:
-        tmp.write_text(conclusions.to_markdown(blocks))
-    with atomic_path(html_out) as tmp:
-        tmp.write_text(conclusions.to_html(blocks))
+    write_text(conclusions.to_markdown(blocks), markdown_out)
+    write_text(conclusions.to_html(blocks), html_out)
     for number, finding in enumerate(found, 1):
         log.info("conclusion %d (%s): %s", number, finding.claim, finding.verdict)
 

@@ -25,7 +25,7 @@ TRAINING_COLUMNS = [
 EVALUATION_SCORES = ["precision", "recall", "f1", "f1_macro", "miou", "overall_accuracy", "kappa"]
 EVALUATION_COLUMNS = ["case", "init", "patch_size", "image", *EVALUATION_SCORES]
 PER_CLASS_SCORES = ["precision", "recall", "f1", "iou"]
-PER_CLASS_COLUMNS = ["case", "image", "class", "precision", "recall", "f1", "iou", "support"]
+PER_CLASS_COLUMNS = ["case", "image", "class", *PER_CLASS_SCORES, "support"]
 RUN_COLUMNS = ["case", "init", "patch_size", "repeat", "seed", "image", *EVALUATION_SCORES, *TRAINING_SCORES]
 
 Run = tuple[Case, int]

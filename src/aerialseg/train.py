@@ -30,7 +30,7 @@ from .config import IGNORE_INDEX
 from .device import GraphedStep, autocast, channels_last
 from .errors import DivergenceError
 from .files import atomic_path
-from .metrics import mean_iou
+from .metrics import mean_iou, overall_accuracy
 from .model import ModelSpec, cpu_state, input_transform
 from .patches import cut, steps_per_epoch
 
@@ -78,15 +78,6 @@ def add_confusion(counts: torch.Tensor, logits: torch.Tensor, target: torch.Tens
     predicted = logits.max(1).indices  # argmax's ids (the first of ties), 20x faster than argmax(1) on the CPU
     cell = torch.where(target == IGNORE_INDEX, n * n, target * n + predicted).flatten()
     counts.index_add_(0, cell, torch.ones_like(cell))
-
-
-def confusion_matrix(counts: torch.Tensor, n_classes: int) -> np.ndarray:
-    """The (K, K) matrix of counts made by `add_confusion` (rows: truth)."""
-    return counts[: n_classes * n_classes].view(n_classes, n_classes).cpu().numpy()
-
-
-def accuracy(cm: np.ndarray) -> float:
-    return float(np.trace(cm) / cm.sum()) if cm.sum() else float("nan")
 
 
 def weighted_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +149,9 @@ class _Batches:
         self.step += 1
 
     def matrix(self) -> np.ndarray:
-        return confusion_matrix(self.counts, self.n_classes)
+        """The (K, K) confusion matrix of the epoch so far (rows: truth), on the host."""
+        k = self.n_classes
+        return self.counts[: k * k].view(k, k).cpu().numpy()
 
 
 def _train_step(batches: _Batches, model, prepare, optimizer, image, labels, size, weight, with_symmetries) -> None:
@@ -271,7 +264,7 @@ def _train_figures(train: _Batches) -> dict[str, float]:
     """Mean of the batches' losses (as the float64 mean of their float32 values), accuracy, mIoU."""
     cm = train.matrix()
     losses = train.losses[:, 0].cpu().numpy().astype(np.float64)
-    return {"train_loss": float(np.mean(losses)), "train_acc": accuracy(cm), "train_miou": mean_iou(cm)}
+    return {"train_loss": float(np.mean(losses)), "train_acc": overall_accuracy(cm), "train_miou": mean_iou(cm)}
 
 
 def _val_figures(val: _Batches) -> dict[str, float]:
@@ -282,7 +275,7 @@ def _val_figures(val: _Batches) -> dict[str, float]:
         loss_sum += batch_loss
         weight_sum += batch_weight
     return {"val_loss": loss_sum / weight_sum if weight_sum else float("nan"),
-            "val_acc": accuracy(cm), "val_miou": mean_iou(cm)}
+            "val_acc": overall_accuracy(cm), "val_miou": mean_iou(cm)}
 
 
 EXPLODED = 100
