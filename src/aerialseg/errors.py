@@ -18,4 +18,4 @@ class WeightsError(RuntimeError):
 
 
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss; the message names the epoch and what to try."""
+    """Training produced a non-finite or exploded loss; the message names the epoch and what to try."""

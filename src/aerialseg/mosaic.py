@@ -19,9 +19,10 @@ adding the windows one by one. Only finished class ids come back to the host.
 
 Memory stays bounded on huge images: a band holds the windows of as many window rows as fit
 in one batch (at least one row), and its rows are reduced to class ids as soon as no later
-window touches them. Besides the image and the id map, only a band of logits is held: about
-``(1 + patch / stride) x classes x band height x image width`` floats, where the band height
-is the window rows of one batch times the stride, plus the patch size.
+window touches them. Besides the image and the id map, only a band is held: its windows'
+logits and the band's sums, about ``(1 + (patch / stride)^2) x classes x band height x image
+width`` floats, where the band height is the window rows of one batch times the stride, plus
+the patch size.
 """
 
 from __future__ import annotations
