@@ -4,6 +4,7 @@ checked without a GPU (fakes stand in for CUDA); tests that need CUDA skip witho
 import multiprocessing
 import types
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,69 +67,141 @@ def test_without_cuda_auto_is_the_cpu_and_cuda_is_a_config_error():
 
 class _FakeCuda:
     """Just enough of torch.cuda for GraphedStep's control flow: capture records the step
-    without running it, replay runs what was recorded."""
+    without running it, replay runs what was recorded, streams are a stack. A step that
+    fails inside a capture makes ending the capture fail too, with CUDA's generic message,
+    as the real one does."""
 
-    def __init__(self, fail_capture=False):
-        self.capturing, self.fail_capture = False, fail_capture
+    def __init__(self):
+        self.capturing, self.failed = False, False
+        self.default = types.SimpleNamespace(name="default", wait_stream=lambda other: None)
+        self.streams = [self.default]
 
     def install(self, monkeypatch):
         fake = self
 
         class Graph:
+            def capture_begin(self):
+                fake.capturing, fake.failed = True, False
+
+            def capture_end(self):
+                fake.capturing = False
+                if fake.failed:
+                    raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+                self.recorded = fake.recorded
+
             def replay(self):
                 self.recorded()
 
         @contextmanager
-        def graph(g):
-            fake.capturing = True
+        def stream(s):
+            fake.streams.append(s)
             try:
                 yield
-                if fake.fail_capture:
-                    raise RuntimeError("operation not permitted when stream is capturing")
             finally:
-                fake.capturing = False
-            g.recorded = fake.recorded
+                fake.streams.pop()
 
-        stream = types.SimpleNamespace(wait_stream=lambda other: None)
         for name, value in {
-            "CUDAGraph": Graph, "graph": graph, "Stream": lambda device: stream,
-            "current_stream": lambda device: stream, "stream": lambda s: contextmanager(lambda: (yield))(),
-            "synchronize": lambda device: None,
+            "CUDAGraph": Graph, "stream": stream, "synchronize": lambda device: None,
+            "Stream": lambda device: types.SimpleNamespace(name="side", wait_stream=lambda other: None),
+            "current_stream": lambda device: fake.streams[-1],
         }.items():
             monkeypatch.setattr(torch.cuda, name, value)
 
 
-@pytest.mark.parametrize("fail", [False, True])
-def test_a_graphed_step_does_each_call_s_work_exactly_once(monkeypatch, caplog, fail):
-    fake = _FakeCuda(fail_capture=fail)
-    fake.install(monkeypatch)
+def _counting_step(fake, fail):
+    """A step that records, when captured, a replay of itself; with ``fail`` an op inside
+    the capture raises (as an op that cannot be captured does)."""
     runs, recorded = [], []
 
     def step():
         if fake.capturing:
             recorded.append("captured")
+            if fail:
+                fake.failed = True
+                raise RuntimeError("operation not permitted when stream is capturing")
             fake.recorded = lambda: runs.append("replay")
         else:
             runs.append("eager")
 
-    graphed = device.GraphedStep(step, torch.device("cuda"), warmup=2, name="training step")
+    return step, runs, recorded
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_graphed_step_does_each_call_s_work_exactly_once(monkeypatch, caplog, fail):
+    fake = _FakeCuda()
+    fake.install(monkeypatch)
+    step, runs, recorded = _counting_step(fake, fail)
+    graphed = device.GraphedStep(step, torch.device("cuda"), warmup=2, name="training step", strict=False)
     with caplog.at_level("INFO"):
         for _ in range(5):
             graphed()
     assert recorded == ["captured"]
+    assert fake.streams == [fake.default]  # back on the stream it started on
     if fail:
         assert runs == ["eager"] * 5 and graphed.mode == "eager"
+        # the root cause, not CUDA's "previous error" that ending the broken capture raises
         assert caplog.text.count("capturing a CUDA graph failed (RuntimeError: operation not permitted") == 1
+        assert "Traceback" in caplog.text and "operation not permitted when stream is capturing" in caplog.text
+        assert graphed.summary().startswith("eager, because capturing it failed (RuntimeError: operation not permitted")
     else:
         assert runs == ["eager", "eager", "replay", "replay", "replay"] and graphed.mode == "CUDA graph"
+        assert graphed.replays == 3
+        assert graphed.summary() == "captured, 3 replays (after 2 eager warm-up calls; 5 calls in all)"
+
+
+def test_in_strict_mode_a_failed_capture_raises_its_root_cause(monkeypatch):
+    fake = _FakeCuda()
+    fake.install(monkeypatch)
+    monkeypatch.setenv(device.STRICT_CAPTURE_ENV, "1")
+    step, runs, _ = _counting_step(fake, fail=True)
+    graphed = device.GraphedStep(step, torch.device("cuda"), warmup=1, name="validation step")
+    graphed()
+    with pytest.raises(device.CaptureError, match="validation step: capturing a CUDA graph failed") as caught:
+        graphed()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert "operation not permitted when stream is capturing" in str(caught.value.__cause__)
+    assert fake.streams == [fake.default] and runs == ["eager"]
 
 
 def test_a_graphed_step_runs_eagerly_on_the_cpu_or_when_turned_off(monkeypatch):
     _FakeCuda().install(monkeypatch)
     calls = []
-    for graphed in (device.GraphedStep(lambda: calls.append(1), torch.device("cpu")),
-                    device.GraphedStep(lambda: calls.append(1), torch.device("cuda"), enabled=False)):
+    for graphed, why in ((device.GraphedStep(lambda: calls.append(1), torch.device("cpu")), "the device is the CPU"),
+                         (device.GraphedStep(lambda: calls.append(1), torch.device("cuda"), enabled=False),
+                          "capture is turned off (train.capture: false)")):
         for _ in range(6):
             graphed()
-        assert graphed.mode == "eager"
+        assert graphed.mode == "eager" and graphed.summary() == f"eager, because {why} (6 calls)"
     assert len(calls) == 12
+
+
+def test_a_lock_folder_where_no_lock_can_be_made_is_an_error_not_a_spin(tmp_path, monkeypatch):
+    """Another user's lock folder (mode 0755) whose slot 0 is held: slot 1 cannot be created.
+    The claim must stop with a message naming the folder, not loop over ever higher slots."""
+    import fcntl
+
+    held = tmp_path / "GPU-a.0.lock"
+    held.touch()
+    holder = open(held)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    real_open = device.os.open
+
+    def no_new_files(path, flags, mode=0o777):
+        if not Path(path).exists():
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(device.os, "open", no_new_files)
+    try:
+        with pytest.raises(ConfigError, match=f"{tmp_path}: cannot create GPU slot locks there .*AERIALSEG_GPU_LOCKS"):
+            device.claim_gpu(["GPU-a"], tmp_path)
+    finally:
+        holder.close()
+
+
+def test_bf16_autocast_only_where_the_gpu_computes_bf16_natively(monkeypatch):
+    cuda = torch.device("cuda", 0)
+    for capability, native in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
+        assert device.native_bf16(cuda) is native
+    assert device.native_bf16(torch.device("cpu")) is False

@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 LOCK_DIR_ENV = "AERIALSEG_GPU_LOCKS"
 """Environment variable naming the folder of the GPU slot locks (default: in the temp dir)."""
 
+STRICT_CAPTURE_ENV = "AERIALSEG_STRICT_CAPTURE"
+"""Environment variable: set to 1 and a step that should be captured as a CUDA graph but
+cannot be raises `CaptureError` (with the root cause chained) instead of running eagerly.
+For checks and benchmarks, which must prove that capture happened."""
+
 _held: list[int] = []  # file descriptors of the slot locks this process holds
 
 
@@ -43,6 +48,9 @@ def resolve(name: str = "auto") -> torch.device:
     keys = gpu_keys()
     index = claim_gpu(keys)
     _open(index)
+    # Fixed shapes (training steps, mosaic batches): let cuDNN time its algorithms once per
+    # shape and keep the fastest.
+    torch.backends.cudnn.benchmark = True
     log.info("GPU %d of %d visible (%s), slot lock %s", index, len(keys), torch.cuda.get_device_name(index), keys[index])
     return torch.device("cuda", index)
 
@@ -74,21 +82,28 @@ def claim_gpu(keys: Sequence[str], folder: str | Path | None = None) -> int:
 
     Slot 0 of every GPU is tried first, then slot 1 of every GPU, and so on: concurrent jobs
     land on different GPUs while there are free ones, and share evenly beyond that. The slot
-    is held until the process ends.
+    is held until the process ends. A lock file that cannot be opened (another user's) is
+    skipped; when no lock of a slot can be opened at all, no later slot can be either, and
+    `ConfigError` says which folder to fix.
     """
     import fcntl
 
     if not keys:
         raise ValueError("no GPU to claim")
     folder = Path(folder) if folder is not None else lock_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _lock_folder_error(folder, error) from None
     for slot in itertools.count():
+        failures = []
         for index, key in enumerate(keys):
             path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', key)}.{slot}.lock"
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
-            except OSError as error:  # another user's lock folder, say: leave that slot alone
+            except OSError as error:  # another user's lock, say: leave that slot alone
                 log.warning("cannot open GPU slot lock %s (%s); skipping it", path, error)
+                failures.append(error)
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -99,14 +114,30 @@ def claim_gpu(keys: Sequence[str], folder: str | Path | None = None) -> int:
             if slot:
                 log.info("every visible GPU is in use by another job: sharing GPU %d", index)
             return index
+        if len(failures) == len(keys):
+            raise _lock_folder_error(folder, failures[0])
     raise AssertionError("unreachable")
 
 
+def _lock_folder_error(folder: Path, error: OSError) -> ConfigError:
+    return ConfigError(
+        f"{folder}: cannot create GPU slot locks there ({error.strerror or error}); it may belong to another "
+        f"user. Set {LOCK_DIR_ENV} to a folder of your own, e.g. export {LOCK_DIR_ENV}=$HOME/.aerialseg-gpu-locks"
+    )
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` is a GPU that computes in bf16 natively (compute capability 8.0,
+    Ampere, or newer). Older GPUs (V100, T4) would emulate it, slower than float32, which
+    `torch.cuda.is_bf16_supported()` counts as supported by default."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def autocast(device: torch.device):
-    """bf16 autocast on a GPU that supports it; a no-op on the CPU, so CPU runs stay in
-    float32 and exact. The weight cast cache is off, as CUDA graph capture requires."""
-    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=False)
+    """bf16 autocast on a GPU with native bf16; a no-op elsewhere, so CPU runs (and GPUs
+    without it) stay in float32. The weight cast cache is off, as CUDA graph capture requires."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=native_bf16(device),
+                          cache_enabled=False)
 
 
 def channels_last(x):
@@ -115,6 +146,50 @@ def channels_last(x):
         on_cuda = any(p.is_cuda for p in x.parameters())
         return x.to(memory_format=torch.channels_last) if on_cuda else x
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+
+class CaptureError(RuntimeError):
+    """A step could not be captured as a CUDA graph; the root cause is chained (``__cause__``)."""
+
+
+def strict_capture() -> bool:
+    """Whether a failed capture must raise (`STRICT_CAPTURE_ENV` set to 1, yes or true)."""
+    return os.environ.get(STRICT_CAPTURE_ENV, "").strip().lower() in ("1", "yes", "true")
+
+
+def capture_graph(step: Callable[[], None], device: torch.device) -> "torch.cuda.CUDAGraph":
+    """Record one call of ``step`` as a CUDA graph, on a side stream, without running it.
+
+    Unlike ``torch.cuda.graph``, a failure inside ``step`` is not masked by the "operation
+    failed due to a previous error during capture" that ending the broken capture raises:
+    `CaptureError` is raised from the step's own exception, and the stream that was current
+    before is current again whatever happens.
+    """
+    graph = torch.cuda.CUDAGraph()
+    current = torch.cuda.current_stream(device)
+    torch.cuda.synchronize(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(current)
+    with torch.cuda.stream(side):  # its exit restores the current stream, also on an error
+        graph.capture_begin()
+        try:
+            step()
+        except Exception as root:
+            try:
+                graph.capture_end()  # ends the broken capture; its own error only repeats the root
+            except Exception:
+                pass
+            raise CaptureError(f"{type(root).__name__}: {_first_line(root)}") from root
+        try:
+            graph.capture_end()
+        except Exception as root:
+            raise CaptureError(f"ending the capture: {type(root).__name__}: {_first_line(root)}") from root
+    current.wait_stream(side)
+    return graph
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else "(no message)"
 
 
 class GraphedStep:
@@ -128,23 +203,37 @@ class GraphedStep:
     it, and every later call only replays it. Each call does the step's work exactly once.
 
     On the CPU, or with ``enabled=False``, every call runs ``step`` eagerly. If capture
-    fails, the reason is logged once and the step runs eagerly from then on.
+    fails, the root cause is logged with its traceback and the step runs eagerly from then
+    on; with ``strict`` (default: `strict_capture`) the `CaptureError` is raised instead.
+    `summary` says how the calls ran, for the job's log.
     """
 
     def __init__(self, step: Callable[[], None], device: torch.device, enabled: bool = True,
-                 warmup: int = 3, name: str = "step"):
+                 warmup: int = 3, name: str = "step", strict: bool | None = None):
         self.step, self.device, self.warmup, self.name = step, device, warmup, name
+        self.strict = strict_capture() if strict is None else strict
         self.capture = enabled and device.type == "cuda"
+        self.why_eager = None if self.capture else (
+            "the device is the CPU" if device.type != "cuda" else "capture is turned off (train.capture: false)")
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.calls = 0
+        self.calls = self.replays = 0
 
     @property
     def mode(self) -> str:
         return "CUDA graph" if self.graph is not None else "eager"
 
+    def summary(self) -> str:
+        """How the calls ran: "captured, N replays (...)" or "eager, because ..."."""
+        if self.graph is not None:
+            return (f"captured, {self.replays} replays (after {self.warmup} eager warm-up calls; "
+                    f"{self.calls} calls in all)")
+        if self.why_eager is None:
+            return f"eager, because only {self.calls} call(s) came, fewer than the {self.warmup} warm-up calls before capture"
+        return f"eager, because {self.why_eager} ({self.calls} calls)"
+
     def __call__(self) -> None:
         if self.graph is not None:
-            self.graph.replay()
+            self._replay()
         elif not self.capture:
             self.step()
         elif self.calls < self.warmup:
@@ -152,6 +241,10 @@ class GraphedStep:
         else:
             self._capture()
         self.calls += 1
+
+    def _replay(self) -> None:
+        self.graph.replay()
+        self.replays += 1
 
     def _warm_up(self) -> None:
         current = torch.cuda.current_stream(self.device)
@@ -162,17 +255,18 @@ class GraphedStep:
         current.wait_stream(side)
 
     def _capture(self) -> None:
-        graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
-                self.step()
-        except Exception as error:  # an unusual model, an old driver: fall back, once
-            log.warning("%s: capturing a CUDA graph failed (%s: %s); running it eagerly", self.name,
-                        type(error).__name__, str(error).splitlines()[0] if str(error) else "")
-            self.capture = False
+            graph = capture_graph(self.step, self.device)
+        except CaptureError as error:  # an unusual model, an old driver
+            if self.strict:
+                raise CaptureError(f"{self.name}: capturing a CUDA graph failed ({error}); "
+                                   f"{STRICT_CAPTURE_ENV} is set, so it does not fall back") from error.__cause__
+            log.warning("%s: capturing a CUDA graph failed (%s); running it eagerly from now on", self.name, error,
+                        exc_info=error)
+            self.capture, self.why_eager = False, f"capturing it failed ({error})"
             torch.cuda.synchronize(self.device)
             self.step()  # capture only records the work: this call's step has not run yet
             return
         self.graph = graph
         log.info("%s: captured as a CUDA graph after %d eager warm-up call(s)", self.name, self.warmup)
-        graph.replay()
+        self._replay()
