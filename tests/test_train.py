@@ -222,9 +222,9 @@ def test_an_epoch_takes_the_full_batches_and_every_validation_patch(monkeypatch)
     real_train, real_val = train._train_step, train._val_step
 
     def spy(kind, real):
-        def step(batches, *args):
+        def step(batches, *args, **kwargs):
             seen[kind].append(batches.batch)
-            real(batches, *args)
+            real(batches, *args, **kwargs)
         return step
 
     monkeypatch.setattr(train, "_train_step", spy("train", real_train))
@@ -238,18 +238,18 @@ def test_an_epoch_takes_the_full_batches_and_every_validation_patch(monkeypatch)
     assert seen["train"] == [3]  # fewer patches than a batch: one smaller batch
 
 
-def _steps_on(spec, image, ids, corners, batch, kind):
-    model = build(spec)
-    batches = train._Batches(len(corners) // batch, batch, spec.n_classes, torch.device("cpu"), 1 if kind == "train" else 2)
-    image_t, labels_t = train.to_tensors(image, ids, torch.device("cpu"))
-    prepare = train.input_transform(spec, torch.device("cpu"))
-    weight = torch.ones(spec.n_classes)
+def _steps_on(spec, image, ids, corners, batch, kind, device=torch.device("cpu")):
+    model = build(spec).to(device)
+    batches = train._Batches(len(corners) // batch, batch, spec.n_classes, device, 1 if kind == "train" else 2)
+    image_t, labels_t = train.to_tensors(image, ids, device)
+    inputs = train.StepInputs(model, train.input_transform(spec, device), image_t, labels_t, 16,
+                              torch.ones(spec.n_classes, device=device))
     if kind == "train":
-        optimizer = train.make_optimizer(model, TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0))
-        step = partial(train._train_step, batches, model, prepare, optimizer, image_t, labels_t, 16, weight, True)
+        optimizer = train.make_optimizer(model, TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0), device)
+        step = partial(train._train_step, batches, inputs, optimizer, augment_patches=True)
     else:
         model.eval()
-        step = partial(train._val_step, batches, model, prepare, image_t, labels_t, 16, weight)
+        step = partial(train._val_step, batches, inputs)
     return model, batches, step
 
 
@@ -305,17 +305,7 @@ def test_on_cuda_a_step_never_waits_for_the_host(kind):
     image, ids, _, spec = _tiny_setup()
     cuda = torch.device("cuda")
     corners = torch.tensor([[0, 0], [8, 8], [16, 40], [48, 48], [30, 2], [12, 33]], device=cuda)
-    model = build(spec).to(cuda)
-    batches = train._Batches(3, 2, spec.n_classes, cuda, 1 if kind == "train" else 2)
-    image_t, labels_t = train.to_tensors(image, ids, cuda)
-    prepare = train.input_transform(spec, cuda)
-    weight = torch.ones(spec.n_classes, device=cuda)
-    if kind == "train":
-        optimizer = train.make_optimizer(model, TrainSettings(epochs=1, batch_size=2, lr=1e-3, seed=0), cuda)
-        step = partial(train._train_step, batches, model, prepare, optimizer, image_t, labels_t, 16, weight, True)
-    else:
-        model.eval()
-        step = partial(train._val_step, batches, model, prepare, image_t, labels_t, 16, weight)
+    model, batches, step = _steps_on(spec, image, ids, corners, 2, kind, device=cuda)
     batches.start(corners, flags=torch.zeros(3, 3, 2, dtype=torch.bool, device=cuda))
     step()  # the first call may set up library handles and the optimiser state
     torch.cuda.synchronize()
@@ -344,3 +334,29 @@ def test_on_cuda_captured_steps_train_like_eager_ones(caplog):
     assert "capturing a CUDA graph failed" not in caplog.text
     pd.testing.assert_frame_equal(histories[True].drop(columns="seconds"), histories[False].drop(columns="seconds"),
                                   check_exact=False, rtol=2e-2, atol=2e-3)
+
+
+def test_adam_keeps_its_state_on_the_device_only_when_its_steps_are_captured():
+    model = torch.nn.Linear(2, 2)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    for device, capture, capturable in ((cuda, True, True), (cuda, False, False), (cpu, True, False)):
+        settings = TrainSettings(epochs=1, batch_size=2, lr=1e-3, seed=0, capture=capture)
+        optimizer = train.make_optimizer(model, settings, device)
+        assert optimizer.defaults["capturable"] is capturable, (device, capture)
+
+
+@pytest.mark.parametrize("resume_seconds, written", [(0, True), (3600, False)])
+def test_the_resume_state_is_written_at_most_once_per_resume_seconds(tmp_path, resume_seconds, written):
+    image, ids, index, spec = _tiny_setup()
+    seed_everything(0)
+    settings = TrainSettings(epochs=2, batch_size=3, lr=1e-3, seed=0, resume_seconds=resume_seconds)
+    fit(build(spec), spec, image, ids, index, 32, [1.0, 2.0], settings, torch.device("cpu"), progress=False,
+        resume_path=tmp_path / "state.pt", fingerprint="f")
+    assert (tmp_path / "state.pt").is_file() is written
+
+
+def test_the_log_says_how_the_training_and_validation_steps_ran(caplog):
+    with caplog.at_level("INFO"):
+        _fit(1)
+    assert "training step: eager, because the device is the CPU" in caplog.text
+    assert "validation step: eager, because the device is the CPU" in caplog.text

@@ -189,6 +189,7 @@ def train_case(
     settings = train.TrainSettings(
         epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=seed,
         optimizer=t["optimizer"], weight_decay=t["weight_decay"], augment=t["augment"], capture=t["capture"],
+        resume_seconds=t["resume_seconds"],
     )
     train.seed_everything(settings.seed)
     spec = _model_spec(config, case.init, len(names), image.shape[2])
@@ -222,7 +223,8 @@ def _fingerprint(config: dict, case: Case, seed: int, *paths) -> str:
     digest = hashlib.sha256()
     relevant = {k: config[k] for k in ("data", "model")}
     relevant["experiment"] = {k: v for k, v in config["experiment"].items() if k != "repeats"}
-    relevant["train"] = {k: v for k, v in config["train"].items() if k not in ("device", "threads", "capture")}
+    relevant["train"] = {k: v for k, v in config["train"].items()
+                         if k not in ("device", "threads", "capture", "resume_seconds")}
     digest.update(json.dumps([relevant, case.name, seed], sort_keys=True, default=str).encode())
     for path in paths:
         digest.update(Path(path).read_bytes())
@@ -256,6 +258,7 @@ def predict_images(config: dict, model_path, image_paths: Sequence, ids_outs: Se
     device = devices.resolve(config["train"]["device"])
     clock.mark("device")
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
+    log.info("case %s: predicting %d image(s) on %s (%d CPU threads)", checkpoint["case"], len(image_paths), device, threads)
     net = devices.channels_last(net)
     prepare = models.input_transform(spec, device)
     clock.mark("model")

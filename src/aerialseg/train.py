@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     augment: bool = False  # random flips and transpositions (the 8 symmetries of a square)
     capture: bool = True  # on CUDA, replay the steps as captured CUDA graphs
+    resume_seconds: float = 0.0  # at most one resume-state write per this many seconds (0: every epoch)
 
 
 def seed_everything(seed: int) -> None:
@@ -108,10 +110,16 @@ def draw_symmetries(batch_size: int, generator: torch.Generator) -> torch.Tensor
     return torch.rand(3, batch_size, generator=generator) < 0.5
 
 
-def make_optimizer(model: torch.nn.Module, settings: TrainSettings, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """Adam or AdamW; on CUDA with its state on the device, so that its step can be captured."""
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings, device: torch.device | None = None,
+                   fused: bool = False) -> torch.optim.Optimizer:
+    """Adam or AdamW. When its steps will be captured (CUDA with ``settings.capture``) its
+    state lives on the device (``capturable``); eager steps keep the faster default, so an
+    eager run, and the eager baseline of the benchmarks, pay nothing for capture.
+    ``fused`` selects PyTorch's fused kernel (the benchmarks compare it)."""
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    extra = {"capturable": True} if device is not None and device.type == "cuda" else {}
+    extra = {"capturable": True} if device is not None and device.type == "cuda" and settings.capture else {}
+    if fused:
+        extra["fused"] = True
     return kinds[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, **extra)
 
 
@@ -154,15 +162,28 @@ class _Batches:
         return self.counts[: k * k].view(k, k).cpu().numpy()
 
 
-def _train_step(batches: _Batches, model, prepare, optimizer, image, labels, size, weight, with_symmetries) -> None:
+@dataclass(frozen=True)
+class StepInputs:
+    """What every step reads: the model and its input transform, the image and label on the
+    device, the patch size and the class weights of the loss."""
+
+    model: torch.nn.Module
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+    image: torch.Tensor
+    labels: torch.Tensor
+    size: int
+    weight: torch.Tensor
+
+
+def _train_step(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Optimizer, *, augment_patches: bool) -> None:
     """One optimiser step on the batch that ``batches.step`` points at; no host sync."""
-    x, y = gather(image, labels, batches.current(batches.corners), size)
-    if with_symmetries:
+    x, y = gather(inputs.image, inputs.labels, batches.current(batches.corners), inputs.size)
+    if augment_patches:
         x, y = augment(x, y, batches.current(batches.flags))
-    with autocast(image.device):
-        logits = model(prepare(x))
+    with autocast(inputs.image.device):
+        logits = inputs.model(inputs.prepare(x))
     logits = logits.float()
-    loss_sum, weight_sum = weighted_loss(logits, y, weight)
+    loss_sum, weight_sum = weighted_loss(logits, y, inputs.weight)
     loss = loss_sum / weight_sum.clamp_min(1e-12)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -171,14 +192,73 @@ def _train_step(batches: _Batches, model, prepare, optimizer, image, labels, siz
 
 
 @torch.no_grad()
-def _val_step(batches: _Batches, model, prepare, image, labels, size, weight) -> None:
+def _val_step(batches: _Batches, inputs: StepInputs) -> None:
     """Validation loss terms and confusion counts of one batch; padding patches are ignored."""
-    x, y = gather(image, labels, batches.current(batches.corners), size)
+    x, y = gather(inputs.image, inputs.labels, batches.current(batches.corners), inputs.size)
     y = torch.where(batches.current(batches.valid).view(-1, 1, 1), y, IGNORE_INDEX)
-    with autocast(image.device):
-        logits = model(prepare(x)).float()
-    loss_sum, weight_sum = weighted_loss(logits, y, weight)
+    with autocast(inputs.image.device):
+        logits = inputs.model(inputs.prepare(x)).float()
+    loss_sum, weight_sum = weighted_loss(logits, y, inputs.weight)
     batches.record(torch.stack([loss_sum, weight_sum]), logits, y)
+
+
+class Steps:
+    """The training and validation steps of one run, and the device tensors they work on.
+
+    Fixed shapes: the trailing partial training batch is dropped (fewer patches than a
+    batch make one smaller batch), so a batch of one never reaches BatchNorm; the last
+    validation batch is padded with ignored patches, so every validation patch counts.
+    Each step is a `GraphedStep`: captured as a CUDA graph on CUDA, eager on the CPU.
+    """
+
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec, image: np.ndarray, ids: np.ndarray,
+                 index: pd.DataFrame, size: int, class_weights: list[float], settings: TrainSettings,
+                 optimizer: torch.optim.Optimizer, device: torch.device):
+        image_t, labels_t = to_tensors(image, ids, device)
+        corners = {
+            split: torch.tensor(index.loc[index.split == split, ["row", "col"]].to_numpy(), dtype=torch.long, device=device)
+            for split in ("train", "val")
+        }
+        self.n_train, n_val = len(corners["train"]), len(corners["val"])
+        if self.n_train < 2:
+            raise ValueError(f"only {self.n_train} training patch(es): need at least 2 for BatchNorm")
+        self.model, self.settings, self.device, self.train_corners = model, settings, device, corners["train"]
+        batch = min(settings.batch_size, self.n_train)
+        self.train = _Batches(steps_per_epoch(self.n_train, settings.batch_size), batch, spec.n_classes, device, loss_terms=1)
+        self.val = _Batches(-(-n_val // settings.batch_size), settings.batch_size, spec.n_classes, device, loss_terms=2)
+        padding = self.val.steps * self.val.batch - n_val
+        self.val_corners = torch.cat([corners["val"], corners["val"][:1].expand(padding, 2)])
+        self.val_valid = torch.arange(self.val.steps * self.val.batch, device=device) < n_val
+        weight = torch.tensor(class_weights, dtype=torch.float32, device=device)
+        inputs = StepInputs(model, input_transform(spec, device), image_t, labels_t, size, weight)
+        self.train_step = GraphedStep(partial(_train_step, self.train, inputs, optimizer, augment_patches=settings.augment),
+                                      device, settings.capture, name="training step")
+        self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, settings.capture, name="validation step")
+
+    def draw_epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An epoch's batches from the seeded generator: the corners of every step's patches
+        and, with augmentation, their symmetry flags."""
+        train = self.train
+        order = torch.randperm(self.n_train, generator=generator)[: train.steps * train.batch]
+        flags = torch.stack([draw_symmetries(train.batch, generator) for _ in range(train.steps)]) if self.settings.augment else None
+        return self.train_corners[order.to(self.device)], flags
+
+    def train_epoch(self, corners: torch.Tensor, flags: torch.Tensor | None, progress: bool = False,
+                    desc: str = "epoch") -> dict[str, float]:
+        """Run the epoch's training steps; its loss, accuracy and mIoU."""
+        self.model.train()
+        self.train.start(corners, flags)
+        for _ in tqdm(range(self.train.steps), desc=desc, unit="batch", disable=not progress, leave=False):
+            self.train_step()
+        return _train_figures(self.train)
+
+    def validate(self) -> dict[str, float]:
+        """Run every validation step; the validation loss, accuracy and mIoU."""
+        self.model.eval()
+        self.val.start(self.val_corners, valid=self.val_valid)
+        for _ in range(self.val.steps):
+            self.val_step()
+        return _val_figures(self.val)
 
 
 def fit(
@@ -198,66 +278,41 @@ def fit(
     """Train ``model`` on the patches of ``index`` (row, col, split).
 
     Returns the per-epoch history, the state dict of the best epoch by validation mIoU, and
-    that epoch's number. With ``resume_path``, the full training state is saved there after
-    every epoch, and a run that finds a state with the same ``fingerprint`` continues after
-    its last finished epoch, ending exactly as an uninterrupted run would. A loss that is not
-    finite, or has exploded, raises `DivergenceError` at the end of its epoch.
+    that epoch's number. With ``resume_path``, the full training state is saved there at the
+    end of an epoch (at most once per ``settings.resume_seconds``), and a run that finds a
+    state with the same ``fingerprint`` continues after its last saved epoch, ending exactly as
+    an uninterrupted run would. A loss that is not finite, or has exploded, raises
+    `DivergenceError` at the end of its epoch.
     """
-    image_t, labels_t = to_tensors(image, ids, device)
-    corners = {
-        split: torch.tensor(index.loc[index.split == split, ["row", "col"]].to_numpy(), dtype=torch.long, device=device)
-        for split in ("train", "val")
-    }
-    n_train, n_val = len(corners["train"]), len(corners["val"])
-    if n_train < 2:
-        raise ValueError(f"only {n_train} training patch(es): need at least 2 for BatchNorm")
     model = channels_last(model.to(device))
-    weight = torch.tensor(class_weights, dtype=torch.float32, device=device)
     optimizer = make_optimizer(model, settings, device)
+    steps = Steps(model, spec, image, ids, index, size, class_weights, settings, optimizer, device)
     generator = torch.Generator().manual_seed(settings.seed)
     run = _RunState(model, optimizer, generator)
     if resume_path is not None:
         run.restore(resume_path, fingerprint, device)
-
-    # Fixed shapes: the trailing partial training batch is dropped (fewer patches than a
-    # batch make one smaller batch), so a batch of one never reaches BatchNorm; the last
-    # validation batch is padded with ignored patches, so every validation patch counts.
-    batch = min(settings.batch_size, n_train)
-    train = _Batches(steps_per_epoch(n_train, settings.batch_size), batch, spec.n_classes, device, loss_terms=1)
-    val = _Batches(-(-n_val // settings.batch_size), settings.batch_size, spec.n_classes, device, loss_terms=2)
-    padding = val.steps * val.batch - n_val
-    val_corners = torch.cat([corners["val"], corners["val"][:1].expand(padding, 2)])
-    val_valid = torch.arange(val.steps * val.batch, device=device) < n_val
-    prepare = input_transform(spec, device)
-    train_step = GraphedStep(
-        partial(_train_step, train, model, prepare, optimizer, image_t, labels_t, size, weight, settings.augment),
-        device, settings.capture, name="training step")
-    val_step = GraphedStep(partial(_val_step, val, model, prepare, image_t, labels_t, size, weight),
-                           device, settings.capture, name="validation step")
-
+    saved = time.perf_counter()
     for epoch in range(len(run.rows) + 1, settings.epochs + 1):
         start = time.perf_counter()
-        order = torch.randperm(n_train, generator=generator)[: train.steps * batch]
-        flags = torch.stack([draw_symmetries(batch, generator) for _ in range(train.steps)]) if settings.augment else None
-        model.train()
-        train.start(corners["train"][order.to(device)], flags)
-        for _ in tqdm(range(train.steps), desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False):
-            train_step()
-        model.eval()
-        val.start(val_corners, valid=val_valid)
-        for _ in range(val.steps):
-            val_step()
-        row = {"epoch": epoch, **_train_figures(train), **_val_figures(val), "seconds": time.perf_counter() - start}
-        log.info(
-            "epoch %d/%d: train loss %.4f acc %.4f mIoU %.4f | val loss %.4f acc %.4f mIoU %.4f | %.1f s (%s steps)",
-            epoch, settings.epochs, row["train_loss"], row["train_acc"], row["train_miou"],
-            row["val_loss"], row["val_acc"], row["val_miou"], row["seconds"], train_step.mode,
-        )
+        train_row = steps.train_epoch(*steps.draw_epoch(generator), progress=progress, desc=f"epoch {epoch}")
+        row = {"epoch": epoch, **train_row, **steps.validate(), "seconds": time.perf_counter() - start}
+        _log_epoch(row, settings, steps.train_step.mode)
         _check_diverged(row, spec.n_classes, settings)
         run.finish_epoch(row)
-        if resume_path is not None:
+        if resume_path is not None and time.perf_counter() - saved >= settings.resume_seconds:
             run.save(resume_path, fingerprint)
+            saved = time.perf_counter()
+    log.info("training step: %s", steps.train_step.summary())
+    log.info("validation step: %s", steps.val_step.summary())
     return pd.DataFrame(run.rows, columns=HISTORY_COLUMNS), run.best_state, run.best_epoch
+
+
+def _log_epoch(row: dict, settings: TrainSettings, mode: str) -> None:
+    log.info(
+        "epoch %d/%d: train loss %.4f acc %.4f mIoU %.4f | val loss %.4f acc %.4f mIoU %.4f | %.1f s (%s steps)",
+        row["epoch"], settings.epochs, row["train_loss"], row["train_acc"], row["train_miou"],
+        row["val_loss"], row["val_acc"], row["val_miou"], row["seconds"], mode,
+    )
 
 
 def _train_figures(train: _Batches) -> dict[str, float]:
