@@ -1,86 +1,116 @@
 #!/usr/bin/env bash
-# The GPU check: on a machine with one CUDA GPU and the Dubai pair, in at most 6 minutes,
-#   1. the unit tests (the CUDA-only ones run here, they skip elsewhere),
-#   2. the training-step benchmark (study's pipeline, eager step, captured step),
-#   3. the mosaic benchmark (the study's patch-by-patch loop against the device mosaic),
-#   4. the full study at the study's own settings (config/dubai.yaml: stride 16, 20 epochs,
-#      both inits, 32/64/128 px, both images) through
-#      `snakemake --cores 16 --resources gpu=1`, in a scratch folder,
-# then prints the study's tables, its job overheads and its wall time last. The study gets
-# what is left of the budget; if it cannot finish in that time, it is stopped, the script
-# says so and shows what did finish.
+# The GPU check, sized for one short loan of one GPU (at most 9.5 minutes, one command):
 #
-#   bash benchmarks/gpu_check.sh [DUBAI_DIR]      # default data/dubai; GPU_CHECK_SECONDS=360
+#  (a) at most 3 minutes, each step under its own `timeout`:
+#      1. import check (torch, CUDA, the GPU, the workflow's packages)        25 s
+#      2. the self-test, in strict capture mode (benchmarks/gpu_selftest.py)   60 s
+#      3. the training-step benchmark, batch 32, 32/64/128 px                  50 s
+#      4. the mosaic benchmark, 2048 px, 64 px windows, stride 32              45 s
+#      then a one-screen summary of (a);
+#  (b) at most 6 minutes: the full study at the study's own settings (config/dubai.yaml:
+#      stride 16, 20 epochs, both inits, 32/64/128 px, both images, the tables), in a scratch
+#      folder, through `snakemake --cores 16 --resources gpu=4` with strict capture. gpu=4:
+#      16 cores at train.threads 4 run four jobs at once; on one GPU they share it through the
+#      GPU slots, so the start-up of one job (about 15 s of imports, CUDA and data, mostly CPU)
+#      overlaps the captured steps of the others instead of leaving the GPU idle 12 times in a
+#      row; more jobs would oversubscribe the CPUs and only time-slice the GPU further.
+#      Printed for every job, also when the study is cut short: its GPU slot, start-up
+#      seconds, epochs and seconds per epoch, how its training and validation steps ran
+#      (captured, N replays / eager, because ...), how it ended; then the tables, wall time.
 #
-# DUBAI_DIR holds images/image_part_00N.jpg and masks/image_part_00N.png (Tile 8).
+#   bash benchmarks/gpu_check.sh DUBAI_DIR [a|b|ab]       # default ab
+#
+# DUBAI_DIR holds images/image_part_005.jpg, masks/image_part_005.png and part 008 likewise
+# (on a lent machine: .device/data/dubai-tile8, see ../shared/tools/device-prep.sh).
+# GPU_CHECK_DEVICE=cpu runs it without a GPU, as a smoke test of the script only (with
+# GPU_CHECK_STUDY_SECONDS set low, the study is cut short there: the path a slow GPU takes).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-data=$(realpath "${1:-data/dubai}")
-budget=${GPU_CHECK_SECONDS:-360}
+data=$(realpath "${1:?usage: gpu_check.sh DUBAI_DIR [a|b|ab]}")
+parts=${2:-ab}
+device=${GPU_CHECK_DEVICE:-cuda}
+study_limit=${GPU_CHECK_STUDY_SECONDS:-345}
+export AERIALSEG_STRICT_CAPTURE=1
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package, installed or not
 began=$SECONDS
+work=$(mktemp -d "${TMPDIR:-/tmp}/aerialseg-gpu-check.XXXXXX")
 cd "$root"
 
 say() { printf '\n== %s (%d s into the check)\n' "$*" $((SECONDS - began)); }
+quiet() { grep --line-buffered -v -E "it/s\]|batch/s\]|window/s\]"; }
+declare -a summary=()
+
+# run NAME LIMIT COMMAND...: under `timeout`, its output shown as it comes and kept in
+# $work/NAME.out; the exit status and seconds go to the summary.
+run() {
+  local name=$1 limit=$2; shift 2
+  local start=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" > >(tee "$work/$name.out" | quiet) 2>&1
+  local status=$?
+  sleep 0.2  # let tee finish
+  local what="exit $status"
+  [ $status -eq 124 ] || [ $status -eq 137 ] && what="CUT at its ${limit} s limit"
+  summary+=("$(printf '%-22s %-26s %3d s' "$name" "$what" $((SECONDS - start)))")
+  return $status
+}
 
 [ -f "$data/images/image_part_005.jpg" ] && [ -f "$data/masks/image_part_008.png" ] \
-  || { echo "the Dubai pair (Tile 8, parts 005 and 008) is not in $data"; exit 2; }
-python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
-  || { echo "no CUDA GPU is visible: this check is for a GPU machine"; exit 2; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-python3 -c "import sys, torch; print(f'Python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}')"
+  || { echo "the Dubai pair (parts 005 and 008) is not in $data"; exit 2; }
+echo "scratch folder: $work"
 
-say "1. unit tests"
-python3 -m pytest -q -m "not workflow" -p no:cacheprovider 2>&1 | tail -n 15
+if [[ $parts == *a* ]]; then
+  say "(a) 1. import check"
+  run imports 25 python3 -c "
+import sys, torch, segmentation_models_pytorch, snakemake, rasterio, aerialseg.train, aerialseg.mosaic
+print(f'Python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, '
+      f'cuDNN {torch.backends.cudnn.version()}, smp {segmentation_models_pytorch.__version__}')
+if '$device' == 'cuda':
+    assert torch.cuda.is_available(), 'no CUDA GPU is visible'
+    p = torch.cuda.get_device_properties(0)
+    print(f'GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}')
+"
+  [ $? -eq 0 ] || { echo "the import check failed: nothing else can run"; exit 2; }
+  say "(a) 2. self-test, strict capture"
+  run self-test 60 python3 benchmarks/gpu_selftest.py "$data" --device "$device"
+  say "(a) 3. training step, batch 32"
+  run train-step 50 python3 benchmarks/train_throughput.py --device "$device" --steps 30
+  say "(a) 4. mosaic, 2048 px, 64 px windows, stride 32"
+  run mosaic 45 python3 benchmarks/mosaic_throughput.py --device "$device" --size 2048 --patch 64 --huge 10000
 
-say "2. training step, batch 32"
-python3 benchmarks/train_throughput.py --device cuda --steps 50
-
-say "3. mosaic, 64 px windows, stride 32"
-python3 benchmarks/mosaic_throughput.py --device cuda --patch 64 --huge 20000
-
-left=$((budget - (SECONDS - began) - 10))
-work=$(mktemp -d "${TMPDIR:-/tmp}/aerialseg-gpu-check.XXXXXX")
-mkdir -p "$work/data" && ln -s "$data" "$work/data/dubai"
-say "4. the study on the Dubai pair: six cases, stride 16, 20 epochs ($left s left of the ${budget} s budget)"
-if [ "$left" -lt 30 ]; then
-  echo "no time is left for the study"; exit 1
+  say "(a) summary"
+  printf '%s\n' "${summary[@]}"
+  grep -h -E "^(FAIL|self-test:)" "$work/self-test.out" 2>/dev/null
+  grep -h -E "^device:|^\| (32|64|128) \|" "$work/train-step.out" 2>/dev/null
+  grep -h -E "^torch|^\| (baseline|aerialseg) \||vs baseline|px \(image" "$work/mosaic.out" 2>/dev/null
 fi
-study_start=$SECONDS
-timeout --signal=INT --kill-after=20 "$left" \
-  snakemake -s "$root/Snakefile" -d "$work" --cores 16 --resources gpu=1 --configfile "$root/config/dubai.yaml" \
-  > "$work/snakemake.log" 2>&1
-status=$?
-study_seconds=$((SECONDS - study_start))
-grep -E "^(Job stats|job|train|predict|evaluate|total)|steps \(100%\) done|Error|error" "$work/snakemake.log" | tail -n 20
 
-results="$work/results"
-if [ $status -eq 0 ]; then
-  say "the study's tables"
-  cat "$results/summary/training.md"; echo; cat "$results/summary/evaluation.md"
-  echo; python3 benchmarks/job_overhead.py "$results"
-  echo; echo "train jobs whose steps ran as captured CUDA graphs: $(grep -l "training step: captured as a CUDA graph" "$results"/logs/train/*.log | wc -l) of $(ls "$results"/logs/train/*.log | wc -l)"
-  grep -h "capturing a CUDA graph failed" "$results"/logs/train/*.log | head -n 3
-  printf '\nthe full study (6 cases, both images, tables): %d s of wall time, end to end, on one GPU\n' "$study_seconds"
-else
-  say "the study did not finish"
-  python3 - "$results" <<'PY'
-import sys
-from pathlib import Path
-import pandas as pd
-results = Path(sys.argv[1])
-for case in sorted((results / "cases").glob("*_p*")):
-    line = f"{case.name}: "
-    history = case / "history.csv"
-    if history.exists():
-        h = pd.read_csv(history)
-        line += f"trained, {len(h)} epochs in {h.seconds.sum():.0f} s, best val mIoU {h.val_miou.max():.4f}"
-    else:
-        line += "not trained"
-    line += "; predicted" if (case / "test" / "prediction.png").exists() else ""
-    print(line)
-PY
-  printf '\nthe full study did NOT fit: stopped after %d s (the %d s left of the %d s budget), exit status %d; see %s/snakemake.log\n' \
-    "$study_seconds" "$left" "$budget" "$status" "$work"
-  exit 1
+if [[ $parts == *b* ]]; then
+  mkdir -p "$work/study/data" && ln -s "$data" "$work/study/data/dubai"
+  say "(b) the study on the Dubai pair: 6 cases, stride 16, 20 epochs, gpu=4 (limit ${study_limit} s)"
+  extra=()
+  [ "$device" = cpu ] && { printf 'train:\n  device: cpu\n' > "$work/cpu.yaml"; extra=("$work/cpu.yaml"); }
+  study_start=$SECONDS
+  timeout --signal=INT --kill-after=15 "$study_limit" \
+    snakemake -s "$root/Snakefile" -d "$work/study" --cores 16 --resources gpu=4 \
+    --configfile "$root/config/dubai.yaml" "${extra[@]}" > "$work/snakemake.log" 2>&1
+  status=$?
+  study_seconds=$((SECONDS - study_start))
+  results="$work/study/results"
+  say "(b) every GPU job, from its log"
+  python3 benchmarks/job_logs.py "$results"
+  grep -h -E "steps \([0-9]+%\) done|^Error|Exception|exit status" "$work/snakemake.log" | tail -n 4
+  if [ $status -eq 0 ]; then
+    say "(b) the study's tables"
+    cat "$results/summary/training.md"; echo; cat "$results/summary/evaluation.md"
+    printf '\nthe full study (6 cases, both images, tables): %d s of wall time on one GPU, exit status 0\n' "$study_seconds"
+  else
+    printf '\nthe full study did NOT finish: stopped after %d s (limit %d s), exit status %d; see %s/snakemake.log\n' \
+      "$study_seconds" "$study_limit" "$status" "$work"
+  fi
+  summary+=("$(printf '%-22s %-26s %3d s' study "exit $status" "$study_seconds")")
 fi
+
+say "done"
+printf '%s\n' "${summary[@]}"
+echo "logs and outputs: $work"

@@ -2,7 +2,9 @@
 
 Two predictions of the same image with the same model (DeepLabV3+, mobilenet_v2, in the
 precision and memory format the workflow uses on the device) and the same stride, each in a
-fresh process, after a warm-up prediction of a small image:
+fresh process, after a warm-up prediction (aerialseg: of an image of the same size, so that
+the timed run meets no batch shape for the first time and pays no cuDNN algorithm search or
+allocation; the baseline's batch of one window has one shape, so a small image warms it up):
 
 * aerialseg: `aerialseg.mosaic.predict_ids` as the predict rule runs it: the image goes to
   the device a band at a time, windows are cut there and predicted in batches of the
@@ -70,11 +72,11 @@ def ours(image):
     return mosaic.predict_ids(predictor, image, 5, patch, stride, batch_size=batch, device=device)
 
 run = ours if mode == "aerialseg" else baseline
-with torch.no_grad():
-    run(np.zeros((2 * patch, 2 * patch, 3), np.uint8))  # warm-up: library handles, kernel choice
 image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
 from _memory import peak_kib, rss_kib
-start_kb = rss_kib()
+start_kb = rss_kib()  # after the imports and the image, before any prediction
+with torch.no_grad():  # warm-up: library handles, kernel choice for every batch shape
+    run(image if mode == "aerialseg" and model_kind == "real" else np.zeros((2 * patch, 2 * patch, 3), np.uint8))
 if device.type == "cuda":
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
 t = time.perf_counter()
@@ -92,7 +94,11 @@ print(json.dumps({"seconds": seconds, "start_kb": start_kb, "peak_kb": peak_kb, 
 
 def measure(mode, model, size, patch, stride, device, ids_path="-") -> dict:
     command = [sys.executable, "-c", CHILD, str(ROOT / "src"), mode, model, str(size), str(patch), str(stride), device, str(ids_path)]
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    child = subprocess.run(command, capture_output=True, text=True)
+    if child.returncode != 0:  # a CUDA error, say: show what the child said, not only its exit status
+        raise SystemExit(f"the {mode} prediction ({model} model, {size} px, on {device}) failed with exit status "
+                         f"{child.returncode}:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -108,17 +114,17 @@ def main() -> None:
     args = parser.parse_args()
     stride = args.stride or args.patch // 2
     size = args.size or (2048 if args.device == "cuda" else 1024)
+    print(f"torch {torch.__version__}; {size} x {size} px, DeepLabV3+ mobilenet_v2, patch {args.patch}, stride {stride}")
+    print("| prediction | device | batch | Mpx/s | peak host memory above image (MiB) | peak GPU memory (MiB) | seconds |")
+    print("|---|---|---:|---:|---:|---:|---:|", flush=True)
+    runs, ids = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {mode: measure(mode, "real", size, args.patch, stride, args.device, Path(tmp) / f"{mode}.npy")
-                for mode in ("baseline", "aerialseg")}
-        ids = {mode: np.load(Path(tmp) / f"{mode}.npy") for mode in runs}
-    print(f"device {runs['aerialseg']['name']}; torch {torch.__version__}; {size} x {size} px, DeepLabV3+ mobilenet_v2, "
-          f"patch {args.patch}, stride {stride}; batch {runs['aerialseg']['batch']} (baseline: 1)")
-    print("| prediction | Mpx/s | peak host memory above image (MiB) | peak GPU memory (MiB) | seconds |")
-    print("|---|---:|---:|---:|---:|")
-    for mode, r in runs.items():
-        gpu = f"{r['gpu_mb']:.0f}" if args.device == "cuda" else "-"
-        print(f"| {mode} | {size ** 2 / 1e6 / r['seconds']:.2f} | {(r['peak_kb'] - r['start_kb']) / 1024:.0f} | {gpu} | {r['seconds']:.2f} |")
+        for mode in ("aerialseg", "baseline"):  # each row as soon as it is measured
+            r = runs[mode] = measure(mode, "real", size, args.patch, stride, args.device, Path(tmp) / f"{mode}.npy")
+            ids[mode] = np.load(Path(tmp) / f"{mode}.npy")
+            gpu = f"{r['gpu_mb']:.0f}" if args.device == "cuda" else "-"
+            print(f"| {mode} | {r['name']} | {r['batch'] if mode == 'aerialseg' else 1} | {size ** 2 / 1e6 / r['seconds']:.2f} "
+                  f"| {(r['peak_kb'] - r['start_kb']) / 1024:.0f} | {gpu} | {r['seconds']:.2f} |", flush=True)
     speed = runs["baseline"]["seconds"] / runs["aerialseg"]["seconds"]
     differ = int((ids["baseline"] != ids["aerialseg"]).sum())
     same = "identical class ids" if not differ else f"class ids differ at {differ} of {size * size} pixels ({differ / size ** 2:.4%})"

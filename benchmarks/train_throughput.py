@@ -5,9 +5,11 @@ same number of optimiser steps at the same batch size on the demo scene, fed thr
 
 * captured (CUDA only): aerialseg's training step (`aerialseg.train`), patches gathered on
   the device from the uint8 image, normalised, forward, weighted loss, backward, Adam step
-  and bookkeeping, replayed as one CUDA graph per step (`device.GraphedStep`);
+  and bookkeeping, replayed as one CUDA graph per step (`device.GraphedStep`, in strict mode:
+  a step that cannot be captured stops the benchmark with the root cause); and the same with
+  PyTorch's fused Adam kernel (``fused=True``) instead of its default multi-tensor one;
 * eager: the same step with capture turned off (``train.capture: false``), its kernels
-  launched one by one from Python;
+  launched one by one from Python, with the eager default Adam (not ``capturable``);
 * study: the study's pipeline, a torch Dataset that crops each patch from a PIL image,
   converts it with torchvision's ToTensor and Normalize, and a DataLoader that collates them
   (cycling through the patches as often as the steps need), then the same model step.
@@ -54,20 +56,20 @@ def fresh_model(device):
     return spec, model
 
 
-def run_aerialseg(image, ids, corners, size, batch, steps, device, capture) -> float:
+def run_aerialseg(image, ids, corners, size, batch, steps, device, capture, fused=False) -> float:
     """Seconds per step of `train._train_step`, as `train.fit` runs it."""
     spec, model = fresh_model(device)
     settings = train.TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0, capture=capture)
-    optimizer = train.make_optimizer(model, settings, device)
+    optimizer = train.make_optimizer(model, settings, device, fused=fused)
     image_t, labels_t = train.to_tensors(image, ids, device)
     generator = torch.Generator().manual_seed(0)
     batches = train._Batches(WARMUP + steps, batch, spec.n_classes, device, loss_terms=1)
     picks = torch.randint(len(corners), (WARMUP + steps, batch), generator=generator)
     batches.start(torch.tensor(corners)[picks].to(device))
-    step = devices.GraphedStep(
-        partial(train._train_step, batches, model, input_transform(spec, device), optimizer, image_t, labels_t,
-                size, torch.ones(spec.n_classes, device=device), False),
-        device, enabled=capture, name="training step")
+    inputs = train.StepInputs(model, input_transform(spec, device), image_t, labels_t, size,
+                              torch.ones(spec.n_classes, device=device))
+    step = devices.GraphedStep(partial(train._train_step, batches, inputs, optimizer, augment_patches=False),
+                               device, enabled=capture, name="training step", strict=True)
     for _ in range(WARMUP):
         step()
     sync(device)
@@ -76,7 +78,7 @@ def run_aerialseg(image, ids, corners, size, batch, steps, device, capture) -> f
         step()
     sync(device)
     if capture and step.mode != "CUDA graph":
-        raise RuntimeError("the training step was not captured (see the warning above)")
+        raise RuntimeError(f"the training step was not captured: {step.summary()}")
     return (time.perf_counter() - start) / steps
 
 
@@ -151,21 +153,23 @@ def main() -> None:
     cuda = device.type == "cuda"
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch_size}; {WARMUP} warm-up + {steps} timed steps; "
           f"study's DataLoader workers: {args.workers}")
-    print("| patch | study's pipeline (ms/step) | eager step (ms/step) | captured step (ms/step) | captured (patches/s) "
-          "| speed-up: captured over eager | captured over study | eager over study |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size in args.sizes:
+    print("| patch | study's pipeline (ms/step) | eager step (ms/step) | captured step (ms/step) "
+          "| captured, fused Adam (ms/step) | captured (patches/s) | speed-up: captured over eager "
+          "| captured over study | eager over study |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    for size in args.sizes:  # a row as soon as it is measured: a run cut short keeps what it did
         corners = grid(args.scene, args.scene, size, size // 2)[["row", "col"]].to_numpy()
         study = run_study(image, ids, corners, size, args.batch_size, steps, device, args.workers)
         eager = run_aerialseg(image, ids, corners, size, args.batch_size, steps, device, capture=False)
-        captured = run_aerialseg(image, ids, corners, size, args.batch_size, steps, device, capture=True) if cuda else None
         cells = [f"{1000 * study:.1f}", f"{1000 * eager:.1f}"]
-        if captured is None:
-            cells += ["(CUDA only)", "", "", "", f"{study / eager:.2f}x"]
+        if cuda:
+            captured = run_aerialseg(image, ids, corners, size, args.batch_size, steps, device, capture=True)
+            fused = run_aerialseg(image, ids, corners, size, args.batch_size, steps, device, capture=True, fused=True)
+            cells += [f"{1000 * captured:.1f}", f"{1000 * fused:.1f}", f"{args.batch_size / captured:.0f}",
+                      f"{eager / captured:.1f}x", f"{study / captured:.1f}x", f"{study / eager:.2f}x"]
         else:
-            cells += [f"{1000 * captured:.1f}", f"{args.batch_size / captured:.0f}", f"{eager / captured:.1f}x",
-                      f"{study / captured:.1f}x", f"{study / eager:.2f}x"]
-        print(f"| {size} | " + " | ".join(cells) + " |")
+            cells += ["(CUDA only)", "(CUDA only)", "", "", "", f"{study / eager:.2f}x"]
+        print(f"| {size} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
