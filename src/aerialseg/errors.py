@@ -19,3 +19,8 @@ class WeightsError(RuntimeError):
 
 class DivergenceError(RuntimeError):
     """Training produced a non-finite or exploded loss; the message names the epoch and what to try."""
+
+
+class WriteError(OSError):
+    """An output could not be written (a full disk, a folder without write permission); the
+    message names the file and what to do."""

@@ -1,9 +1,12 @@
-"""Writing outputs atomically: a reader (or Snakemake) never sees a half-written file."""
+"""Writing outputs atomically: a reader (or Snakemake) never sees a half-written file, and a
+full disk is reported as such, naming the file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,20 +14,56 @@ from typing import Iterator
 
 import pandas as pd
 
+from .errors import WriteError
+
+LOW_SPACE = 64 << 20
+"""Free bytes below which a failed write is put down to a full disk (libraries that write
+through C++ streams, torch.save among them, report it only as an iostream error)."""
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _write_error(path, error) from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary readable files
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        full = _disk_full(path, error)  # before the partial file is removed and its space freed
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise _write_error(path, error, full=True) from None
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _disk_full(path: Path, error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < LOW_SPACE
+    except OSError:
+        return False
+
+
+def _write_error(path: Path, error: BaseException, full: bool | None = None) -> WriteError:
+    if full if full is not None else _disk_full(path, error):
+        try:
+            free = f" ({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there)"
+        except OSError:
+            free = ""
+        return WriteError(f"{path}: cannot write it: no space left on the disk{free}. Free some space (see "
+                          "\"When something goes wrong\" in the README for what a run needs) and run again; "
+                          "nothing half-written was left")
+    return WriteError(f"{path}: cannot write it ({error.strerror or error})")
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:

@@ -77,11 +77,17 @@ class DataSpec:
 # --- reading rasters ---------------------------------------------------------------------
 
 
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image file")
+    if not path.is_file():
+        raise InputError(f"{path}: file does not exist")
+
+
 def _read_raster(path: str | Path) -> np.ndarray:
     """Any raster as (H, W) or (H, W, C), in its own dtype."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file does not exist")
+    _check_file(path)
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             return _read_tiff(path)
@@ -118,8 +124,7 @@ def _read_tiff(path: Path) -> np.ndarray:
 def image_header(path: str | Path) -> tuple[int, int, int]:
     """(height, width, bands) of an image, from its header only."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file does not exist")
+    _check_file(path)
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             with _gdal(path) as dataset:
@@ -185,7 +190,10 @@ def read_image(path: str | Path, spec: DataSpec | None = None) -> np.ndarray:
 
 
 def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None, *, source) -> np.ndarray:
-    """Scale ``value_range`` (default: the integer dtype's full range) linearly to 0..255."""
+    """Scale ``value_range`` (default: the integer dtype's full range) linearly to 0..255.
+
+    A float image with NaN or infinite pixels is refused (`InputError` with their count and
+    the first one's position): no colour would be right for them."""
     if value_range is None:
         if array.dtype == np.uint8:
             return array
@@ -196,10 +204,21 @@ def to_uint8(array: np.ndarray, value_range: tuple[float, float] | None, *, sour
     low, high = map(float, value_range)
     scale = 255.0 / (high - low)
     out = np.empty(array.shape, dtype=np.uint8)
+    floats = np.issubdtype(array.dtype, np.floating)
     for start in range(0, array.shape[0], CHUNK_ROWS):  # chunks keep the float copy small
         chunk = (array[start : start + CHUNK_ROWS].astype(np.float32) - low) * scale
+        if floats and not np.isfinite(chunk).all():
+            raise InputError(_not_finite_message(source, array, start))
         out[start : start + CHUNK_ROWS] = np.clip(np.rint(chunk), 0, 255)
     return out
+
+
+def _not_finite_message(source, array: np.ndarray, first_row: int) -> str:
+    bad = ~np.isfinite(array[first_row:]).reshape(array.shape[0] - first_row, array.shape[1], -1)
+    row, col, band = np.argwhere(bad)[0]
+    return (f"{source}: {int(bad.any(axis=2).sum())} pixels are NaN or infinite, e.g. at row {first_row + row}, "
+            f"col {col} (band {band}); they have no value to learn from or to predict. Fill them, or cut the "
+            "image to where it has data")
 
 
 # --- decoding labels ----------------------------------------------------------------------

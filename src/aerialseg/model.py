@@ -11,7 +11,8 @@ With none available the error says how to get them.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ import segmentation_models_pytorch as smp
 import torch
 
 from .device import channels_last
-from .errors import WeightsError
+from .errors import InputError, WeightsError
 from .files import atomic_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,30 +51,41 @@ class ModelSpec:
 
     @property
     def mean(self) -> tuple[float, ...]:
-        """Per-channel input mean (inputs are scaled to 0..1 first)."""
-        return IMAGENET_MEAN if self.init == "imagenet" else (0.0,) * self.in_channels
+        """Per-band input mean (inputs are scaled to 0..1 first): ImageNet's for ``imagenet``,
+        band i taking that of colour i mod 3 as its first-layer filter does (`build`)."""
+        return _per_band(IMAGENET_MEAN, self.in_channels) if self.init == "imagenet" else (0.0,) * self.in_channels
 
     @property
     def std(self) -> tuple[float, ...]:
-        return IMAGENET_STD if self.init == "imagenet" else (1.0,) * self.in_channels
+        return _per_band(IMAGENET_STD, self.in_channels) if self.init == "imagenet" else (1.0,) * self.in_channels
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _per_band(rgb: tuple[float, float, float], bands: int) -> tuple[float, ...]:
+    return tuple(rgb[i % 3] for i in range(bands))
+
+
 def build(spec: ModelSpec, weights: str | Path | None = None) -> torch.nn.Module:
-    """A DeepLabV3+ model; for init 'imagenet' its encoder carries ImageNet weights."""
+    """A DeepLabV3+ model; for init 'imagenet' its encoder carries ImageNet weights.
+
+    ImageNet weights are for three bands (R, G, B). For another band count the first
+    convolution is adapted as segmentation-models-pytorch does (``set_in_channels``): band i
+    gets the filter of colour i mod 3 (a 4-band R, G, B, IR image: R, G, B, R), every filter
+    scaled by 3 / bands so that the layer's response keeps its size; one band gets the sum of
+    the three. Every other layer keeps its ImageNet weights.
+    """
     if spec.init not in ("imagenet", "scratch"):
         raise ValueError(f"unknown init {spec.init!r}: expected 'imagenet' or 'scratch'")
-    if spec.init == "imagenet" and spec.in_channels != 3:
-        raise ValueError(f"ImageNet weights need 3 input bands, got {spec.in_channels}")
-    model = _deeplab(spec, encoder_weights=None)
-    if spec.init == "imagenet":
-        path = find_imagenet_weights(spec.encoder, weights)
-        if path is not None:
-            load_encoder_weights(model, path)
-        else:
-            model = _download_imagenet(spec)
+    if spec.init == "scratch":
+        return _deeplab(spec, encoder_weights=None)
+    path = find_imagenet_weights(spec.encoder, weights)
+    if path is None:
+        return _download_imagenet(spec)  # smp adapts the first convolution itself
+    model = _deeplab(replace(spec, in_channels=3), encoder_weights=None)
+    load_encoder_weights(model, path)
+    model.encoder.set_in_channels(spec.in_channels, pretrained=True)
     return model
 
 
@@ -169,13 +181,50 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+CHECKPOINT_KEYS = {"spec", "state_dict"}
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelSpec, dict]:
-    """Rebuild a trained model (in eval mode) from a checkpoint written by `save_checkpoint`."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    spec = ModelSpec(**checkpoint["spec"])
-    model = _deeplab(spec, encoder_weights=None)
-    model.load_state_dict(checkpoint["state_dict"])
+    """Rebuild a trained model (in eval mode) from a checkpoint written by `save_checkpoint`.
+
+    The file is read with ``weights_only=True``: tensors and plain data only, so a file that
+    would run code when unpickled is refused without running it. Every failure raises
+    `InputError` naming the file and what to do.
+    """
+    path = Path(path)
+    remedy = "delete it and run the workflow again: its train job writes it anew"
+    checkpoint = read_trusted(path, what="checkpoint", remedy=remedy)
+    if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
+        raise InputError(f"{path}: not a checkpoint written by aerialseg (no model spec and weights); {remedy}")
+    try:
+        spec = ModelSpec(**checkpoint["spec"])
+        model = _deeplab(spec, encoder_weights=None)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise InputError(f"{path}: its weights do not fit its model spec ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0]}); {remedy}") from None
     return model.to(device).eval(), spec, checkpoint
+
+
+def read_trusted(path: Path, what: str, remedy: str):
+    """``torch.load`` with ``weights_only=True`` (no code can run), its failures as `InputError`."""
+    import pickle
+    import zipfile
+
+    if not path.is_file():
+        raise InputError(f"{path}: {what} does not exist; {remedy}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        raise InputError(
+            f"{path}: refused to load this {what}: it holds objects other than tensors and plain data"
+            f"{f' ({found[1]})' if found else ''}, which could run code when loaded, so it was not written by "
+            f"aerialseg and nothing of it was run; {remedy}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        raise InputError(f"{path}: cannot read this {what}: the file is truncated or corrupt "
+                         f"({type(error).__name__}); {remedy}") from None
 
 
 def input_stats(spec: ModelSpec, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,7 +108,7 @@ def iter_strips(
     for first in range(0, len(rows), rows_per_band):
         band_rows = rows[first : first + rows_per_band]
         top, bottom = int(band_rows[0]), int(band_rows[-1]) + size
-        pixels = torch.from_numpy(image[top:bottom]).to(device)  # (h, W, C) uint8
+        pixels = _band(image, top, bottom, device)  # (h, W, C) uint8
         corners = torch.from_numpy(np.stack(np.meshgrid(band_rows - top, cols, indexing="ij"), -1).reshape(-1, 2)).to(device)
         logits = torch.cat([
             predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False)).float()
@@ -121,6 +121,13 @@ def iter_strips(
         yield top, (total[:done] / count[:done, :, None]).permute(2, 0, 1)
         total, count = total[done:], count[done:]
     bar.close()
+
+
+def _band(image: np.ndarray, top: int, bottom: int, device: torch.device) -> torch.Tensor:
+    """Rows ``top:bottom`` of the image as a tensor on ``device``; a read-only image (as
+    Pillow gives) is copied band by band rather than shared with a tensor that may write."""
+    rows = image[top:bottom]
+    return torch.from_numpy(rows if rows.flags.writeable else rows.copy()).to(device)
 
 
 def _add_band(carried_total, carried_count, logits, weights, row_slots, col_slots, n_cols):

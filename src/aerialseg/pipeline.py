@@ -20,7 +20,7 @@ from . import config as cfg
 from . import demo, images, patches, stats, tables
 from .config import Case
 from .files import write_csv, write_json, write_markdown, write_text
-from .errors import ConfigError, DivergenceError, InputError, WeightsError
+from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError
 from .metrics import confusion_matrix, mean_iou, per_class
 
 log = logging.getLogger("aerialseg")
@@ -41,16 +41,22 @@ def setup_logging(path: str | Path | None) -> None:
 
 def run(step, log_path, *args, **kwargs) -> None:
     """Run one workflow step with logging; a known input problem ends the job with its
-    message (no traceback), anything else is logged with its traceback and re-raised."""
+    message (no traceback), anything else is logged with its traceback and re-raised. The
+    log file is closed when the step ends (a process may run several steps: tests, notebooks)."""
     setup_logging(log_path)
     try:
         step(*args, **kwargs)
-    except (InputError, ConfigError, WeightsError, DivergenceError) as error:
+    except (InputError, ConfigError, WeightsError, DivergenceError, WriteError) as error:
         log.error("%s", error)
         sys.exit(1)
     except Exception:
         log.exception("%s failed", step.__name__)
         raise
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+            handler.close()
 
 
 class StartupClock:
@@ -93,21 +99,55 @@ def demo_scene(image_path, label_path, size: int, seed: int) -> None:
 
 def check_inputs(config: dict, producible: Sequence[str] = ()) -> None:
     """Check what can be checked before any job runs, from file headers only: the label
-    palette, image and label sizes, the bands asked for. Files in ``producible`` (the demo
-    scene) are skipped."""
+    palette, image and label sizes, the bands asked for, that every patch size fits and that
+    the validation split leaves patches on both sides. Files in ``producible`` (the demo
+    scene) have the header the demo_scene rule will write."""
     spec = images.DataSpec.from_config(config)
     images.lookup_table(spec, source="config")
     largest = max(config["experiment"]["patch_sizes"])
+    headers = {}
     for image in cfg.IMAGES:
         paths = config["data"][image]
-        if paths["image"] in producible or paths["label"] in producible:
-            continue
-        height, width, bands = images.image_header(paths["image"])
-        label_shape = images.image_size(paths["label"])
+        height, width, bands = headers[image] = _header(paths["image"], config, producible)
+        label_shape = _header(paths["label"], config, producible)[:2]
         if (height, width) != label_shape:
             raise InputError(images.size_mismatch(paths["image"], (height, width), paths["label"], label_shape))
         _check_patch_fits(paths["image"], (height, width), largest)
         images.check_bands(paths["image"], spec.bands, bands)
+    _check_split(config, *headers["train"][:2])
+
+
+def _header(path, config: dict, producible: Sequence[str]) -> tuple[int, int, int]:
+    """(height, width, bands) of an input file, or of the demo scene the workflow will render."""
+    if path in producible:
+        size = config["demo"]["size"]
+        return size, size, 3
+    return images.image_header(path)
+
+
+def _check_split(config: dict, height: int, width: int) -> None:
+    """The random split of every patch size leaves at least one validation patch and two
+    training patches (BatchNorm needs a batch of two). The blocks split is checked by the
+    patches job, which draws its blocks."""
+    experiment = config["experiment"]
+    if experiment["split"] != "random":
+        return
+    fraction = experiment["val_fraction"]
+    for size in experiment["patch_sizes"]:
+        stride = cfg.training_stride(config, size)
+        n = len(patches.window_starts(height, size, stride)) * len(patches.window_starts(width, size, stride))
+        n_val = int(round(n * fraction))
+        if n_val < 1 or n - n_val < MIN_TRAIN_PATCHES:
+            raise ConfigError(
+                f"experiment.val_fraction: {fraction} splits the {n} patches of {size} px (stride {stride}) of the "
+                f"{width} x {height} px training image into {n - n_val} for training and {n_val} for validation; "
+                f"training needs at least {MIN_TRAIN_PATCHES} and validation at least 1: choose a fraction nearer "
+                "0.2, or a smaller stride or patch size"
+            )
+
+
+MIN_TRAIN_PATCHES = 2
+"""A training batch of one never reaches BatchNorm, so at least two training patches."""
 
 
 def _check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
@@ -135,10 +175,15 @@ def class_stats(config: dict, stats_csv, weights_json) -> None:
         _, ids = load_labelled(config, image)
         counts[image] = stats.class_counts(ids, len(names))
         log.info("%s: %d labelled pixels, %d ignored", image, counts[image].sum(), ids.size - counts[image].sum())
+    unweighted = config["train"]["weighting"] == "none"
     try:
-        weights = stats.class_weights(counts["train"], names, source=config["data"]["train"]["label"])
+        weights = stats.class_weights(counts["train"], names, source=config["data"]["train"]["label"],
+                                      allow_missing=unweighted)
     except ValueError as error:  # a class without pixels: an input problem, reported without traceback
         raise InputError(str(error)) from None
+    for name in (n for n, w in weights.items() if w is None):
+        log.warning("class %r has no pixels in the training image: the model cannot learn it, and its weight "
+                    "is undefined (null in %s; train.weighting is none, so the loss does not use it)", name, weights_json)
     write_csv(stats.class_table(counts, names), stats_csv)
     write_json(weights, weights_json)
     log.info("class weights: %s", weights)
@@ -148,10 +193,17 @@ def patch_index(config: dict, size: int, out_csv) -> None:
     """The patch grid of the training image for one patch size, split into train and val."""
     experiment = config["experiment"]
     height, width = images.image_size(config["data"]["train"]["image"])
-    index = patches.patch_index(
-        height, width, size, cfg.training_stride(config, size), experiment["val_fraction"], experiment["seed"],
-        split=experiment["split"], block_size=experiment["block_size"],
-    )
+    try:
+        index = patches.patch_index(
+            height, width, size, cfg.training_stride(config, size), experiment["val_fraction"], experiment["seed"],
+            split=experiment["split"], block_size=experiment["block_size"],
+        )
+    except ValueError as error:  # a split that the image cannot give: the message names the keys
+        raise ConfigError(f"experiment.split {experiment['split']!r}, {size} px patches: {error}") from None
+    if (index.split == "train").sum() < MIN_TRAIN_PATCHES:
+        raise ConfigError(
+            f"experiment.split {experiment['split']!r}: only {(index.split == 'train').sum()} training patch(es) of "
+            f"{size} px are left; training needs at least {MIN_TRAIN_PATCHES} (use smaller blocks or a smaller stride)")
     write_csv(index, out_csv)
     log.info("p%d: %d patches (%d train, %d val)", size, len(index), (index.split == "train").sum(), (index.split == "val").sum())
 

@@ -28,17 +28,19 @@ def class_table(counts_per_image: dict[str, np.ndarray], class_names: Sequence[s
     return pd.DataFrame(rows, columns=["image", "class", "pixels", "share"])
 
 
-def class_weights(counts: np.ndarray, class_names: Sequence[str], *, source: str = "training image") -> dict[str, float]:
-    """w_i = sum(n) / n_i. A class without pixels would get an infinite weight: refuse it."""
+def class_weights(counts: np.ndarray, class_names: Sequence[str], *, source: str = "training image",
+                  allow_missing: bool = False) -> dict[str, float | None]:
+    """w_i = sum(n) / n_i. A class without pixels would get an infinite weight: it is refused,
+    or with ``allow_missing`` (a loss that does not weigh classes) given ``None``."""
     missing = [name for name, n in zip(class_names, counts) if n == 0]
-    if missing:
+    if missing and not allow_missing:
         raise ValueError(
             f"{source}: class(es) {', '.join(map(repr, missing))} have no pixels, so their "
-            "weight sum(n)/n_i would be infinite; remove them from data.classes or use a "
-            "training image that contains them"
+            "weight sum(n)/n_i would be infinite; remove them from data.classes, use a "
+            "training image that contains them, or set train.weighting: none"
         )
     total = float(counts.sum())
-    return {name: total / float(n) for name, n in zip(class_names, counts)}
+    return {name: total / float(n) if n else None for name, n in zip(class_names, counts)}
 
 
 def loss_weights(weights: dict[str, float], class_names: Sequence[str], weighting: str = "inverse") -> list[float]:

@@ -14,6 +14,7 @@ same config gives the same history run after run.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -29,10 +30,10 @@ from tqdm.auto import tqdm
 
 from .config import IGNORE_INDEX
 from .device import GraphedStep, autocast, channels_last
-from .errors import DivergenceError
+from .errors import DivergenceError, InputError
 from .files import atomic_path
 from .metrics import mean_iou, overall_accuracy
-from .model import ModelSpec, cpu_state, input_transform
+from .model import ModelSpec, cpu_state, input_transform, read_trusted
 from .patches import cut, steps_per_epoch
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ def fit(
     optimizer = make_optimizer(model, settings, device)
     steps = Steps(model, spec, image, ids, index, size, class_weights, settings, optimizer, device)
     generator = torch.Generator().manual_seed(settings.seed)
-    run = _RunState(model, optimizer, generator)
+    run = _RunState(model, optimizer, generator, settings.epochs)
     if resume_path is not None:
         run.restore(resume_path, fingerprint, device)
     saved = time.perf_counter()
@@ -358,8 +359,8 @@ def _check_diverged(row: dict, n_classes: int, settings: TrainSettings) -> None:
 class _RunState:
     """Everything a run needs to continue exactly where it stopped."""
 
-    def __init__(self, model, optimizer, generator):
-        self.model, self.optimizer, self.generator = model, optimizer, generator
+    def __init__(self, model, optimizer, generator, epochs: int):
+        self.model, self.optimizer, self.generator, self.epochs = model, optimizer, generator, epochs
         self.rows: list[dict] = []
         self.best_state: dict | None = None
         self.best_epoch, self.best_score = 0, -np.inf
@@ -386,13 +387,38 @@ class _RunState:
             torch.save(state, tmp)
 
     def restore(self, path, fingerprint: str, device: torch.device) -> None:
+        """Continue from the state saved at ``path``, if there is one that can be trusted and
+        belongs to this run. A state that cannot be read, holds anything but tensors and plain
+        data (it would run code if unpickled: it is never unpickled so), does not have the
+        shape this class writes, or belongs to another configuration or input is logged by
+        path and discarded: training starts from epoch 1 and never stays stuck on it."""
         path = Path(path)
         if not path.is_file():
             return
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != fingerprint:
-            log.info("%s belongs to another configuration or input: starting from epoch 1", path)
+        try:
+            state = read_trusted(path, what="resume state", remedy="it is discarded")
+            problem = _state_problem(state, fingerprint)
+        except InputError as error:
+            state, problem = None, str(error)
+        if problem is None:
+            fresh = cpu_state(self.model), copy.deepcopy(self.optimizer.state_dict()), self.generator.get_state()
+            try:
+                self._load(state, device)
+            except (KeyError, TypeError, ValueError, RuntimeError) as error:
+                problem = f"does not fit this run's model or optimiser ({type(error).__name__})"
+                self.model.load_state_dict(fresh[0])  # nothing of a half-loaded state stays
+                self.optimizer.load_state_dict(fresh[1])
+                self.generator.set_state(fresh[2])
+                self.rows, self.best_state, self.best_epoch, self.best_score = [], None, 0, -np.inf
+        if problem is not None:
+            log.warning("%s; starting from epoch 1", problem if str(path) in problem else f"{path}: {problem}")
+            path.unlink(missing_ok=True)
             return
+        done = len(self.rows)
+        log.info("resuming from %s: %d epoch(s) done, %s", path, done,
+                 f"continuing at epoch {done + 1}" if done < self.epochs else "all of them: writing the outputs")
+
+    def _load(self, state: dict, device: torch.device) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
@@ -401,4 +427,22 @@ class _RunState:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.rows = state["rows"]
         self.best_state, self.best_epoch, self.best_score = state["best_state"], state["best_epoch"], state["best_score"]
-        log.info("resuming from %s: %d epoch(s) done, continuing at epoch %d", path, len(self.rows), len(self.rows) + 1)
+
+
+STATE_KEYS = {"fingerprint", "rows", "best_state", "best_epoch", "best_score", "model", "optimizer", "generator",
+              "torch_rng", "cuda_rng"}
+"""The allow-list of what a resume state holds (`_RunState.save`)."""
+
+
+def _state_problem(state, fingerprint: str) -> str | None:
+    """Why a loaded resume state cannot be used, or None."""
+    if not isinstance(state, dict) or set(state) != STATE_KEYS:
+        keys = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        return f"not a resume state written by aerialseg (it holds {keys})"
+    if state["fingerprint"] != fingerprint:
+        return "belongs to another configuration or input"
+    tensors = (state["generator"], state["torch_rng"])
+    if not all(isinstance(t, torch.Tensor) for t in tensors) or not isinstance(state["rows"], list) \
+            or not all(isinstance(row, dict) and set(row) == set(HISTORY_COLUMNS) for row in state["rows"]):
+        return "its history or random generator states are malformed"
+    return None

@@ -1,0 +1,325 @@
+"""Broken and hostile inputs, table by table: each row says what is wrong, where it must be
+caught (before any job, or in which job), a fragment of the message, and that the step leaves
+no output behind. Hostile files (a resume state or a checkpoint that would run code when
+unpickled) must not run it: the marker file their code would create must not appear.
+
+Before-any-job rows call what ``rules/common.smk`` calls (`config.validate` and
+`pipeline.check_inputs`); job rows call the job's pipeline function through `pipeline.run`, as
+its rule script does, and read its log.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from aerialseg import config as cfg
+from aerialseg import demo, pipeline
+from aerialseg.config import Case
+from aerialseg.errors import ConfigError, InputError
+from aerialseg.images import write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 128
+
+
+class RunsCode:
+    """Unpickled, it runs a shell command: what an attacker would put into results/."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture
+def world(tmp_path) -> dict:
+    """A valid tiny study: two 128 px demo scenes as PNG pairs, one 32 px case, one epoch."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for seed, image in enumerate(("train", "test")):
+        pixels, label = demo.render_scene(SIZE, seed=seed)
+        write_png(tmp_path / f"{image}.png", pixels)
+        write_png(tmp_path / f"{image}_label.png", label)
+        config["data"][image] = {"image": str(tmp_path / f"{image}.png"), "label": str(tmp_path / f"{image}_label.png")}
+    config["experiment"].update(patch_sizes=[32], stride=32)
+    config["train"].update(epochs=1, batch_size=4, threads=1)
+    return config
+
+
+def checked(config: dict) -> dict:
+    """What the workflow does before any job: the schema and cross-key checks, then headers."""
+    config = cfg.validate(config)
+    pipeline.check_inputs(config)
+    return config
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+# --- before any job -----------------------------------------------------------------------
+
+
+def _set(*keys_value):
+    *keys, value = keys_value
+
+    def apply(config, tmp):
+        node = config
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value(tmp) if callable(value) else value
+
+    return apply
+
+
+def _zero_byte_image(config, tmp):
+    (tmp / "train.png").write_bytes(b"")
+
+
+def _smaller_label(config, tmp):
+    write_png(tmp / "train_label.png", np.zeros((SIZE - 32, SIZE, 3), np.uint8))
+
+
+def _small_images(config, tmp):
+    config["experiment"]["patch_sizes"] = [256]
+
+
+def _folder_as_image(config, tmp):
+    (tmp / "folder").mkdir()
+    config["data"]["test"]["image"] = str(tmp / "folder")
+
+
+def _two_problems(config, tmp):
+    config["experiment"]["patch_sizes"] = [30]
+    config["data"]["classes"].append(dict(config["data"]["classes"][0]))
+
+
+BEFORE_ANY_JOB = {
+    "zero-byte image": (_zero_byte_image, InputError, "train.png: cannot read image"),
+    "image and label sizes differ": (_smaller_label, InputError, "train_label.png: label is 128 x 96 px but image"),
+    "image smaller than the patch": (_small_images, InputError, "smaller than the largest patch size 256 px"),
+    "patch size not a multiple of 16": (_set("experiment", "patch_sizes", [30]), ConfigError,
+                                        "experiment.patch_sizes[0]: 30 is not a multiple of 16"),
+    "a number YAML reads as text": (_set("train", "lr", "1e-3"), ConfigError,
+                                    "train.lr: '1e-3' is a string, not a number: YAML reads 1e-3 as text"),
+    "unknown key": (_set("train", "epoch", 3), ConfigError, "train: unknown key(s) 'epoch'"),
+    "bands the image lacks": (_set("data", "bands", [0, 1, 5]), InputError,
+                              "data.bands asks for band 5 (counting from 0) but the image has 3 band(s)"),
+    "almost everything for validation": (_set("experiment", "val_fraction", 0.99), ConfigError,
+                                         "experiment.val_fraction: 0.99 splits the 16 patches of 32 px"),
+    "almost nothing for validation": (_set("experiment", "val_fraction", 0.001), ConfigError,
+                                      "into 16 for training and 0 for validation"),
+    "a folder given as the image": (_folder_as_image, ConfigError, "is a folder, not an image file"),
+    "a missing label": (_set("data", "train", "label", lambda tmp: str(tmp / "nowhere.png")), ConfigError,
+                        "nowhere.png does not exist"),
+    "schema and cross-key problems at once": (_two_problems, ConfigError, "is not a multiple of 16\n  - data.classes: "
+                                              "class name 'Buildings' appears more than once"),
+    "a red class in an RGB palette that ignores red": (
+        _set("data", "classes", 0, "color", [255, 0, 0]), ConfigError, "data.ignore_colors[0]: [255, 0, 0] is also a class colour"),
+}
+
+
+@pytest.mark.parametrize("name", list(BEFORE_ANY_JOB))
+def test_caught_before_any_job(world, tmp_path, name):
+    change, error, message = BEFORE_ANY_JOB[name]
+    change(world, tmp_path)
+    with pytest.raises(error) as caught:
+        checked(world)
+    assert message in str(caught.value)
+    assert not (tmp_path / "results").exists()
+
+
+def test_what_is_not_wrong_passes_the_checks(world, tmp_path, monkeypatch):
+    """Cases that used to be refused although nothing is wrong with them."""
+    index_labels = cfg.validate({**world, "data": {**world["data"], "label_format": "index", "classes": [
+        {"name": "a", "color": [255, 0, 0], "value": 1}, {"name": "b", "color": [0, 0, 255], "value": 2}]}},
+        check_files=False)
+    assert index_labels["data"]["ignore_colors"] == [[255, 0, 0]]  # kept, and harmless: index labels have no colours
+    monkeypatch.chdir(tmp_path)
+    dotted = cfg.validate({**world, "data": {**world["data"], "train": {"image": "./results/demo/train/image.png",
+                                                                         "label": "results/demo/train/label.png"}}},
+                          producible={"results/demo/train/image.png", "results/demo/train/label.png"})
+    assert dotted["data"]["train"]["image"] == "results/demo/train/image.png"
+
+
+# --- in a job -----------------------------------------------------------------------------
+
+
+@dataclass
+class JobRow:
+    change: Callable[[dict, Path], None]
+    job: str  # class_stats, patches, train or predict
+    message: str  # in the job's log; "" when the job must succeed
+    fails: bool = True
+
+
+def _unknown_colour(config, tmp):
+    label = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp / "train_label.png")).copy()
+    label[5:7, 9:12] = (12, 34, 56)
+    write_png(tmp / "train_label.png", label)
+
+
+def _truncated_image(config, tmp):
+    truncate(tmp / "train.png")
+
+
+def _nan_pixels(config, tmp):
+    import tifffile
+
+    pixels = np.random.default_rng(0).random((SIZE, SIZE, 3), dtype=np.float32)
+    pixels[40, 17, 1] = np.nan
+    pixels[41, 0, 0] = np.inf
+    tifffile.imwrite(tmp / "train.tif", pixels, photometric="rgb")
+    config["data"]["train"]["image"] = str(tmp / "train.tif")
+    config["data"]["value_range"] = [0, 1]
+
+
+def _missing_class(weighting):
+    def change(config, tmp):
+        config["data"]["classes"].append({"name": "Water", "color": [9, 9, 9]})
+        config["train"]["weighting"] = weighting
+    return change
+
+
+def _huge_blocks(config, tmp):
+    config["experiment"].update(split="blocks", block_size=512)
+
+
+def _trapped_state(config, tmp):
+    (tmp / "resume").mkdir()
+    torch.save({"fingerprint": RunsCode(tmp / "marker")}, tmp / "resume" / "state.pt")
+
+
+def _truncated_state(config, tmp):
+    (tmp / "resume").mkdir()
+    torch.save({"model": torch.zeros(1000)}, tmp / "resume" / "state.pt")
+    truncate(tmp / "resume" / "state.pt")
+
+
+def _trapped_model(config, tmp):
+    torch.save({"spec": RunsCode(tmp / "marker"), "state_dict": {}}, tmp / "model.pt")
+
+
+def _truncated_model(config, tmp):
+    truncate(tmp / "model.pt", 0.3)
+
+
+def _foreign_model(config, tmp):
+    torch.save({"weights": torch.zeros(3)}, tmp / "model.pt")
+
+
+IN_A_JOB = {
+    "truncated image": JobRow(_truncated_image, "class_stats", "train.png: cannot read image"),
+    "unknown label colour": JobRow(_unknown_colour, "class_stats",
+                                   "6 pixels have a colour that is neither in data.classes[].color nor in data.ignore_colors"),
+    "NaN and infinite pixels": JobRow(_nan_pixels, "class_stats",
+                                      "train.tif: 2 pixels are NaN or infinite, e.g. at row 40, col 17 (band 1)"),
+    "a class without training pixels": JobRow(_missing_class("inverse"), "class_stats",
+                                              "class(es) 'Water' have no pixels", True),
+    "... with an unweighted loss": JobRow(_missing_class("none"), "class_stats",
+                                          "class 'Water' has no pixels in the training image", fails=False),
+    "blocks larger than the image": JobRow(_huge_blocks, "patches", "experiment.split 'blocks', 32 px patches: "),
+    "a resume state that would run code": JobRow(_trapped_state, "train", "refused to load this resume state: it holds "
+                                                 "objects other than tensors and plain data", fails=False),
+    "a truncated resume state": JobRow(_truncated_state, "train", "cannot read this resume state: the file is "
+                                       "truncated or corrupt", fails=False),
+    "a checkpoint that would run code": JobRow(_trapped_model, "predict", "model.pt: refused to load this checkpoint"),
+    "a truncated checkpoint": JobRow(_truncated_model, "predict", "model.pt: cannot read this checkpoint: the file is "
+                                     "truncated or corrupt (RuntimeError); delete it and run the workflow again"),
+    "a file that is not a checkpoint": JobRow(_foreign_model, "predict", "not a checkpoint written by aerialseg"),
+}
+
+
+def run_job(job: str, config: dict, tmp: Path) -> None:
+    """Run one job through `pipeline.run`, logging to ``{job}.log``, its outputs in ``out/``.
+    The earlier jobs' outputs that it reads are made first."""
+    log = tmp / f"{job}.log"
+    out = tmp / "out"
+    if job == "class_stats":
+        pipeline.run(pipeline.class_stats, log, config, out / "class_stats.csv", out / "class_weights.json")
+    elif job == "patches":
+        pipeline.run(pipeline.patch_index, log, config, 32, out / "p32.csv")
+    elif job == "train":
+        pipeline.class_stats(config, tmp / "stats.csv", tmp / "weights.json")
+        pipeline.patch_index(config, 32, tmp / "p32.csv")
+        outputs = [out / "model.pt", out / "history.csv", out / "last.pt"]
+        pipeline.run(pipeline.train_case, log, config, Case("scratch", 32), tmp / "p32.csv", tmp / "weights.json",
+                     *outputs, resume_path=tmp / "resume" / "state.pt", threads=1)
+    else:
+        ids, colors = ([out / f"{image}_{kind}.png" for image in ("train", "test")] for kind in ("ids", "color"))
+        images = [config["data"][image]["image"] for image in ("train", "test")]
+        pipeline.run(pipeline.predict_images, log, config, tmp / "model.pt", images, ids, colors, threads=1)
+
+
+@pytest.fixture
+def trained(world, tmp_path):
+    """A real model.pt for the predict rows to break."""
+    config = cfg.validate(world)
+    pipeline.class_stats(config, tmp_path / "stats.csv", tmp_path / "weights.json")
+    pipeline.patch_index(config, 32, tmp_path / "p32.csv")
+    pipeline.train_case(config, Case("scratch", 32), tmp_path / "p32.csv", tmp_path / "weights.json",
+                        tmp_path / "model.pt", tmp_path / "history.csv")
+    return world
+
+
+@pytest.mark.parametrize("name", list(IN_A_JOB))
+def test_caught_in_its_job(world, tmp_path, name, request):
+    row = IN_A_JOB[name]
+    if row.job == "predict":
+        request.getfixturevalue("trained")
+    row.change(world, tmp_path)
+    config = cfg.validate(world)
+    if row.fails:
+        with pytest.raises(SystemExit) as stop:
+            run_job(row.job, config, tmp_path)
+        assert stop.value.code == 1
+    else:
+        run_job(row.job, config, tmp_path)
+    text = (tmp_path / f"{row.job}.log").read_text()
+    assert row.message in text and "Traceback" not in text
+    assert not (tmp_path / "marker").exists(), "a file in results/ ran code"
+    out = tmp_path / "out"
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    if row.fails:
+        assert left == [], f"a failed {row.job} job left {left}"
+    else:
+        assert all(not name.endswith(".tmp") for name in left)
+    if row.job == "train":  # the bad state was discarded and the run started afresh
+        assert "starting from epoch 1" in text and pd.read_csv(out / "history.csv").epoch.tolist() == [1]
+        assert not (tmp_path / "resume" / "state.pt").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 6 MiB filesystem: too small for a checkpoint (about 12 MB)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root): the full-disk row is not run")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(world, tmp_path, tiny_disk):
+    config = cfg.validate(world)
+    pipeline.class_stats(config, tmp_path / "stats.csv", tmp_path / "weights.json")
+    pipeline.patch_index(config, 32, tmp_path / "p32.csv")
+    outputs = [tiny_disk / "model.pt", tiny_disk / "history.csv", tiny_disk / "last.pt"]
+    log = tmp_path / "train.log"
+    with pytest.raises(SystemExit):
+        pipeline.run(pipeline.train_case, log, config, Case("scratch", 32), tmp_path / "p32.csv",
+                     tmp_path / "weights.json", *outputs, threads=1)
+    text = log.read_text()
+    assert f"{tiny_disk}/last.pt: cannot write it: no space left on the disk" in text and "Traceback" not in text
+    assert list(tiny_disk.iterdir()) == []
