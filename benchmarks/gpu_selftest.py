@@ -93,7 +93,8 @@ def new_steps(image, ids, index, device, lr=1e-3, batch=BATCH, seed=0):
     model = devices.channels_last(build(spec).to(device))
     settings = train.TrainSettings(epochs=EPOCHS, batch_size=batch, lr=lr, seed=seed)
     optimizer = train.make_optimizer(model, settings, device)
-    return model, train.Steps(model, spec, image, ids, index, PATCH, [1.0] * 5, settings, optimizer, device)
+    data = train.TrainingData(image, ids, index, PATCH, [1.0] * 5)
+    return model, train.Steps(model, spec, data, settings, optimizer, device)
 
 
 def check_steps(report: Report, image, ids, index, device) -> None:
@@ -164,8 +165,8 @@ def check_histories(report: Report, image, ids, index, device):
         spec = ModelSpec(5, "scratch")
         models[capture] = build(spec)
         settings = train.TrainSettings(epochs=EPOCHS, batch_size=BATCH, lr=1e-3, seed=0, capture=capture)
-        histories[capture], _, _ = train.fit(models[capture], spec, image, ids, index, PATCH, [1.0] * 5, settings,
-                                             device, progress=False)
+        data = train.TrainingData(image, ids, index, PATCH, [1.0] * 5)
+        histories[capture], _, _ = train.fit(models[capture], spec, data, settings, device, progress=False)
     captured, eager = histories[True], histories[False]
     loss_gap = max(float((abs(captured[c] - eager[c]) / eager[c].abs()).max()) for c in ("train_loss", "val_loss"))
     score_gap = max(float(abs(captured[c] - eager[c]).max()) for c in ("train_acc", "train_miou", "val_acc", "val_miou"))

@@ -40,7 +40,7 @@ CHILD = r"""
 import json, sys, time
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/../benchmarks"]
 import numpy as np, torch
-from aerialseg import config, device as devices, mosaic
+from aerialseg import device as devices, mosaic
 from aerialseg.model import ModelSpec, build, input_transform
 from aerialseg.patches import grid
 mode, model_kind, size, patch, stride, device_name, ids_path = sys.argv[2], sys.argv[3], *map(int, sys.argv[4:7]), sys.argv[7], sys.argv[8]
@@ -57,7 +57,7 @@ else:
     conv = torch.nn.Conv2d(3, 5, 1).to(device)
     predictor = lambda x: conv(x.float() / 255)
 from aerialseg.patches import window_starts
-batch = config.prediction_batch_size({"predict": {"batch_size": None}}, patch, device.type == "cuda", len(window_starts(size, patch, stride)))
+batch = mosaic.default_batch_size(patch, len(window_starts(size, patch, stride)), device.type == "cuda")
 
 def baseline(image):
     height, width = image.shape[:2]

@@ -1,17 +1,14 @@
-# Config validation, the list of cases and target helpers.
+# Config validation, the runs of the study, and the paths and settings every rule uses.
+# The aerialseg package must be installed in the environment (make, or pip install -e .).
 
-import sys
-from pathlib import Path
-
-# The package lives in src/ (the rule scripts find it through scripts/_package.py).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+import re
 
 from aerialseg import config as cfg
 from aerialseg.images import InputError, georeference
 from aerialseg.pipeline import check_inputs
 
 IMAGES = list(cfg.IMAGES)
-DEMO_FILES = {f"results/demo/{image}/{kind}.png" for image in IMAGES for kind in ("image", "label")}
+DEMO_FILES = cfg.demo_files()
 
 # Stop before any job starts: the config against its schema, then the input files' headers.
 try:
@@ -21,16 +18,32 @@ except (cfg.ConfigError, InputError) as error:
     raise WorkflowError(str(error)) from None
 
 CASES = cfg.cases(config)
-REPEATS = cfg.repeats(config)
+RUNS = cfg.runs(config)
+# A run's files live under results/{prefix}cases/{case}/: the package's Run gives both parts,
+# and the rules look a run up by them (never parse it out of a path).
+RUN_OF = {(run.prefix, run.case.name): run for run in RUNS}
 # Images with a CRS and geotransform: their predictions are also written as GeoTIFF.
 GEOREFERENCED = [image for image in IMAGES if georeference(config["data"][image]["image"]) is not None]
+# Repeat 1 has no prefix; the others repeats/{repeat}/.
+PREFIXES = "|".join(re.escape(run.prefix) for run in RUNS if run.prefix)
 
 
 wildcard_constraints:
-    init="|".join(["imagenet", "scratch"]),
-    size=r"\d+",
+    prefix=f"(?:{PREFIXES})?",
+    case="|".join(case.name for case in CASES),
     image="|".join(IMAGES),
-    repeat=r"[2-9]|[1-9]\d+",  # repeat 1 is results/cases/ itself
+    size=r"\d+",
+
+
+def run_of(wildcards):
+    """The run (case and repeat) that a job's wildcards name."""
+    return RUN_OF[(wildcards.prefix, wildcards.case)]
+
+
+def settings(job):
+    """The slice of the config that shapes a job's outputs: its params, so that a change
+    reruns the job and what follows it (aerialseg.config.JOB_SETTINGS)."""
+    return cfg.job_settings(config, job)
 
 
 def image_path(wildcards):
@@ -41,28 +54,20 @@ def label_path(wildcards):
     return config["data"][wildcards.image]["label"]
 
 
-def case_dir(case, repeat=1):
-    """Where a case's run lives: results/cases/ for repeat 1, results/repeats/{repeat}/cases/ for the others."""
-    return f"results/cases/{case.name}" if repeat == 1 else f"results/repeats/{repeat}/cases/{case.name}"
-
-
-def run_dirs():
-    """The folders of every run: each case, each repeat."""
-    return [case_dir(case, repeat) for repeat in REPEATS for case in CASES]
+def run_file(run, name):
+    """A file of a run's folder, e.g. run_file(run, "history.csv")."""
+    return f"{run.dir}/{name}"
 
 
 def all_outputs():
-    """Every file of the study: per-case outputs, the tables and the figures."""
+    """Every file of the study: per-run outputs, the tables and the figures."""
     outputs = ["results/data/class_stats.csv", "results/data/class_weights.json"]
-    for case in CASES:
-        outputs.append(f"{case_dir(case)}/training_curves.png")
+    for run in RUNS:
+        outputs += [run_file(run, "settings.yaml")]
+        outputs += [run_file(run, "training_curves.png")] if run.repeat == 1 else []
         for image in IMAGES:
-            outputs += [f"{case_dir(case)}/{image}/prediction.tif"] if image in GEOREFERENCED else []
-            outputs += [
-                f"{case_dir(case)}/{image}/prediction_color.png",
-                f"{case_dir(case)}/{image}/metrics.csv",
-                f"{case_dir(case)}/{image}/mosaic.png",
-            ]
+            outputs += [run_file(run, f"{image}/prediction.tif")] if image in GEOREFERENCED else []
+            outputs += [run_file(run, f"{image}/{name}") for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
     outputs += [f"results/summary/confusion_{image}.png" for image in IMAGES]
     outputs += [
         "results/summary/training.md",
@@ -70,6 +75,7 @@ def all_outputs():
         "results/summary/per_class.csv",
         "results/summary/runs.csv",
         "results/summary/study_tables.md",
+        "results/summary/settings.yaml",
         "results/summary/conclusions.md",
         "results/summary/metrics_vs_patch_size.png",
     ]

@@ -21,12 +21,9 @@ rule demo_scene:
 
 
 rule class_stats:
-    """Pixels and shares of each class per image; class weights of the training image."""
+    """Pixels and shares of each class per label; class weights of the training label."""
     input:
-        train_image=config["data"]["train"]["image"],
-        train_label=config["data"]["train"]["label"],
-        test_image=config["data"]["test"]["image"],
-        test_label=config["data"]["test"]["label"],
+        **{image: config["data"][image]["label"] for image in IMAGES},
     output:
         stats=report(
             "results/data/class_stats.csv",
@@ -35,6 +32,8 @@ rule class_stats:
             labels={"table": "class statistics"},
         ),
         weights="results/data/class_weights.json",
+    params:
+        settings=settings("class_stats"),
     log:
         "results/logs/class_stats.log",
     benchmark:
@@ -51,6 +50,8 @@ rule patches:
         image=config["data"]["train"]["image"],
     output:
         "results/patches/p{size}.csv",
+    params:
+        settings=settings("patches"),
     log:
         "results/logs/patches/p{size}.log",
     benchmark:

@@ -1,12 +1,12 @@
-# Comparison of the cases: tables and figures.
+# Comparison of the runs: tables, conclusions and figures.
 
 
 rule summary:
     """The study's tables: training (Table 2), evaluation (Table 3) and per-class scores, over
-    the repeats; every single run; Tables 1-3 in the study's own layout."""
+    the repeats; every single run; Tables 1-3 in the study's own layout; the settings."""
     input:
-        histories=expand("{run_dir}/history.csv", run_dir=run_dirs()),
-        confusions=expand("{run_dir}/{image}/confusion.csv", run_dir=run_dirs(), image=IMAGES),
+        histories=[run_file(run, "history.csv") for run in RUNS],
+        confusions=[run_file(run, f"{image}/confusion.csv") for run in RUNS for image in IMAGES],
         class_stats="results/data/class_stats.csv",
     output:
         training=report(
@@ -40,6 +40,17 @@ rule summary:
             labels={"table": "every run"},
         ),
         study_tables="results/summary/study_tables.md",
+        settings=report(
+            "results/summary/settings.yaml",
+            caption="../report/settings.rst",
+            category="4. Comparison",
+            subcategory="tables",
+            labels={"table": "settings"},
+        ),
+    params:
+        settings=cfg.result_settings(config),
+        runs=[(run.case.init, run.case.size, run.repeat) for run in RUNS],
+        images=IMAGES,
     log:
         "results/logs/summary.log",
     benchmark:
@@ -54,7 +65,7 @@ rule conclusions:
     """The study's three conclusions checked against every run, with a verdict each."""
     input:
         runs="results/summary/runs.csv",
-        patches=expand("results/patches/p{size}.csv", size=config["experiment"]["patch_sizes"]),
+        patches=[f"results/patches/p{size}.csv" for size in config["experiment"]["patch_sizes"]],
     output:
         markdown="results/summary/conclusions.md",
         html=report(
@@ -63,6 +74,8 @@ rule conclusions:
             category="5. Conclusions",
             labels={"document": "conclusions"},
         ),
+    params:
+        settings=settings("conclusions"),
     log:
         "results/logs/conclusions.log",
     benchmark:
@@ -74,9 +87,9 @@ rule conclusions:
 
 
 rule confusion_figure:
-    """The row-normalised confusion matrices of all cases on one image."""
+    """The row-normalised confusion matrices of all cases (repeat 1) on one image."""
     input:
-        expand("{case_dir}/{{image}}/confusion.csv", case_dir=map(case_dir, CASES)),
+        [run_file(cfg.Run(case), "{image}/confusion.csv") for case in CASES],
     output:
         report(
             "results/summary/confusion_{image}.png",
@@ -85,6 +98,9 @@ rule confusion_figure:
             subcategory="confusion matrices",
             labels={"image": "{image}"},
         ),
+    params:
+        settings=settings("confusion_figure"),
+        cases=[(case.init, case.size) for case in CASES],
     log:
         "results/logs/confusion_figure/{image}.log",
     benchmark:
@@ -107,6 +123,8 @@ rule summary_figure:
             subcategory="metrics vs patch size",
             labels={"figure": "metrics vs patch size"},
         ),
+    params:
+        settings=settings("summary_figure"),
     log:
         "results/logs/summary_figure.log",
     benchmark:

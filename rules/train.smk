@@ -1,65 +1,56 @@
-# Training: one job per case ({init}_p{size}), on the GPU when there is one.
+# Training: one job per run (a case, {init}_p{size}, and a repeat), on the GPU when there is one.
+# Repeat 1 lives under results/cases/, repeat r under results/repeats/r/cases/ ({prefix}).
 
 
 rule train:
-    """Train DeepLabV3+ on the patches of one size, from ImageNet weights or from scratch."""
+    """Train DeepLabV3+ on the patches of one size, from ImageNet weights or from scratch,
+    with the seed of the run's repeat."""
     input:
         image=config["data"]["train"]["image"],
         label=config["data"]["train"]["label"],
-        patches="results/patches/p{size}.csv",
+        patches=lambda wc: f"results/patches/p{run_of(wc).case.size}.csv",
         weights="results/data/class_weights.json",
     output:
-        model="results/cases/{init}_p{size}/model.pt",
-        history="results/cases/{init}_p{size}/history.csv",
-        last="results/cases/{init}_p{size}/last.pt",
+        model="results/{prefix}cases/{case}/model.pt",
+        history="results/{prefix}cases/{case}/history.csv",
+        last="results/{prefix}cases/{case}/last.pt",
+        settings="results/{prefix}cases/{case}/settings.yaml",
     params:
+        settings=settings("train"),
+        run=lambda wc: (run_of(wc).case.init, run_of(wc).case.size, run_of(wc).repeat),
         # kept outside the outputs, which Snakemake deletes when a job fails
-        resume="results/resume/{init}_p{size}/state.pt",
-        repeat=1,
+        resume="results/resume/{prefix}{case}/state.pt",
     threads: config["train"]["threads"]
     resources:
         gpu=1,
     log:
-        "results/logs/train/{init}_p{size}.log",
+        "results/logs/{prefix}train/{case}.log",
     benchmark:
-        "results/benchmarks/train/{init}_p{size}.tsv"
+        "results/benchmarks/{prefix}train/{case}.tsv"
     conda:
         "../envs/segmentation.yaml"
     script:
         "../scripts/train.py"
 
 
-# Repeats 2.. of a case (experiment.repeats): the same job with the next seed, under
-# results/repeats/{repeat}/, each its own job so that they spread over a cluster.
-use rule train as train_repeat with:
-    output:
-        model="results/repeats/{repeat}/cases/{init}_p{size}/model.pt",
-        history="results/repeats/{repeat}/cases/{init}_p{size}/history.csv",
-        last="results/repeats/{repeat}/cases/{init}_p{size}/last.pt",
-    params:
-        resume="results/resume/repeats/{repeat}/{init}_p{size}/state.pt",
-        repeat=lambda wc: int(wc.repeat),
-    log:
-        "results/logs/repeats/{repeat}/train/{init}_p{size}.log",
-    benchmark:
-        "results/benchmarks/repeats/{repeat}/train/{init}_p{size}.tsv"
-
-
 rule training_curves:
     """Loss, accuracy and mIoU per epoch, training against validation."""
     input:
-        "results/cases/{init}_p{size}/history.csv",
+        "results/{prefix}cases/{case}/history.csv",
     output:
         report(
-            "results/cases/{init}_p{size}/training_curves.png",
+            "results/{prefix}cases/{case}/training_curves.png",
             caption="../report/training_curves.rst",
             category="2. Training curves",
-            labels={"case": "{init}_p{size}"},
+            labels={"case": "{case}"},
         ),
+    params:
+        settings=settings("training_curves"),
+        run=lambda wc: (run_of(wc).case.init, run_of(wc).case.size, run_of(wc).repeat),
     log:
-        "results/logs/training_curves/{init}_p{size}.log",
+        "results/logs/{prefix}training_curves/{case}.log",
     benchmark:
-        "results/benchmarks/training_curves/{init}_p{size}.tsv"
+        "results/benchmarks/{prefix}training_curves/{case}.tsv"
     conda:
         "../envs/segmentation.yaml"
     script:

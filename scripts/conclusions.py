@@ -1,7 +1,7 @@
 """Rule conclusions: the study's three conclusions checked against every run."""
 
-import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
 
-pipeline.run(pipeline.conclude, snakemake.log[0], snakemake.config, snakemake.input.runs,
-             snakemake.input.patches, snakemake.output.markdown, snakemake.output.html)
+sizes = snakemake.params.settings["experiment"]["patch_sizes"]
+pipeline.run(pipeline.conclude, snakemake.log[0], snakemake.params.settings, snakemake.input.runs,
+             dict(zip(sizes, snakemake.input.patches, strict=True)), snakemake.output.markdown, snakemake.output.html)

@@ -1,9 +1,8 @@
 """Rule confusion_figure: the confusion matrices of all cases on one image."""
 
-import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
+from aerialseg.config import Case
 
-pipeline.run(
-    pipeline.figure_confusions, snakemake.log[0], snakemake.config, snakemake.wildcards.image,
-    list(snakemake.input), snakemake.output[0],
-)
+confusions = {Case(init, size): path for (init, size), path in zip(snakemake.params.cases, snakemake.input, strict=True)}
+pipeline.run(pipeline.figure_confusions, snakemake.log[0], snakemake.params.settings, snakemake.wildcards.image,
+             confusions, snakemake.output[0])

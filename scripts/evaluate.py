@@ -1,11 +1,9 @@
 """Rule evaluate: scores, confusion matrix and mosaic figure of one prediction."""
 
-import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
-from aerialseg.config import Case
+from aerialseg.config import Case, Run
 
-pipeline.run(
-    pipeline.evaluate, snakemake.log[0], snakemake.config,
-    Case(snakemake.wildcards.init, int(snakemake.wildcards.size)), snakemake.wildcards.image,
-    snakemake.input.prediction, snakemake.output.metrics, snakemake.output.confusion, snakemake.output.get("mosaic"),
-)
+init, size, repeat = snakemake.params.run
+pipeline.run(pipeline.evaluate, snakemake.log[0], snakemake.params.settings, Run(Case(init, size), repeat),
+             snakemake.wildcards.image, snakemake.input.image, snakemake.input.label, snakemake.input.prediction,
+             snakemake.output.metrics, snakemake.output.confusion, snakemake.output.mosaic)

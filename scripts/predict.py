@@ -1,10 +1,7 @@
-"""Rule predict: mosaic prediction of both images with one case's model."""
+"""Rule predict: mosaic prediction of both images with one run's model."""
 
-import _package  # noqa: F401  (puts src/ on the path)
-from aerialseg import pipeline
+from aerialseg import config, pipeline
 
-pipeline.run(
-    pipeline.predict_images, snakemake.log[0], snakemake.config,
-    snakemake.input.model, snakemake.input.images,
-    snakemake.output.ids, snakemake.output.color, threads=snakemake.threads,
-)
+settings = config.with_run_options(snakemake.params.settings, snakemake.config, "predict")
+pipeline.run(pipeline.predict_images, snakemake.log[0], settings, snakemake.input.model, snakemake.input.images,
+             snakemake.output.ids, snakemake.output.color, threads=snakemake.threads)

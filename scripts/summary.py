@@ -1,10 +1,11 @@
-"""Rule summary: the comparison tables."""
+"""Rule summary: the comparison tables and the settings that shaped them."""
 
-import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
+from aerialseg.config import Case, Run
 
-pipeline.run(
-    pipeline.summarize, snakemake.log[0], snakemake.config,
-    snakemake.input.histories, snakemake.input.confusions, snakemake.input.class_stats,
-    dict(snakemake.output.items()),
-)
+runs = [Run(Case(init, size), repeat) for init, size, repeat in snakemake.params.runs]
+images = snakemake.params.images
+histories = dict(zip(runs, snakemake.input.histories, strict=True))
+confusions = dict(zip([(run, image) for run in runs for image in images], snakemake.input.confusions, strict=True))
+pipeline.run(pipeline.summarize, snakemake.log[0], snakemake.params.settings, histories, confusions,
+             snakemake.input.class_stats, dict(snakemake.output.items()))

@@ -1,13 +1,11 @@
-"""Rule train: train one case."""
+"""Rule train: train one run (a case and a repeat)."""
 
-import _package  # noqa: F401  (puts src/ on the path)
-from aerialseg import pipeline
-from aerialseg.config import Case
+from aerialseg import config, pipeline
+from aerialseg.config import Case, Run
 
-pipeline.run(
-    pipeline.train_case, snakemake.log[0], snakemake.config,
-    Case(snakemake.wildcards.init, int(snakemake.wildcards.size)),
-    snakemake.input.patches, snakemake.input.weights,
-    snakemake.output.model, snakemake.output.history, snakemake.output.last,
-    resume_path=snakemake.params.resume, threads=snakemake.threads, repeat=snakemake.params.repeat,
-)
+init, size, repeat = snakemake.params.run
+files = pipeline.TrainFiles(**dict(snakemake.input.items()), **dict(snakemake.output.items()),
+                            resume=snakemake.params.resume)
+settings = config.with_run_options(snakemake.params.settings, snakemake.config, "train")
+pipeline.run(pipeline.train_case, snakemake.log[0], settings, Run(Case(init, size), repeat), files,
+             threads=snakemake.threads)

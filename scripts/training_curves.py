@@ -1,10 +1,7 @@
-"""Rule training_curves: the per-epoch curves of one case."""
+"""Rule training_curves: the per-epoch curves of one run."""
 
-import _package  # noqa: F401  (puts src/ on the path)
 from aerialseg import pipeline
-from aerialseg.config import Case
+from aerialseg.config import Case, Run
 
-pipeline.run(
-    pipeline.figure_curves, snakemake.log[0],
-    Case(snakemake.wildcards.init, int(snakemake.wildcards.size)), snakemake.input[0], snakemake.output[0],
-)
+init, size, repeat = snakemake.params.run
+pipeline.run(pipeline.figure_curves, snakemake.log[0], Run(Case(init, size), repeat), snakemake.input[0], snakemake.output[0])

@@ -24,7 +24,7 @@ import yaml
 
 from aerialseg import config as cfg
 from aerialseg import demo, pipeline
-from aerialseg.config import Case
+from aerialseg.config import Case, Run
 from aerialseg.errors import ConfigError, InputError
 from aerialseg.images import write_png
 
@@ -220,10 +220,10 @@ def _foreign_model(config, tmp):
 
 
 IN_A_JOB = {
-    "truncated image": JobRow(_truncated_image, "class_stats", "train.png: cannot read image"),
+    "truncated image": JobRow(_truncated_image, "train", "train.png: cannot read image"),
     "unknown label colour": JobRow(_unknown_colour, "class_stats",
                                    "6 pixels have a colour that is neither in data.classes[].color nor in data.ignore_colors"),
-    "NaN and infinite pixels": JobRow(_nan_pixels, "class_stats",
+    "NaN and infinite pixels": JobRow(_nan_pixels, "train",
                                       "train.tif: 2 pixels are NaN or infinite, e.g. at row 40, col 17 (band 1)"),
     "a class without training pixels": JobRow(_missing_class("inverse"), "class_stats",
                                               "class(es) 'Water' have no pixels", True),
@@ -241,21 +241,36 @@ IN_A_JOB = {
 }
 
 
+def train_files(config: dict, tmp: Path, out: Path | None = None, resume: bool = True) -> pipeline.TrainFiles:
+    out = out or tmp
+    return pipeline.TrainFiles(
+        image=config["data"]["train"]["image"], label=config["data"]["train"]["label"], patches=tmp / "p32.csv",
+        weights=tmp / "weights.json", model=out / "model.pt", history=out / "history.csv", last=out / "last.pt",
+        settings=out / "settings.yaml", resume=tmp / "resume" / "state.pt" if resume else None)
+
+
+def prepare_training(config: dict, tmp: Path) -> None:
+    """The class weights and patch index that a training job reads."""
+    pipeline.class_stats(config, labels(config), tmp / "stats.csv", tmp / "weights.json")
+    pipeline.patch_index(config, 32, config["data"]["train"]["image"], tmp / "p32.csv")
+
+
+def labels(config: dict) -> dict:
+    return {image: config["data"][image]["label"] for image in ("train", "test")}
+
+
 def run_job(job: str, config: dict, tmp: Path) -> None:
     """Run one job through `pipeline.run`, logging to ``{job}.log``, its outputs in ``out/``.
     The earlier jobs' outputs that it reads are made first."""
     log = tmp / f"{job}.log"
     out = tmp / "out"
     if job == "class_stats":
-        pipeline.run(pipeline.class_stats, log, config, out / "class_stats.csv", out / "class_weights.json")
+        pipeline.run(pipeline.class_stats, log, config, labels(config), out / "class_stats.csv", out / "class_weights.json")
     elif job == "patches":
-        pipeline.run(pipeline.patch_index, log, config, 32, out / "p32.csv")
+        pipeline.run(pipeline.patch_index, log, config, 32, config["data"]["train"]["image"], out / "p32.csv")
     elif job == "train":
-        pipeline.class_stats(config, tmp / "stats.csv", tmp / "weights.json")
-        pipeline.patch_index(config, 32, tmp / "p32.csv")
-        outputs = [out / "model.pt", out / "history.csv", out / "last.pt"]
-        pipeline.run(pipeline.train_case, log, config, Case("scratch", 32), tmp / "p32.csv", tmp / "weights.json",
-                     *outputs, resume_path=tmp / "resume" / "state.pt", threads=1)
+        prepare_training(config, tmp)
+        pipeline.run(pipeline.train_case, log, config, Run(Case("scratch", 32)), train_files(config, tmp, out))
     else:
         ids, colors = ([out / f"{image}_{kind}.png" for image in ("train", "test")] for kind in ("ids", "color"))
         images = [config["data"][image]["image"] for image in ("train", "test")]
@@ -266,10 +281,8 @@ def run_job(job: str, config: dict, tmp: Path) -> None:
 def trained(world, tmp_path):
     """A real model.pt for the predict rows to break."""
     config = cfg.validate(world)
-    pipeline.class_stats(config, tmp_path / "stats.csv", tmp_path / "weights.json")
-    pipeline.patch_index(config, 32, tmp_path / "p32.csv")
-    pipeline.train_case(config, Case("scratch", 32), tmp_path / "p32.csv", tmp_path / "weights.json",
-                        tmp_path / "model.pt", tmp_path / "history.csv")
+    prepare_training(config, tmp_path)
+    pipeline.train_case(config, Run(Case("scratch", 32)), train_files(config, tmp_path, resume=False))
     return world
 
 
@@ -295,7 +308,7 @@ def test_caught_in_its_job(world, tmp_path, name, request):
         assert left == [], f"a failed {row.job} job left {left}"
     else:
         assert all(not name.endswith(".tmp") for name in left)
-    if row.job == "train":  # the bad state was discarded and the run started afresh
+    if row.job == "train" and not row.fails:  # the bad state was discarded and the run started afresh
         assert "starting from epoch 1" in text and pd.read_csv(out / "history.csv").epoch.tolist() == [1]
         assert not (tmp_path / "resume" / "state.pt").exists()
 
@@ -313,13 +326,10 @@ def tiny_disk(tmp_path):
 
 def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(world, tmp_path, tiny_disk):
     config = cfg.validate(world)
-    pipeline.class_stats(config, tmp_path / "stats.csv", tmp_path / "weights.json")
-    pipeline.patch_index(config, 32, tmp_path / "p32.csv")
-    outputs = [tiny_disk / "model.pt", tiny_disk / "history.csv", tiny_disk / "last.pt"]
+    prepare_training(config, tmp_path)
     log = tmp_path / "train.log"
     with pytest.raises(SystemExit):
-        pipeline.run(pipeline.train_case, log, config, Case("scratch", 32), tmp_path / "p32.csv",
-                     tmp_path / "weights.json", *outputs, threads=1)
+        pipeline.run(pipeline.train_case, log, config, Run(Case("scratch", 32)), train_files(config, tmp_path, tiny_disk))
     text = log.read_text()
     assert f"{tiny_disk}/last.pt: cannot write it: no space left on the disk" in text and "Traceback" not in text
     assert list(tiny_disk.iterdir()) == []

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from aerialseg import conclusions
-from aerialseg.conclusions import CONTRADICTED, NOT_RESOLVED, SUPPORTED, Difference
+from aerialseg.conclusions import CONTRADICTED, NOT_RESOLVED, SUPPORTED, Difference, t_quantile
 from aerialseg.tables import RUN_COLUMNS
 
 SIZES = (32, 64, 128)
@@ -39,10 +39,19 @@ def test_the_interval_is_a_paired_t_interval():
     d = Difference((1.0, 2.0, 3.0))
     assert d.mean == 2 and d.sd == 1
     low, high = d.interval
-    assert (low, high) == pytest.approx((2 - 4.303 / math.sqrt(3), 2 + 4.303 / math.sqrt(3)))
+    assert (low, high) == pytest.approx((2 - 4.3027 / math.sqrt(3), 2 + 4.3027 / math.sqrt(3)), abs=1e-4)
     assert d.sign == 0  # the spread between seeds is as large as the difference
     assert Difference((1.0, 1.1, 0.9)).sign == 1 and Difference((-1.0, -1.1, -0.9)).sign == -1
     assert Difference((0.3,)).sign == 0 and math.isnan(Difference((0.3,)).interval[0])
+
+
+@pytest.mark.parametrize("dof, published", [
+    (1, 12.7062), (2, 4.3027), (5, 2.5706), (10, 2.2281), (30, 2.0423), (31, 2.0395), (60, 2.0003), (99, 1.9842),
+])
+def test_t_quantiles_are_exact_for_every_number_of_repeats(dof, published):
+    """Two-sided 95 % quantiles of Student's t, as published to four decimals (e.g. NIST/SEMATECH
+    e-Handbook, table 1.3.6.7.2); the schema allows up to 100 repeats, 99 degrees of freedom."""
+    assert t_quantile(dof) == pytest.approx(published, abs=5e-5)
 
 
 def test_a_clear_win_is_supported():

@@ -71,10 +71,49 @@ def test_case_names_round_trip():
 
 
 def test_strides_default_from_patch_size(default_config):
+    from aerialseg.mosaic import MosaicOptions
+
     config = cfg.validate(default_config, producible=DEMO)
     assert cfg.training_stride(config, 64) == 16
-    assert cfg.prediction_stride(config, 64) == 32
+    assert MosaicOptions.from_settings(config, 64).stride == 32
     config["experiment"]["stride"] = None
     config["predict"]["stride"] = 8
     assert cfg.training_stride(config, 64) == 64
-    assert cfg.prediction_stride(config, 64) == 8
+    assert MosaicOptions.from_settings(config, 64).stride == 8
+
+
+def test_prediction_runs_where_training_does_unless_told_otherwise(default_config):
+    from aerialseg.mosaic import MosaicOptions
+
+    config = cfg.validate(default_config, producible=DEMO)
+    options = MosaicOptions.from_settings(config, 32)
+    assert (options.device, options.threads, options.batch_size, options.blend) == ("auto", 4, None, "mean")
+    config["predict"].update(device="cpu", threads=2, batch_size=100)
+    options = MosaicOptions.from_settings(config, 32)
+    assert (options.device, options.threads, options.batch_size) == ("cpu", 2, 100)
+
+
+def test_each_job_gets_the_settings_that_shape_it_and_nothing_else(default_config):
+    config = cfg.validate(default_config, producible=DEMO)
+    train = cfg.job_settings(config, "train")
+    assert train["train"]["epochs"] == 20 and "device" not in train["train"] and "predict" not in train
+    assert train["experiment"]["stride"] == 16  # the patches it learns from, for the record
+    assert cfg.job_settings(config, "predict") == {
+        "data": {"classes": config["data"]["classes"], "bands": [0, 1, 2], "value_range": None},
+        "predict": {"stride": None, "blend": "mean", "tta": False}}
+    assert cfg.job_settings(config, "summary_figure") == {"figures": {"metrics": ["miou", "f1", "overall_accuracy"]}}
+    merged = cfg.with_run_options(train, config, "train")
+    assert merged["train"]["device"] == "auto" and cfg.without_run_options(merged, "train") == train
+    everything = cfg.result_settings(config)
+    assert "figures" not in everything and everything["demo"] == {"size": 1024, "seed": 0}
+    assert cfg.fingerprint(everything) == cfg.fingerprint(cfg.result_settings(config)) and len(cfg.fingerprint(everything)) == 12
+    config["predict"]["blend"] = "gaussian"
+    assert cfg.fingerprint(cfg.result_settings(config)) != cfg.fingerprint(everything)
+
+
+def test_a_run_knows_its_folder():
+    assert cfg.Run(Case("imagenet", 64)).dir == "results/cases/imagenet_p64"
+    assert cfg.Run(Case("scratch", 128), 3).dir == "results/repeats/3/cases/scratch_p128"
+    assert cfg.Run(Case("scratch", 128), 3).label == "scratch_p128 (repeat 3)"
+    with pytest.raises(ValueError, match="repeats count from 1"):
+        cfg.Run(Case("scratch", 32), 0)

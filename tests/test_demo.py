@@ -40,12 +40,11 @@ def _dilate(mask: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def test_colors_are_the_isprs_coding():
-    assert list(ISPRS_COLORS) == [
-        "Buildings", "Tree", "Low vegetation", "Car", "Impervious surfaces", "Clutter",
-    ]
-    assert ISPRS_COLORS["Buildings"] == (0, 0, 255)
-    assert ISPRS_COLORS["Clutter"] == (255, 0, 0)
+def test_the_demo_scene_is_coded_as_the_default_config_decodes_it(default_config):
+    """The demo labels use the classes and the ignore colour of config.yaml, in its order."""
+    classes = [(c["name"], tuple(c["color"])) for c in default_config["data"]["classes"]]
+    assert classes == [(name, color) for name, color in ISPRS_COLORS.items() if name != "Clutter"]
+    assert [tuple(c) for c in default_config["data"]["ignore_colors"]] == [ISPRS_COLORS["Clutter"]]
 
 
 @pytest.mark.parametrize("size", [64, 100, 257])

@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from aerialseg.figures import (
@@ -48,26 +47,36 @@ def _evaluation() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("epochs", [1, 5])
-def test_training_curves(epochs):
+def test_training_curves_show_each_score_per_epoch_and_the_kept_epoch(epochs):
+    history = _history(epochs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = training_curves(_history(epochs), "imagenet_p64")
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == 3
-    assert all(ax.lines for ax in fig.axes)
+        fig = training_curves(history, "imagenet_p64: training curves")
+    assert fig._suptitle.get_text() == "imagenet_p64: training curves"
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "mIoU"]
+    assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
+    loss = {line.get_label(): line for line in fig.axes[0].lines}
+    np.testing.assert_allclose(loss["train"].get_ydata(), history.train_loss)
+    np.testing.assert_allclose(loss["validation"].get_xdata(), history.epoch)
+    star = [line for line in fig.axes[2].lines if line.get_label().startswith("best val")]
+    assert len(star) == 1 and star[0].get_xdata()[0] == epochs  # val mIoU rises every epoch: the last is kept
+    assert star[0].get_label() == f"best val {history.val_miou.iloc[-1]:.3f}"
 
 
-def test_mosaic_panel_small():
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
-    truth = rng.integers(0, 5, (40, 60))
-    truth[:5] = 255
-    prediction = rng.integers(0, 5, (40, 60))
+def test_mosaic_panel_shows_the_classes_in_their_colours_and_the_errors():
+    image = np.full((40, 60, 3), 100, dtype=np.uint8)
+    truth = np.ones((40, 60), dtype=np.int64)  # Tree
+    truth[:5] = 255  # ignored
+    prediction = np.ones((40, 60), dtype=np.int64)
+    prediction[20:, :] = 0  # Buildings where the truth is Tree: an error
     fig = mosaic_panel(image, truth, prediction, CLASSES, "imagenet_p64 mIoU 0.5")
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == 4
-    errors = fig.axes[3].get_images()[0].get_array()
-    assert tuple(errors[0, 0]) == (0, 0, 0)  # ignored pixel is black
+    assert [ax.get_title() for ax in fig.axes] == ["image", "ground truth", "prediction", "errors"]
+    shown = [ax.get_images()[0].get_array() for ax in fig.axes]
+    assert tuple(shown[1][10, 10]) == (0, 255, 0) and tuple(shown[2][30, 10]) == (0, 0, 255)
+    assert tuple(shown[3][0, 0]) == (0, 0, 0)  # ignored: black
+    assert tuple(shown[3][30, 10]) == (230, 30, 30) and tuple(shown[3][10, 10]) != (230, 30, 30)  # red where wrong
+    legend = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert legend == NAMES + ["correct", "error", "ignored"]
 
 
 def test_mosaic_panel_downsamples_large_input():
@@ -89,25 +98,30 @@ def test_confusion_grid_zero_row_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fig = confusion_grid(confusions, NAMES, "Confusion (test)")
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) >= len(CASES)
+    assert len(fig.axes) == len(CASES) + 1  # a heatmap per case and the shared colour bar
     heat = fig.axes[0].collections[0].get_array()
     assert np.ma.getmaskarray(heat).any() or np.isnan(np.asarray(heat, dtype=float)).any()
     assert [ax.get_title() for ax in fig.axes[: len(CASES)]] == CASES
 
 
-def test_confusion_grid_fewer_cases():
-    fig = confusion_grid({"a": np.eye(2, dtype=int)}, ["x", "y"], "one")
-    assert len(fig.axes) >= 1
+def test_confusion_grid_of_one_case_is_row_normalised():
+    fig = confusion_grid({"a": np.array([[3, 1], [0, 2]])}, ["x", "y"], "one")
+    heatmaps = [ax for ax in fig.axes if ax.get_title() == "a"]
+    assert len(heatmaps) == 1 and len(fig.axes) == 2  # the heatmap and its colour bar
+    values = np.asarray(heatmaps[0].collections[0].get_array(), dtype=float).reshape(2, 2)
+    np.testing.assert_allclose(values, [[0.75, 0.25], [0.0, 1.0]])
+    assert fig._suptitle.get_text() == "one"
 
 
-def test_metric_vs_patch_size():
-    fig = metric_vs_patch_size(_evaluation())
-    assert isinstance(fig, Figure)
-    assert len(fig.axes) == 3
+def test_metric_vs_patch_size_draws_each_init_and_image_against_the_sizes():
+    evaluation = _evaluation()
+    fig = metric_vs_patch_size(evaluation)
+    assert [ax.get_title() for ax in fig.axes] == ["mIoU", "F1", "overall accuracy"]
     assert all(len(ax.lines) == 4 for ax in fig.axes)  # 2 inits x 2 images
-    fig2 = metric_vs_patch_size(_evaluation(), metrics=("miou",))
-    assert len(fig2.axes) == 1
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["32", "64", "128"]
+    expected = evaluation[(evaluation.init == "imagenet") & (evaluation.image == "test")].miou.to_numpy()
+    assert any(np.allclose(line.get_ydata(), expected) and line.get_linestyle() == "-" for line in fig.axes[0].lines)
+    assert [ax.get_title() for ax in metric_vs_patch_size(evaluation, metrics=("miou",)).axes] == ["mIoU"]
 
 
 def test_metric_vs_patch_size_draws_the_spread_between_repeats():

@@ -85,3 +85,10 @@ def test_imagenet_weights_for_any_band_count_keep_the_rgb_filters(bands):
     assert model(torch.zeros(2, bands, 64, 64)).shape == (2, 5, 64, 64)
     assert spec.mean == ((0.485, 0.456, 0.406, 0.485) if bands == 4 else (0.485,))
     assert spec.std == ((0.229, 0.224, 0.225, 0.229) if bands == 4 else (0.229,))
+
+
+def test_other_smp_architectures_take_a_decoder_list():
+    net = models.build(ModelSpec(3, "scratch", architecture="Unet", encoder_depth=4, decoder_channels=[256, 128, 64, 32]))
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="cannot build Unet"):
+        models.build(ModelSpec(3, "scratch", architecture="Unet", encoder_depth=4, decoder_channels=[256, 128]))

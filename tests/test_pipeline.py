@@ -1,5 +1,7 @@
 """Workflow steps called directly, without Snakemake, on small files they are given."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,9 +29,13 @@ def small_config(default_config, tmp_path) -> dict:
     return cfg.validate(default_config)
 
 
+def labels(config) -> dict:
+    return {image: config["data"][image]["label"] for image in ("train", "test")}
+
+
 def test_header_checks_pass_and_class_stats_follow_the_labels(small_config, tmp_path):
     pipeline.check_inputs(small_config)
-    pipeline.class_stats(small_config, tmp_path / "stats.csv", tmp_path / "weights.json")
+    pipeline.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
     table = pd.read_csv(tmp_path / "stats.csv")
     assert table["class"].tolist() == ["a", "b", "c"] * 2 and table.pixels.sum() == 2 * 96 * 80
 
@@ -42,7 +48,7 @@ def test_bands_beyond_the_image_stop_before_any_job(small_config):
 
 def test_patch_index_follows_the_configured_split(small_config, tmp_path):
     small_config["experiment"]["stride"] = 16
-    pipeline.patch_index(small_config, 32, tmp_path / "p32.csv")
+    pipeline.patch_index(small_config, 32, small_config["data"]["train"]["image"], tmp_path / "p32.csv")
     index = pd.read_csv(tmp_path / "p32.csv")
     assert list(index.columns) == ["row", "col", "split"] and len(index) == 5 * 4
 
@@ -50,26 +56,29 @@ def test_patch_index_follows_the_configured_split(small_config, tmp_path):
 def test_a_class_without_training_pixels_is_an_input_error(small_config, tmp_path):
     small_config["data"]["classes"].append({"name": "d", "color": [9, 9, 9]})
     with pytest.raises(InputError, match="train_label.png: class\\(es\\) 'd' have no pixels"):
-        pipeline.class_stats(small_config, tmp_path / "stats.csv", tmp_path / "weights.json")
+        pipeline.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
     assert not (tmp_path / "stats.csv").exists()
 
 
 def test_a_diverging_case_stops_its_job_with_the_case_and_epoch_and_keeps_no_model(small_config, tmp_path):
-    from aerialseg.config import Case
+    from aerialseg.config import Case, Run
 
     small_config["train"].update(lr=1e30, epochs=2, batch_size=4)
-    pipeline.class_stats(small_config, tmp_path / "stats.csv", tmp_path / "weights.json")
-    pipeline.patch_index(small_config, 32, tmp_path / "p32.csv")
-    outputs = [tmp_path / name for name in ("model.pt", "history.csv", "last.pt")]
+    pipeline.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
+    pipeline.patch_index(small_config, 32, small_config["data"]["train"]["image"], tmp_path / "p32.csv")
+    files = pipeline.TrainFiles(
+        image=small_config["data"]["train"]["image"], label=small_config["data"]["train"]["label"],
+        patches=tmp_path / "p32.csv", weights=tmp_path / "weights.json", model=tmp_path / "model.pt",
+        history=tmp_path / "history.csv", last=tmp_path / "last.pt", settings=tmp_path / "settings.yaml",
+        resume=tmp_path / "state.pt")
     log = tmp_path / "train.log"
     with pytest.raises(SystemExit) as stop:
-        pipeline.run(pipeline.train_case, log, small_config, Case("scratch", 32), tmp_path / "p32.csv",
-                     tmp_path / "weights.json", *outputs, resume_path=tmp_path / "state.pt")
+        pipeline.run(pipeline.train_case, log, small_config, Run(Case("scratch", 32), 2), files)
     assert stop.value.code == 1
     text = log.read_text()
-    assert "case scratch_p32: training diverged in epoch 1: the training loss is nan" in text
+    assert "case scratch_p32 (repeat 2): training diverged in epoch 1: the training loss is nan" in text
     assert "Traceback" not in text
-    assert not any(path.exists() for path in outputs)
+    assert not any(Path(path).exists() for path in (files.model, files.history, files.last, files.settings))
 
 
 UTM_40N = "EPSG:32640"  # Dubai's UTM zone: a projected CRS

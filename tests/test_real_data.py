@@ -61,7 +61,8 @@ def test_dubai_class_shares_match_the_data_set_readme(part):
 
 def test_dubai_class_stats_step_writes_both_images(tmp_path):
     config = dubai_config()
-    pipeline.class_stats(config, tmp_path / "stats.csv", tmp_path / "weights.json")
+    labels = {image: config["data"][image]["label"] for image in ("train", "test")}
+    pipeline.class_stats(config, labels, tmp_path / "stats.csv", tmp_path / "weights.json")
     table = pd.read_csv(tmp_path / "stats.csv")
     assert table.image.tolist() == ["train"] * 5 + ["test"] * 5
     assert table.groupby("image").share.sum().to_dict() == pytest.approx({"train": 100.0, "test": 100.0})
@@ -95,7 +96,7 @@ def test_an_unknown_colour_names_the_file_and_the_colours():
     config["data"]["ignore_colors"] = [[0, 0, 0]]  # forget the Unlabeled grey
     path = config["data"]["train"]["label"]
     with pytest.raises(InputError) as error:
-        pipeline.load_labelled(config, "train")
+        pipeline.read_pair(config, config["data"]["train"]["image"], path)
     message = str(error.value)
     raw = np.asarray(Image.open(path))
     unlabeled = int(np.all(raw == 155, axis=2).sum())

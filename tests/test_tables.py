@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from aerialseg import tables
-from aerialseg.config import Case
-from aerialseg.pipeline import run_of
+from aerialseg.config import Case, Run
 
 CASES = [Case("imagenet", 32), Case("scratch", 32), Case("imagenet", 64), Case("scratch", 64)]
 
@@ -24,22 +23,27 @@ def confusion(correct):
 
 
 def runs(repeats):
-    histories = {(c, r): history(0.6 + 0.01 * r + 0.1 * i, 10.0 + r) for i, c in enumerate(CASES) for r in range(1, repeats + 1)}
-    confusions = {(c, r, image): confusion(50 + 10 * i + r + (image == "test"))
+    histories = {Run(c, r): history(0.6 + 0.01 * r + 0.1 * i, 10.0 + r) for i, c in enumerate(CASES) for r in range(1, repeats + 1)}
+    confusions = {(Run(c, r), image): confusion(50 + 10 * i + r + (image == "test"))
                   for i, c in enumerate(CASES) for r in range(1, repeats + 1) for image in ("train", "test")}
     return histories, confusions
 
 
-def test_with_one_repeat_the_tables_keep_the_study_s_columns():
-    histories, confusions = runs(1)
-    training = tables.training_table(histories)
-    assert list(training.columns) == tables.TRAINING_COLUMNS
+def test_the_tables_have_the_same_columns_whatever_the_number_of_repeats():
+    one, three = runs(1), runs(3)
+    for build, columns, scores in ((tables.training_table, tables.TRAINING_COLUMNS, tables.TRAINING_SCORES),
+                                   (tables.evaluation_table, tables.EVALUATION_COLUMNS, tables.EVALUATION_SCORES)):
+        single, repeated = build(one[0] if build is tables.training_table else one[1]), \
+            build(three[0] if build is tables.training_table else three[1])
+        expected = columns + ["repeats"] + [f"{score}_sd" for score in scores]
+        assert list(single.columns) == expected == list(repeated.columns)  # the contract columns first
+        assert (single.repeats == 1).all() and single[[f"{s}_sd" for s in scores]].isna().all().all()
+    training = tables.training_table(one[0])
     assert training.case.tolist() == [c.name for c in CASES]
     assert training.val_miou.tolist() == pytest.approx([0.61, 0.71, 0.81, 0.91]) and training.best_epoch.tolist() == [2] * 4
-    evaluation = tables.evaluation_table(confusions)
-    assert list(evaluation.columns) == tables.EVALUATION_COLUMNS and len(evaluation) == 8
-    per_class = tables.per_class_table(confusions, ["a", "b"])
-    assert list(per_class.columns) == tables.PER_CLASS_COLUMNS and len(per_class) == 16
+    assert training.best_epoch.dtype == np.int64  # one repeat: the run's own values, of their own type
+    per_class = tables.per_class_table(one[1], ["a", "b"])
+    assert list(per_class.columns)[: len(tables.PER_CLASS_COLUMNS)] == tables.PER_CLASS_COLUMNS and len(per_class) == 16
 
 
 def test_with_repeats_scores_are_means_with_their_spread():
@@ -52,7 +56,7 @@ def test_with_repeats_scores_are_means_with_their_spread():
     assert first.train_seconds == pytest.approx(12.0) and first.train_seconds_sd == pytest.approx(1.0)
     evaluation = tables.evaluation_table(confusions)
     assert len(evaluation) == 8 and (evaluation.repeats == 3).all()
-    single = tables.evaluation_runs({k: v for k, v in confusions.items() if k[0] == CASES[0] and k[2] == "test"})
+    single = tables.evaluation_runs({k: v for k, v in confusions.items() if k[0].case == CASES[0] and k[1] == "test"})
     row = evaluation[(evaluation.case == "imagenet_p32") & (evaluation.image == "test")].iloc[0]
     assert row.miou == pytest.approx(single.miou.mean()) and row.miou_sd == pytest.approx(single.miou.std())
     per_class = tables.per_class_table(confusions, ["a", "b"])
@@ -79,6 +83,7 @@ def test_the_study_s_tables_in_its_layout():
     assert "mean ± sd over 2 seeds" in text and "Training time (min)" in text and "Test F1 (%)" in text
 
 
-def test_a_run_is_read_from_its_path():
-    assert run_of("results/cases/imagenet_p64/history.csv") == (Case("imagenet", 64), 1)
-    assert run_of("/w/results/repeats/3/cases/scratch_p128/test/confusion.csv") == (Case("scratch", 128), 3)
+def test_the_kept_epoch_is_the_first_with_the_best_validation_miou():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_miou": [0.5, np.nan, 0.7, 0.7]})
+    assert tables.best_epoch(history) == 3
+    assert tables.best_epoch(history.assign(val_miou=np.nan)) == 1

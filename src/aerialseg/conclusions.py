@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .config import Case
 from .tables import case_labels
 
 SUPPORTED, CONTRADICTED, NOT_RESOLVED = "supported", "contradicted", "not resolved"
@@ -37,13 +38,14 @@ CONFIDENCE = 0.95
 TIME_MARGIN = 0.10
 """Training times within this relative margin count as equal (conclusion 3)."""
 
-# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (beyond: 1.96).
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+def t_quantile(dof: int, confidence: float = CONFIDENCE) -> float:
+    """The two-sided ``confidence`` quantile of Student's t with ``dof`` degrees of freedom
+    (t(0.975, dof) for 95 %), exact for every dof (scipy)."""
+    from scipy.stats import t
 
-
-def t_quantile(dof: int) -> float:
-    return _T975[dof - 1] if dof <= len(_T975) else 1.96
+    if dof < 1:
+        raise ValueError(f"a t interval needs at least 1 degree of freedom, got {dof}")
+    return float(t.ppf(0.5 + confidence / 2, dof))
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def patch_size_finding(runs: pd.DataFrame, steps: dict[int, int] | None = None) 
     evidence, differences = [], []
     for init in inits:
         for small, big in zip(sizes, sizes[1:]):
-            d = paired(runs, f"{init}_p{big}", f"{init}_p{small}", "miou")
+            d = paired(runs, Case(init, big).name, Case(init, small).name, "miou")
             differences.append(d)
             evidence.append(f"{init}, {small} -> {big} px: test mIoU {d.describe()}")
     if len(sizes) < 2:
@@ -155,7 +157,7 @@ def init_finding(runs: pd.DataFrame) -> Finding:
         return Finding("ImageNet initialisation beats training from scratch.", NOT_RESOLVED,
                        ["only one initialisation was run: nothing to compare"])
     for size in sizes:
-        d = paired(runs, f"imagenet_p{size}", f"scratch_p{size}", "miou")
+        d = paired(runs, Case("imagenet", size).name, Case("scratch", size).name, "miou")
         differences.append(d)
         per_seed = f" (per seed: {', '.join(f'{v:+.4f}' for v in d.values)})" if d.n > 1 else ""
         evidence.append(f"{size} px, ImageNet minus scratch: test mIoU {d.describe()}{per_seed}")
@@ -170,9 +172,9 @@ def time_finding(runs: pd.DataFrame) -> Finding:
     evidence, ratios = [], []
     logs = runs.assign(log_seconds=np.log(runs["train_seconds"]))
     for size in sizes:
-        d = paired(logs, f"imagenet_p{size}", f"scratch_p{size}", "log_seconds")
+        d = paired(logs, Case("imagenet", size).name, Case("scratch", size).name, "log_seconds")
         ratios.append(d)
-        seconds = {i: logs[(logs.case == f"{i}_p{size}") & (logs.image == "test")]["train_seconds"] for i in inits}
+        seconds = {i: logs[(logs.case == Case(i, size).name) & (logs.image == "test")]["train_seconds"] for i in inits}
         if d.n < 2:
             bound = "one run: reported, not called"
         else:

@@ -201,6 +201,111 @@ def _missing_files(config: dict, producible: set[str]) -> list[str]:
     return problems
 
 
+# --- what each job reads ----------------------------------------------------------------
+
+LABEL_KEYS = ("classes", "label_format", "ignore_colors", "ignore_values")
+"""The data keys that decode labels."""
+IMAGE_KEYS = ("bands", "value_range")
+"""The data keys that read images."""
+
+JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
+    "demo_scene": {"demo": ("size", "seed")},
+    "class_stats": {"data": LABEL_KEYS, "train": ("weighting",)},
+    "patches": {"experiment": ("stride", "val_fraction", "seed", "split", "block_size")},
+    "train": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("seed",), "model": None,
+              "train": ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "weighting", "augment")},
+    "predict": {"data": ("classes",) + IMAGE_KEYS, "predict": ("stride", "blend", "tta")},
+    "evaluate": {"data": LABEL_KEYS + IMAGE_KEYS},
+    "training_curves": {},
+    "summary": {"data": ("classes",), "experiment": ("seed", "repeats")},
+    "conclusions": {"experiment": ("split", "stride", "patch_sizes"), "train": ("batch_size",)},
+    "confusion_figure": {"data": ("classes",)},
+    "summary_figure": {"figures": ("metrics",)},
+}
+"""The config keys that shape each job's outputs, by section (None: the whole section).
+A rule passes exactly this slice as its ``params``, so Snakemake reruns a job, and what
+follows it, when one of them changes, and nothing else. The job reads nothing else of what
+shapes its results; how it runs (`RUN_OPTIONS`) is read from the config and reruns nothing."""
+
+RUN_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "train": {"train": ("device", "threads", "capture", "resume_seconds")},
+    "predict": {"train": ("device", "threads"), "predict": ("batch_size", "device", "threads")},
+}
+"""The keys that say how a job runs, not what it computes (the device, threads, capture, the
+resume interval, the prediction batch): a change reruns nothing."""
+
+UPSTREAM = {"train": ("class_stats", "patches"), "summary": tuple(JOB_SETTINGS)}
+"""Jobs whose settings a job also records: a training job, those of the data it learns from;
+the summary, every job's (the tables name the fingerprint of all that shaped them)."""
+
+
+def _slice(config: dict, keys: dict[str, tuple[str, ...] | None]) -> dict:
+    return {section: copy.deepcopy(config[section] if names is None else {k: config[section][k] for k in names})
+            for section, names in keys.items()}
+
+
+def job_settings(config: dict, job: str) -> dict:
+    """The slice of the validated config that shapes ``job``'s outputs (`JOB_SETTINGS`), with
+    the settings of the jobs it learns from (`UPSTREAM`) for the record."""
+    settings: dict[str, dict] = {}
+    for name in (*UPSTREAM.get(job, ()), job):
+        for section, values in _slice(config, JOB_SETTINGS[name]).items():
+            settings.setdefault(section, {}).update(values)
+    return {section: settings[section] for section in sorted(settings)}
+
+
+def result_settings(config: dict) -> dict:
+    """Every setting that shapes some result: the union of all jobs' slices, without the
+    figures' look and, when the data are the user's own, without the demo scene's."""
+    settings = job_settings(config, "summary")
+    settings.pop("figures", None)  # how figures look: only they are redrawn when it changes
+    if not uses_demo(config):
+        settings.pop("demo", None)
+    return settings
+
+
+DEMO_DIR = "results/demo"
+"""Where the demo_scene rule writes the synthetic scene: results/demo/{train,test}/{image,label}.png."""
+
+
+def demo_files() -> set[str]:
+    """The input files that the workflow renders itself (they need not exist before it runs)."""
+    return {f"{DEMO_DIR}/{image}/{kind}.png" for image in IMAGES for kind in ("image", "label")}
+
+
+def uses_demo(config: dict) -> bool:
+    return any(os.path.normpath(config["data"][image][kind]) in demo_files() for image in IMAGES for kind in ("image", "label"))
+
+
+def with_run_options(settings: dict, config: dict, job: str) -> dict:
+    """A job's settings and how it runs (`RUN_OPTIONS`), as the job's function takes them."""
+    merged = copy.deepcopy(settings)
+    for section, values in _slice(config, RUN_OPTIONS.get(job, {})).items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+def without_run_options(settings: dict, job: str) -> dict:
+    """A job's settings as `job_settings` gives them: `with_run_options` undone."""
+    kept = copy.deepcopy(settings)
+    for section, names in RUN_OPTIONS.get(job, {}).items():
+        for name in names:
+            kept.get(section, {}).pop(name, None)
+    return {section: values for section, values in kept.items() if values or section not in RUN_OPTIONS.get(job, {})}
+
+
+def fingerprint(settings: dict) -> str:
+    """A short, stable name for a set of settings: the first 12 hex digits of the sha256 of
+    their canonical JSON."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# --- cases, runs and their place in results/ ---------------------------------------------
+
+
 def cases(config: dict) -> list[Case]:
     """The study's cases, initialisation-major: imagenet_p32, imagenet_p64, ..."""
     experiment = config["experiment"]
@@ -217,6 +322,43 @@ def repeat_seed(config: dict, repeat: int) -> int:
     return config["experiment"]["seed"] + repeat - 1
 
 
+@dataclass(frozen=True)
+class Run:
+    """One training run: a case trained with the seed of its repeat (1 is the study's run).
+
+    `dir` is where the run's files live; the rules build every path of a run from it and pass
+    the run's case and repeat to the package, which never parses them back out of a path.
+    """
+
+    case: Case
+    repeat: int = 1
+
+    def __post_init__(self):
+        if self.repeat < 1:
+            raise ValueError(f"repeat {self.repeat}: repeats count from 1")
+
+    @property
+    def prefix(self) -> str:
+        """Where the run's files (and its logs, below ``results/logs/``) go: nowhere special
+        for repeat 1, ``repeats/{repeat}/`` for the others."""
+        return "" if self.repeat == 1 else f"repeats/{self.repeat}/"
+
+    @property
+    def dir(self) -> str:
+        """``results/cases/{case}`` for repeat 1, ``results/repeats/{repeat}/cases/{case}`` else."""
+        return f"results/{self.prefix}cases/{self.case.name}"
+
+    @property
+    def label(self) -> str:
+        """How messages name the run: the case, with its repeat when that is not the first."""
+        return self.case.name if self.repeat == 1 else f"{self.case.name} (repeat {self.repeat})"
+
+
+def runs(config: dict) -> list[Run]:
+    """Every run of the study: each case, each repeat (repeat-major)."""
+    return [Run(case, repeat) for repeat in repeats(config) for case in cases(config)]
+
+
 def class_names(config: dict) -> list[str]:
     return [c["name"] for c in config["data"]["classes"]]
 
@@ -228,28 +370,3 @@ def class_colors(config: dict) -> list[tuple[int, int, int]]:
 def training_stride(config: dict, size: int) -> int:
     """The configured step between training patches, or the patch size when it is null."""
     return config["experiment"]["stride"] or size
-
-
-def prediction_stride(config: dict, size: int) -> int:
-    """The configured prediction stride, or half the patch size when it is null."""
-    return config["predict"]["stride"] or max(size // 2, 1)
-
-
-CPU_PREDICT_BATCH = 64
-GPU_PREDICT_PIXELS = 1 << 22
-
-
-def prediction_batch_size(config: dict, size: int, on_gpu: bool, row_windows: int) -> int:
-    """The configured windows per prediction batch, or the device's default when it is null.
-
-    On a GPU the default is as many windows as make about 4 Mpx (4096 of 32 px, 1024 of
-    64 px, 256 of 128 px), several window rows at once. On the CPU it is one window row at a
-    time, at most 64 windows: larger batches are slower there (measured: 128 px windows of a
-    1024 px image took 3.7 s in batches of 60, 2.6 s in batches of one 15-window row).
-    """
-    configured = config["predict"]["batch_size"]
-    if configured:
-        return configured
-    if on_gpu:
-        return max(CPU_PREDICT_BATCH, GPU_PREDICT_PIXELS // (size * size))
-    return min(CPU_PREDICT_BATCH, row_windows)

@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_path
 from .images import colorize
+from .metrics import best_index
 
 ClassSpec = Sequence[tuple[str, tuple[int, int, int]]]
 
@@ -49,7 +50,7 @@ def training_curves(history: pd.DataFrame, title: str) -> Figure:
                 ax.plot(epochs, history[column].to_numpy(dtype=float), marker="o", markersize=4,
                         color=color, label=name)
         if metric == "miou" and "val_miou" in history and history["val_miou"].notna().any():
-            best = int(np.nanargmax(history["val_miou"].to_numpy(dtype=float)))
+            best = best_index(history["val_miou"].to_numpy(dtype=float))  # the kept epoch
             ax.plot(epochs[best], history["val_miou"].iloc[best], marker="*", markersize=14,
                     color=VAL_COLOR, markeredgecolor="black", linestyle="none",
                     label=f"best val {history['val_miou'].iloc[best]:.3f}")

@@ -76,8 +76,16 @@ def write_text(text: str, path: str | Path) -> None:
         tmp.write_text(text)
 
 
-def write_markdown(frame: pd.DataFrame, path: str | Path, floatfmt: str = ".4f") -> None:
-    write_text(frame.to_markdown(index=False, floatfmt=floatfmt) + "\n", path)
+def write_markdown(frame: pd.DataFrame, path: str | Path, floatfmt: str = ".4f", footer: str = "") -> None:
+    write_text(frame.to_markdown(index=False, floatfmt=floatfmt) + "\n" + footer, path)
+
+
+def write_yaml(data, path: str | Path, comment: str = "") -> None:
+    """YAML for people: keys in their order, short lists on one line, a comment line first."""
+    import yaml
+
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
+    write_text((f"# {comment}\n" if comment else "") + text, path)
 
 
 def write_json(data, path: str | Path) -> None:

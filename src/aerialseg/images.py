@@ -6,7 +6,7 @@ returned as ``uint8`` arrays (H, W, C) holding the configured bands, scaled from
 ``data.value_range``. A GeoTIFF's CRS and geotransform (`georeference`) go to the
 predictions written as GeoTIFF (`write_geotiff`).
 Labels are decoded to ``uint8`` class-id maps (H, W), with `IGNORE_INDEX` for ignored
-pixels, in one of three formats:
+pixels, in one of three formats (`LABEL_FORMATS`, one object each, chosen once per label):
 
 ``color``
     RGB labels; each class has a colour (ISPRS colour coding by default).
@@ -239,58 +239,107 @@ def gray_level(colors: np.ndarray) -> np.ndarray:
     return ((c[..., 0] * 19595 + c[..., 1] * 38470 + c[..., 2] * 7471 + 0x8000) >> 16).astype(np.uint32)
 
 
-def _keys(label: np.ndarray, label_format: str) -> np.ndarray:
-    return pack_rgb(label) if label_format == "color" else gray_level(label) if label_format == "gray_sorted" else label
+@dataclass(frozen=True)
+class LabelFormat:
+    """One way of coding classes in label files (``data.label_format``): which pixels a
+    label holds (``bands``), the key of each pixel, the keys of the classes and of the ignored
+    codes, and how messages name a key and the config keys that list them."""
+
+    name: str
+    bands: str  # "single" or "rgb"
+    what: str  # how a key is called in messages
+    where: str  # the config keys a key may come from
+    table_size: int
+
+    def keys(self, label: np.ndarray) -> np.ndarray:
+        return label
+
+    def describe(self, key: int) -> str:
+        return f"{self.what} {key}"
+
+    def class_keys(self, spec: "DataSpec", source) -> tuple[list[int], list[int]]:
+        raise NotImplementedError
+
+    def check(self, label: np.ndarray, source) -> np.ndarray:
+        """The label's pixels to decode, or `InputError` naming the file."""
+        if self.bands == "single" and label.ndim != 2:
+            raise InputError(f"{source}: label_format {self.name!r} needs a single-channel label, found {label.shape[2]} bands")
+        if self.bands == "rgb":
+            if label.ndim != 3 or label.shape[2] < 3:
+                raise InputError(f"{source}: label_format {self.name!r} needs an RGB label, found shape {label.shape}")
+            label = label[:, :, :3]
+        return label
 
 
-def _describe(key: int, label_format: str) -> str:
-    if label_format == "color":
+class _ColorLabels(LabelFormat):
+    def keys(self, label):
+        return pack_rgb(label)
+
+    def describe(self, key):
         return str([(key >> 16) & 255, (key >> 8) & 255, key & 255])
-    return f"grey level {key}" if label_format == "gray_sorted" else f"value {key}"
+
+    def class_keys(self, spec, source):
+        return ([int(k) for k in pack_rgb(np.array(spec.colors))],
+                [int(k) for k in pack_rgb(np.array(spec.ignore_colors).reshape(-1, 3))])
+
+
+class _IndexLabels(LabelFormat):
+    def class_keys(self, spec, source):
+        if spec.values is None:
+            raise InputError(f"{source}: data.label_format 'index' needs a value for every class (data.classes[].value)")
+        return list(spec.values), list(spec.ignore_values)
+
+
+class _GraySortedLabels(LabelFormat):
+    def keys(self, label):
+        return gray_level(label)
+
+    def class_keys(self, spec, source):
+        levels = [int(g) for g in gray_level(np.array(spec.colors))]
+        ignore = [int(g) for g in gray_level(np.array(spec.ignore_colors).reshape(-1, 3))]
+        names = list(spec.names or map(str, spec.colors))
+        named = list(zip(names, levels)) + [(f"ignored {list(c)}", g) for c, g in zip(spec.ignore_colors, ignore)]
+        for i, (name_a, a) in enumerate(named):
+            for name_b, b in named[i + 1 :]:
+                if abs(a - b) <= 1:
+                    raise InputError(
+                        f"{source}: data.label_format 'gray_sorted' cannot tell {name_a} (grey level {a}) "
+                        f"from {name_b} (grey level {b}): their colours collapse to (nearly) one grey level; "
+                        "use label_format 'color'"
+                    )
+        if levels != sorted(levels):
+            order = [name for name, _ in sorted(zip(names, levels), key=lambda pair: pair[1])]
+            raise InputError(
+                f"{source}: with data.label_format 'gray_sorted' the classes are numbered by grey level, "
+                f"so data.classes must be listed in that order: {', '.join(order)}"
+            )
+        return levels, ignore
+
+
+LABEL_FORMATS = {
+    "color": _ColorLabels("color", "rgb", "colour", "data.classes[].color nor in data.ignore_colors", 1 << 24),
+    "index": _IndexLabels("index", "single", "value", "data.classes[].value nor in data.ignore_values", 1 << 16),
+    "gray_sorted": _GraySortedLabels("gray_sorted", "rgb", "grey level",
+                                     "the grey level of a class colour nor of an ignore colour", 256),
+}
+"""The label formats, by their ``data.label_format`` name; each is chosen once, by `label_format`."""
+
+
+def label_format(spec: DataSpec, source="config") -> LabelFormat:
+    try:
+        return LABEL_FORMATS[spec.label_format]
+    except KeyError:
+        raise InputError(f"{source}: unknown data.label_format {spec.label_format!r}") from None
 
 
 def lookup_table(spec: DataSpec, source="config") -> tuple[np.ndarray, dict[int, int]]:
     """(table mapping label keys to ids, {key: id} of the classes), checking the palette."""
-    fmt = spec.label_format
-    if fmt == "color":
-        class_keys = [int(k) for k in pack_rgb(np.array(spec.colors))]
-        ignore_keys = [int(k) for k in pack_rgb(np.array(spec.ignore_colors).reshape(-1, 3))]
-        size = 1 << 24
-    elif fmt == "index":
-        if spec.values is None:
-            raise InputError(f"{source}: data.label_format 'index' needs a value for every class (data.classes[].value)")
-        class_keys, ignore_keys, size = list(spec.values), list(spec.ignore_values), 1 << 16
-    elif fmt == "gray_sorted":
-        class_keys, ignore_keys, size = _gray_sorted_keys(spec, source)
-    else:
-        raise InputError(f"{source}: unknown data.label_format {fmt!r}")
-    table = np.full(size, UNKNOWN, dtype=np.uint8)
+    fmt = label_format(spec, source)
+    class_keys, ignore_keys = fmt.class_keys(spec, source)
+    table = np.full(fmt.table_size, UNKNOWN, dtype=np.uint8)
     table[ignore_keys] = IGNORE_INDEX
     table[class_keys] = np.arange(len(class_keys), dtype=np.uint8)
     return table, dict(zip(class_keys, range(len(class_keys))))
-
-
-def _gray_sorted_keys(spec: DataSpec, source) -> tuple[list[int], list[int], int]:
-    levels = [int(g) for g in gray_level(np.array(spec.colors))]
-    ignore = [int(g) for g in gray_level(np.array(spec.ignore_colors).reshape(-1, 3))]
-    named = list(zip(spec.names or [str(c) for c in spec.colors], levels)) + [
-        (f"ignored {list(c)}", g) for c, g in zip(spec.ignore_colors, ignore)
-    ]
-    for i, (name_a, a) in enumerate(named):
-        for name_b, b in named[i + 1 :]:
-            if abs(a - b) <= 1:
-                raise InputError(
-                    f"{source}: data.label_format 'gray_sorted' cannot tell {name_a} (grey level {a}) "
-                    f"from {name_b} (grey level {b}): their colours collapse to (nearly) one grey level; "
-                    "use label_format 'color'"
-                )
-    if levels != sorted(levels):
-        order = [name for name, _ in sorted(zip(spec.names or map(str, spec.colors), levels), key=lambda p: p[1])]
-        raise InputError(
-            f"{source}: with data.label_format 'gray_sorted' the classes are numbered by grey level, "
-            f"so data.classes must be listed in that order: {', '.join(order)}"
-        )
-    return levels, ignore, 256
 
 
 def decode_label(label: np.ndarray, spec: DataSpec, *, source: str | Path = "label") -> np.ndarray:
@@ -299,13 +348,8 @@ def decode_label(label: np.ndarray, spec: DataSpec, *, source: str | Path = "lab
     Raises `InputError` listing up to five unknown colours or values with their pixel counts
     and one pixel position each.
     """
-    fmt = spec.label_format
-    if fmt == "index" and label.ndim != 2:
-        raise InputError(f"{source}: label_format 'index' needs a single-channel label, found {label.shape[2]} bands")
-    if fmt in ("color", "gray_sorted"):
-        if label.ndim != 3 or label.shape[2] < 3:
-            raise InputError(f"{source}: label_format {fmt!r} needs an RGB label, found shape {label.shape}")
-        label = label[:, :, :3]
+    fmt = label_format(spec, source)
+    label = fmt.check(label, source)
     if label.dtype.kind == "i" and label.size and 0 <= label.min() and label.max() <= 65535:
         label = label.astype(np.uint16)  # Pillow reads some 16-bit PNGs as int32
     if label.dtype.kind != "u" or label.dtype.itemsize > 2:
@@ -313,27 +357,22 @@ def decode_label(label: np.ndarray, spec: DataSpec, *, source: str | Path = "lab
     table, _ = lookup_table(spec, source)
     ids = np.empty(label.shape[:2], dtype=np.uint8)
     for start in range(0, label.shape[0], CHUNK_ROWS):
-        ids[start : start + CHUNK_ROWS] = table[_keys(label[start : start + CHUNK_ROWS], fmt)]
+        ids[start : start + CHUNK_ROWS] = table[fmt.keys(label[start : start + CHUNK_ROWS])]
     if (ids == UNKNOWN).any():
-        raise InputError(_unknown_message(source, _keys(label, fmt), ids == UNKNOWN, spec))
+        raise InputError(_unknown_message(source, fmt.keys(label), ids == UNKNOWN, fmt))
     return ids
 
 
-def _unknown_message(source, keys: np.ndarray, unknown: np.ndarray, spec: DataSpec) -> str:
+def _unknown_message(source, keys: np.ndarray, unknown: np.ndarray, fmt: LabelFormat) -> str:
     values, first, counts = np.unique(keys[unknown], return_index=True, return_counts=True)
     positions = np.flatnonzero(unknown)
     lines = []
     for i in np.argsort(-counts, kind="stable")[:5]:
         row, col = divmod(int(positions[first[i]]), keys.shape[1])
-        lines.append(f"{_describe(int(values[i]), spec.label_format)}: {counts[i]} pixels, e.g. at row {row}, col {col}")
-    what = {"color": "colour", "index": "value", "gray_sorted": "grey level"}[spec.label_format]
-    where = {
-        "color": "data.classes[].color nor in data.ignore_colors",
-        "index": "data.classes[].value nor in data.ignore_values",
-        "gray_sorted": "the grey level of a class colour nor of an ignore colour",
-    }[spec.label_format]
+        lines.append(f"{fmt.describe(int(values[i]))}: {counts[i]} pixels, e.g. at row {row}, col {col}")
     more = f" (the 5 most frequent of {len(values)} shown)" if len(values) > 5 else ""
-    return f"{source}: {int(unknown.sum())} pixels have a {what} that is neither in {where}{more}:\n    " + "\n    ".join(lines)
+    return (f"{source}: {int(unknown.sum())} pixels have a {fmt.what} that is neither in {fmt.where}{more}:\n    "
+            + "\n    ".join(lines))
 
 
 def decode_colors(label: np.ndarray, colors: Sequence[Color], ignore_colors: Sequence[Color] = (), *, source="label") -> np.ndarray:

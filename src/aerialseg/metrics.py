@@ -94,3 +94,13 @@ def overall_accuracy(cm: np.ndarray) -> float:
 
 def mean_iou(cm: np.ndarray) -> float:
     return summary(cm)["miou"]
+
+
+def best_index(scores) -> int:
+    """The index of the first highest score, a missing (NaN) score counting as the lowest:
+    which epoch's weights a run keeps, by validation mIoU. Training, the tables and the
+    training-curve figure all ask this one function."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no scores to choose from")
+    return int(np.argmax(np.where(np.isnan(values), -np.inf, values)))

@@ -27,6 +27,8 @@ the patch size.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -35,10 +37,64 @@ from tqdm.auto import tqdm
 
 from .patches import cut, window_starts
 
+log = logging.getLogger(__name__)
+
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 """Maps a uint8 batch (B, C, s, s) on the prediction device to logits (B, K, s, s)."""
 
 BLENDS = ("mean", "gaussian")
+CPU_BATCH = 64
+"""On the CPU a batch is one window row, at most this many windows: larger batches are slower
+there (measured: 128 px windows of a 1024 px image took 3.7 s in batches of 60, 2.6 s in
+batches of one 15-window row)."""
+GPU_BATCH_PIXELS = 1 << 22
+"""On a GPU a batch is about this many pixels of windows (4096 of 32 px, 1024 of 64 px, 256 of
+128 px), several window rows at once."""
+
+
+@dataclass(frozen=True)
+class MosaicOptions:
+    """How a job predicts whole images, decided once from ``predict.*`` (and the case's patch
+    size): windows of ``size`` every ``stride`` px, ``blend``, flip ``tta``, windows per batch
+    (None: the device's default, `default_batch_size`), and the device and CPU threads."""
+
+    size: int
+    stride: int
+    blend: str = "mean"
+    tta: bool = False
+    batch_size: int | None = None
+    device: str = "auto"
+    threads: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
+        """``settings`` holds ``predict`` (stride null: half the patch) and, for the device
+        and threads, ``train`` (`job_resources`)."""
+        predict = settings["predict"]
+        device, threads = job_resources(settings)
+        return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
+                   batch_size=predict["batch_size"], device=device, threads=threads)
+
+    def predict_ids(self, predictor: Predictor, image: np.ndarray, n_classes: int, device: torch.device,
+                    progress: bool = False) -> np.ndarray:
+        """The class ids of ``image`` with these options, on ``device`` (resolved from `device`)."""
+        return predict_ids(with_flips(predictor) if self.tta else predictor, image, n_classes, self.size, self.stride,
+                           batch_size=self.batch_size, device=device, blend=self.blend, progress=progress)
+
+
+def job_resources(settings: dict) -> tuple[str, int]:
+    """The device and CPU threads of a prediction job: ``predict.device`` and
+    ``predict.threads``, where null those of training."""
+    predict, train = settings["predict"], settings.get("train", {})
+    return predict.get("device") or train.get("device", "auto"), predict.get("threads") or train.get("threads", 1)
+
+
+def default_batch_size(size: int, row_windows: int, on_gpu: bool) -> int:
+    """Windows per batch when ``predict.batch_size`` is null: about `GPU_BATCH_PIXELS` of
+    windows on a GPU; one window row of at most `CPU_BATCH` windows on the CPU."""
+    if on_gpu:
+        return max(CPU_BATCH, GPU_BATCH_PIXELS // (size * size))
+    return min(CPU_BATCH, row_windows)
 
 
 def window_weights(size: int, blend: str) -> torch.Tensor:
@@ -85,13 +141,13 @@ def iter_strips(
     n_classes: int,
     size: int,
     stride: int,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: torch.device | str = "cpu",
     blend: str = "mean",
     progress: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first row, blended logits (K, rows, W) on ``device``) for consecutive blocks of
-    finished rows, top to bottom."""
+    finished rows, top to bottom. ``batch_size`` None is the device's default."""
     height, width = image.shape[:2]
     if height < size or width < size:
         raise ValueError(f"image of {width} x {height} px is smaller than the {size} px patch")
@@ -99,6 +155,9 @@ def iter_strips(
         raise ValueError(f"a stride of {stride} px would leave pixels unpredicted between {size} px windows")
     device = torch.device(device)
     rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
+    batch_size = batch_size or default_batch_size(size, len(cols), device.type == "cuda")
+    log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on %s", width, height,
+             len(rows) * len(cols), size, stride, batch_size, blend, device)
     weights = window_weights(size, blend).to(device)
     col_slots = [torch.from_numpy(a).to(device) for a in covering(cols, size, width)]
     rows_per_band = max(1, batch_size // len(cols))
@@ -108,19 +167,25 @@ def iter_strips(
     for first in range(0, len(rows), rows_per_band):
         band_rows = rows[first : first + rows_per_band]
         top, bottom = int(band_rows[0]), int(band_rows[-1]) + size
-        pixels = _band(image, top, bottom, device)  # (h, W, C) uint8
-        corners = torch.from_numpy(np.stack(np.meshgrid(band_rows - top, cols, indexing="ij"), -1).reshape(-1, 2)).to(device)
-        logits = torch.cat([
-            predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False)).float()
-            for i in range(0, len(corners), batch_size)
-        ])  # (windows, K, s, s), row-major
+        logits = _band_logits(predictor, _band(image, top, bottom, device), band_rows - top, cols, size, batch_size)
         row_slots = [torch.from_numpy(a).to(device) for a in covering(band_rows - top, size, bottom - top)]
         total, count = _add_band(total, count, logits, weights, row_slots, col_slots, len(cols))
-        bar.update(len(corners))
+        bar.update(len(logits))
         done = (int(rows[first + rows_per_band]) if first + rows_per_band < len(rows) else height) - top
         yield top, (total[:done] / count[:done, :, None]).permute(2, 0, 1)
         total, count = total[done:], count[done:]
     bar.close()
+
+
+def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, cols: np.ndarray, size: int,
+                 batch_size: int) -> torch.Tensor:
+    """The logits (windows, K, s, s) of a band's windows, row-major, in batches; ``pixels``
+    (h, W, C) are the band's rows on the device, ``rows`` the window rows within it."""
+    corners = torch.from_numpy(np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)).to(pixels.device)
+    return torch.cat([
+        predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False)).float()
+        for i in range(0, len(corners), batch_size)
+    ])
 
 
 def _band(image: np.ndarray, top: int, bottom: int, device: torch.device) -> torch.Tensor:

@@ -1,7 +1,11 @@
-"""One function per workflow step, over paths and the validated config.
+"""One function per workflow step, over the step's settings and its files.
 
-The Snakemake scripts in ``scripts/`` only unpack ``snakemake.input/output`` and call these,
-so every step can also be run from Python (tests, notebooks) without Snakemake.
+A step receives the slice of the validated config that shapes its outputs
+(`config.job_settings`: the rules pass it as ``params``, so that Snakemake reruns exactly the
+jobs a change affects), merged with how it runs (`config.with_run_options`: device, threads),
+and the paths of its inputs and outputs, which the rule gives. What a rule knows about a file
+(the run it belongs to, its image, its patch size) arrives as an argument, never parsed back
+out of a path. So every step can also be run from Python (tests, notebooks) without Snakemake.
 """
 
 from __future__ import annotations
@@ -10,17 +14,18 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import config as cfg
 from . import demo, images, patches, stats, tables
-from .config import Case
-from .files import write_csv, write_json, write_markdown, write_text
+from .config import Case, Run
 from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError
+from .files import write_csv, write_json, write_markdown, write_text, write_yaml
 from .metrics import confusion_matrix, mean_iou, per_class
 
 log = logging.getLogger("aerialseg")
@@ -86,6 +91,25 @@ def seconds_since_process_start() -> float:
         return time.time() - psutil.Process().create_time()
     except Exception:  # psutil missing or the OS unsupported: the figure is only informative
         return float("nan")
+
+
+def _start_model_job(device_name: str, threads: int):
+    """The prologue of a job that runs the model: the heavy imports (timed), the CPU threads
+    and the device (on a GPU, a slot). Returns the start-up clock and the device."""
+    clock = StartupClock()
+    import torch
+
+    from . import device as devices
+    from . import model  # noqa: F401  (segmentation-models-pytorch: timed as an import here)
+
+    clock.mark("imports")
+    torch.set_num_threads(threads)
+    device = devices.resolve(device_name)
+    clock.mark("device")
+    return clock, device
+
+
+# --- inputs -------------------------------------------------------------------------------
 
 
 def demo_scene(image_path, label_path, size: int, seed: int) -> None:
@@ -159,26 +183,24 @@ def _check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
         )
 
 
-def load_labelled(config: dict, image: str) -> tuple[np.ndarray, np.ndarray]:
-    """The configured image (train or test) and its decoded class ids."""
-    paths = config["data"][image]
-    image_arr, ids = images.load_pair(paths["image"], paths["label"], images.DataSpec.from_config(config))
-    _check_patch_fits(paths["image"], ids.shape, max(config["experiment"]["patch_sizes"]))
-    return image_arr, ids
+def read_pair(settings: dict, image_path, label_path) -> tuple[np.ndarray, np.ndarray]:
+    """An image's configured bands and its label's class ids."""
+    return images.load_pair(image_path, label_path, images.DataSpec.from_config(settings))
 
 
-def class_stats(config: dict, stats_csv, weights_json) -> None:
-    """Class pixel counts and shares of both images; class weights of the training image."""
-    names = cfg.class_names(config)
+def class_stats(settings: dict, label_paths: Mapping[str, str | Path], stats_csv, weights_json) -> None:
+    """Class pixel counts and shares of each image's label (``label_paths``: image -> label
+    file); class weights of the training image's. Only the labels are read."""
+    names = cfg.class_names(settings)
+    spec = images.DataSpec.from_config(settings)
     counts = {}
-    for image in cfg.IMAGES:
-        _, ids = load_labelled(config, image)
+    for image, path in label_paths.items():
+        ids = images.read_label(path, spec)
         counts[image] = stats.class_counts(ids, len(names))
         log.info("%s: %d labelled pixels, %d ignored", image, counts[image].sum(), ids.size - counts[image].sum())
-    unweighted = config["train"]["weighting"] == "none"
+    unweighted = settings["train"]["weighting"] == "none"
     try:
-        weights = stats.class_weights(counts["train"], names, source=config["data"]["train"]["label"],
-                                      allow_missing=unweighted)
+        weights = stats.class_weights(counts["train"], names, source=label_paths["train"], allow_missing=unweighted)
     except ValueError as error:  # a class without pixels: an input problem, reported without traceback
         raise InputError(str(error)) from None
     for name in (n for n, w in weights.items() if w is None):
@@ -189,13 +211,13 @@ def class_stats(config: dict, stats_csv, weights_json) -> None:
     log.info("class weights: %s", weights)
 
 
-def patch_index(config: dict, size: int, out_csv) -> None:
+def patch_index(settings: dict, size: int, image_path, out_csv) -> None:
     """The patch grid of the training image for one patch size, split into train and val."""
-    experiment = config["experiment"]
-    height, width = images.image_size(config["data"]["train"]["image"])
+    experiment = settings["experiment"]
+    height, width = images.image_size(image_path)
     try:
         index = patches.patch_index(
-            height, width, size, cfg.training_stride(config, size), experiment["val_fraction"], experiment["seed"],
+            height, width, size, cfg.training_stride(settings, size), experiment["val_fraction"], experiment["seed"],
             split=experiment["split"], block_size=experiment["block_size"],
         )
     except ValueError as error:  # a split that the image cannot give: the message names the keys
@@ -208,111 +230,147 @@ def patch_index(config: dict, size: int, out_csv) -> None:
     log.info("p%d: %d patches (%d train, %d val)", size, len(index), (index.split == "train").sum(), (index.split == "val").sum())
 
 
-def train_case(
-    config: dict, case: Case, patch_csv, weights_json, model_out, history_out, last_out=None,
-    resume_path=None, threads: int = 1, repeat: int = 1,
-) -> None:
-    """Train one case (its ``repeat``, with that repeat's seed); write its best checkpoint,
-    its last one and the per-epoch history.
+# --- training -----------------------------------------------------------------------------
 
-    With ``resume_path`` the training state is kept there after every epoch, so a killed
-    job continues where it stopped when run again; it is removed once the outputs exist.
-    A run that diverges stops with an error naming the case and the epoch, and writes no model.
+
+@dataclass(frozen=True)
+class TrainFiles:
+    """A training job's files: the training image and label, the patch index and the class
+    weights it reads; the checkpoints, history and settings record it writes; where it keeps
+    its resume state (outside the outputs, which Snakemake deletes when a job fails)."""
+
+    image: str | Path
+    label: str | Path
+    patches: str | Path
+    weights: str | Path
+    model: str | Path
+    history: str | Path
+    last: str | Path | None = None
+    settings: str | Path | None = None
+    resume: str | Path | None = None
+
+
+def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) -> None:
+    """Train one run (a case, with its repeat's seed); write its best checkpoint, its last one,
+    the per-epoch history and the settings that made them (`files`).
+
+    With ``files.resume`` the training state is kept there, so a killed job continues where
+    it stopped when run again; it is removed once the outputs exist. A run that diverges stops
+    with an error naming the run and the epoch, and writes no model.
     """
-    clock = StartupClock()
-    import torch
-
-    from . import device as devices
+    clock, device = _start_model_job(settings["train"]["device"], threads)
     from . import model as models
     from . import train
 
-    clock.mark("imports")
-    torch.set_num_threads(threads)
-    device = devices.resolve(config["train"]["device"])
-    clock.mark("device")
-    seed = cfg.repeat_seed(config, repeat)
-    log.info("case %s, repeat %d (seed %d), on %s (%d CPU threads)", case.name, repeat, seed, device, threads)
-    image, ids = load_labelled(config, "train")
-    index = pd.read_csv(patch_csv)
-    names = cfg.class_names(config)
-    weights = json.loads(Path(weights_json).read_text())
+    seed = cfg.repeat_seed(settings, run.repeat)
+    log.info("case %s, repeat %d (seed %d), on %s (%d CPU threads)", run.case.name, run.repeat, seed, device, threads)
+    image, ids = read_pair(settings, files.image, files.label)
+    _check_patch_fits(files.image, ids.shape, run.case.size)
+    names = cfg.class_names(settings)
+    weights = stats.loss_weights(json.loads(Path(files.weights).read_text()), names, settings["train"]["weighting"])
+    index = pd.read_csv(files.patches)
     clock.mark("data")
-    t = config["train"]
-    settings = train.TrainSettings(
-        epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=seed,
-        optimizer=t["optimizer"], weight_decay=t["weight_decay"], augment=t["augment"], capture=t["capture"],
-        resume_seconds=t["resume_seconds"],
-    )
-    train.seed_everything(settings.seed)
-    spec = _model_spec(config, case.init, len(names), image.shape[2])
-    net = models.build(spec, config["model"]["weights"])
+    train.seed_everything(seed)
+    spec = _model_spec(settings, run.case.init, len(names), image.shape[2])
+    net = models.build(spec, settings["model"]["weights"])
     clock.mark("model")
     clock.report("the first epoch")
+    record = _settings_record(settings, run, seed, files)
     try:
         history, best_state, best_epoch = train.fit(
-            net, spec, image, ids, index, case.size, stats.loss_weights(weights, names, t["weighting"]),
-            settings, device, resume_path=resume_path, fingerprint=_fingerprint(config, case, seed, patch_csv, weights_json),
+            net, spec, train.TrainingData(image, ids, index, run.case.size, weights), _train_settings(settings, seed),
+            device, resume_path=files.resume, fingerprint=record["fingerprint"],
         )
     except DivergenceError as error:
-        run = case.name if repeat == 1 else f"{case.name} (repeat {repeat})"
-        raise DivergenceError(f"case {run}: {error}") from None
-    extra = dict(case=case.name, classes=names, colors=[list(c) for c in cfg.class_colors(config)])
-    if last_out:
-        models.save_checkpoint(last_out, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
+        raise DivergenceError(f"case {run.label}: {error}") from None
+    _write_training(net, spec, history, best_state, best_epoch, settings, record, files)
+
+
+def _train_settings(settings: dict, seed: int):
+    from .train import TrainSettings
+
+    t = settings["train"]
+    return TrainSettings(
+        epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=seed, optimizer=t["optimizer"],
+        weight_decay=t["weight_decay"], augment=t["augment"], capture=t["capture"], resume_seconds=t["resume_seconds"],
+    )
+
+
+def _settings_record(settings: dict, run: Run, seed: int, files: TrainFiles) -> dict:
+    """What made a run's model: its case, repeat and seed, the settings that shape it, and the
+    fingerprint of those and of its input files (what a saved training state must match to be
+    resumed). How the job runs (device, threads) is left out: it does not define the result."""
+    shaping = cfg.without_run_options(settings, "train")
+    inputs = [_file_id(files.patches, content=True), _file_id(files.weights, content=True),
+              _file_id(files.image), _file_id(files.label)]
+    return {
+        "case": run.case.name, "repeat": run.repeat, "seed": seed,
+        "fingerprint": cfg.fingerprint({"settings": shaping, "case": run.case.name, "seed": seed, "inputs": inputs}),
+        "settings": shaping,
+    }
+
+
+def _file_id(path, content: bool = False) -> str:
+    """A file by its content (small files), or by its path, size and modification time."""
+    path = Path(path)
+    if content:
+        import hashlib
+
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    status = path.stat()
+    return f"{path}:{status.st_size}:{status.st_mtime_ns}"
+
+
+def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epoch: int, settings: dict,
+                    record: dict, files: TrainFiles) -> None:
+    from . import model as models
+
+    extra = dict(case=record["case"], classes=cfg.class_names(settings), colors=[list(c) for c in cfg.class_colors(settings)])
+    if files.last:
+        models.save_checkpoint(files.last, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
     net.load_state_dict(best_state)
-    models.save_checkpoint(model_out, net, spec, epoch=best_epoch, **extra)
-    write_csv(history, history_out)
-    if resume_path:
-        Path(resume_path).unlink(missing_ok=True)
-    log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, settings.epochs)
+    models.save_checkpoint(files.model, net, spec, epoch=best_epoch, **extra)
+    write_csv(history, files.history)
+    if files.settings:
+        write_yaml(record, files.settings, "What made this run's model.pt, last.pt and history.csv (aerialseg).")
+    if files.resume:
+        Path(files.resume).unlink(missing_ok=True)
+    log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, settings["train"]["epochs"])
 
 
-def _fingerprint(config: dict, case: Case, seed: int, *paths) -> str:
-    """What a saved training state must match to be resumed: everything that shapes the run
-    except the device and the thread count."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    relevant = {k: config[k] for k in ("data", "model")}
-    relevant["experiment"] = {k: v for k, v in config["experiment"].items() if k != "repeats"}
-    relevant["train"] = {k: v for k, v in config["train"].items()
-                         if k not in ("device", "threads", "capture", "resume_seconds")}
-    digest.update(json.dumps([relevant, case.name, seed], sort_keys=True, default=str).encode())
-    for path in paths:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
-
-
-def _model_spec(config: dict, init: str, n_classes: int, in_channels: int):
+def _model_spec(settings: dict, init: str, n_classes: int, in_channels: int):
     from .model import ModelSpec
 
-    m = config["model"]
+    m = settings["model"]
     return ModelSpec(
         n_classes=n_classes, init=init, encoder=m["encoder"], encoder_depth=m["encoder_depth"],
         decoder_channels=m["decoder_channels"], in_channels=in_channels, architecture=m["architecture"],
     )
 
 
-def predict_images(config: dict, model_path, image_paths: Sequence, ids_outs: Sequence, color_outs: Sequence,
-                   threads: int = 1) -> None:
+# --- prediction ---------------------------------------------------------------------------
+
+
+def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: Sequence, color_outs: Sequence,
+                   threads: int | None = None) -> None:
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
     one job predicts them all, so the model and the device are set up once. A georeferenced
-    image also gets ``prediction.tif`` beside its ``prediction.png`` (see `geotiff_path`)."""
-    clock = StartupClock()
-    import torch
-
-    from . import device as devices
-    from . import model as models
+    image also gets ``prediction.tif`` beside its ``prediction.png`` (see `geotiff_path`).
+    The window size is the case's patch size; the rest comes from ``predict.*``
+    (`mosaic.MosaicOptions`)."""
     from . import mosaic
 
-    clock.mark("imports")
-    torch.set_num_threads(threads)
-    device = devices.resolve(config["train"]["device"])
-    clock.mark("device")
+    device_name, configured_threads = mosaic.job_resources(settings)
+    threads = threads or configured_threads
+    clock, device = _start_model_job(device_name, threads)
+    from . import device as devices
+    from . import model as models
+
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
     log.info("case %s: predicting %d image(s) on %s (%d CPU threads)", checkpoint["case"], len(image_paths), device, threads)
     net = devices.channels_last(net)
     prepare = models.input_transform(spec, device)
+    options = mosaic.MosaicOptions.from_settings(settings, Case.parse(checkpoint["case"]).size)
     clock.mark("model")
     clock.report("the first window")
 
@@ -320,29 +378,26 @@ def predict_images(config: dict, model_path, image_paths: Sequence, ids_outs: Se
         with devices.autocast(device):
             return net(prepare(batch))
 
-    size = Case.parse(checkpoint["case"]).size
-    stride = cfg.prediction_stride(config, size)
-    options = config["predict"]
+    data = images.DataSpec.from_config(settings)
     for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
-        image = images.read_image(image_path, images.DataSpec.from_config(config))
-        row_windows = len(patches.window_starts(image.shape[1], size, stride))
-        batch_size = cfg.prediction_batch_size(config, size, device.type == "cuda", row_windows)
+        image = images.read_image(image_path, data)
         start = time.perf_counter()
-        ids = mosaic.predict_ids(
-            mosaic.with_flips(predictor) if options["tta"] else predictor, image, spec.n_classes, size, stride,
-            batch_size=batch_size, device=device, blend=options["blend"], progress=True,
-        )
-        log.info("%s: %d x %d px predicted with %d px windows, stride %d, batches of %d, %s blend%s, in %.1f s",
-                 image_path, image.shape[1], image.shape[0], size, stride, batch_size, options["blend"],
-                 " with flip TTA" if options["tta"] else "", time.perf_counter() - start)
-        images.write_png(ids_out, ids)
-        images.write_png(color_out, images.colorize(ids, cfg.class_colors(config)))
-        where = images.georeference(image_path)
-        if where is not None:
-            images.write_geotiff(geotiff_path(ids_out), ids, where, cfg.class_colors(config), cfg.class_names(config))
-            log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
-        elif Path(image_path).suffix.lower() in images.TIFF_SUFFIXES:
-            log.info("%s: a TIFF without a CRS or geotransform; the prediction is written as PNG only", image_path)
+        ids = options.predict_ids(predictor, image, spec.n_classes, device, progress=True)
+        log.info("%s: predicted%s in %.1f s", image_path, " with flip TTA" if options.tta else "", time.perf_counter() - start)
+        _write_prediction(settings, ids, image_path, ids_out, color_out)
+
+
+def _write_prediction(settings: dict, ids: np.ndarray, image_path, ids_out, color_out) -> None:
+    """The class ids as PNG, in colour, and as a GeoTIFF where the image is georeferenced."""
+    colors = cfg.class_colors(settings)
+    images.write_png(ids_out, ids)
+    images.write_png(color_out, images.colorize(ids, colors))
+    where = images.georeference(image_path)
+    if where is not None:
+        images.write_geotiff(geotiff_path(ids_out), ids, where, colors, cfg.class_names(settings))
+        log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
+    elif Path(image_path).suffix.lower() in images.TIFF_SUFFIXES:
+        log.info("%s: a TIFF without a CRS or geotransform; the prediction is written as PNG only", image_path)
 
 
 def geotiff_path(ids_png) -> Path:
@@ -350,11 +405,15 @@ def geotiff_path(ids_png) -> Path:
     return Path(ids_png).with_suffix(".tif")
 
 
-def evaluate(config: dict, case: Case, image: str, prediction_path, metrics_out, confusion_out, mosaic_out=None) -> None:
+# --- evaluation and summaries -------------------------------------------------------------
+
+
+def evaluate(settings: dict, run: Run, image: str, image_path, label_path, prediction_path, metrics_out,
+             confusion_out, mosaic_out=None) -> None:
     """Per-class scores and the confusion matrix of one prediction against its label, and
     the mosaic figure (image | ground truth | prediction | errors) with the mIoU."""
-    names = cfg.class_names(config)
-    image_arr, truth = load_labelled(config, image)
+    names = cfg.class_names(settings)
+    image_arr, truth = read_pair(settings, image_path, label_path)
     prediction = images.read_image(prediction_path)[:, :, 0]
     cm = confusion_matrix(truth, prediction, len(names))
     write_csv(per_class(cm, names), metrics_out)
@@ -362,8 +421,8 @@ def evaluate(config: dict, case: Case, image: str, prediction_path, metrics_out,
     if mosaic_out:
         from . import figures
 
-        classes = list(zip(names, cfg.class_colors(config)))
-        title = f"{case.name}, {image} image: mIoU {mean_iou(cm):.3f}"
+        classes = list(zip(names, cfg.class_colors(settings)))
+        title = f"{run.label}, {image} image: mIoU {mean_iou(cm):.3f}"
         shown = image_arr[:, :, :3] if image_arr.shape[2] >= 3 else np.repeat(image_arr[:, :, :1], 3, axis=2)
         figures.save(figures.mosaic_panel(shown, truth, prediction, classes, title), mosaic_out)
 
@@ -372,48 +431,42 @@ def read_confusion(path) -> np.ndarray:
     return pd.read_csv(path, index_col=0).to_numpy()
 
 
-def run_of(path) -> tuple[Case, int]:
-    """The case and repeat of a file in ``results/cases/{case}/`` (repeat 1) or
-    ``results/repeats/{repeat}/cases/{case}/``."""
-    parts = Path(path).parts
-    at = len(parts) - 1 - parts[::-1].index("cases")
-    repeat = int(parts[at - 1]) if at >= 2 and parts[at - 2] == "repeats" else 1
-    return Case.parse(parts[at + 1]), repeat
+def summarize(settings: dict, histories: Mapping[Run, str | Path], confusions: Mapping[tuple[Run, str], str | Path],
+              class_stats_csv, out: Mapping[str, str | Path]) -> None:
+    """Write the comparison tables (CSV and Markdown), every single run, the study's Tables
+    1-3 in its own layout, and the settings that shaped them.
 
-
-def summarize(config: dict, history_paths: Sequence, confusion_paths: Sequence, class_stats_csv, out: dict) -> None:
-    """Write the comparison tables (CSV and Markdown), every single run, and the study's
-    Tables 1-3 in its own layout.
-
-    ``history_paths`` are ``.../cases/{case}/history.csv`` and ``confusion_paths``
-    ``.../cases/{case}/{image}/confusion.csv`` of every repeat (`run_of`). ``out`` maps
-    training, training_md, evaluation, evaluation_md, per_class, runs and study_tables to paths.
-    """
-    histories = {run_of(p): pd.read_csv(p) for p in history_paths}
-    confusions = {(*run_of(p), Path(p).parent.name): read_confusion(p) for p in confusion_paths}
-    training = tables.training_table(histories)
-    evaluation = tables.evaluation_table(confusions)
+    ``histories`` maps each run to its ``history.csv``, ``confusions`` each (run, image) to its
+    ``confusion.csv``. ``out`` maps training, training_md, evaluation, evaluation_md,
+    per_class, runs, study_tables and settings to paths. ``settings`` holds every setting that
+    shapes a result (`config.result_settings`): its fingerprint ends each Markdown table."""
+    history = {run: pd.read_csv(path) for run, path in histories.items()}
+    confusion = {key: read_confusion(path) for key, path in confusions.items()}
+    training = tables.training_table(history)
+    evaluation = tables.evaluation_table(confusion)
+    name = cfg.fingerprint(settings)
+    footer = f"\nSettings {name}: every setting that shaped these results is in results/summary/settings.yaml.\n"
     write_csv(training, out["training"])
-    write_markdown(training, out["training_md"])
+    write_markdown(training, out["training_md"], footer=footer)
     write_csv(evaluation, out["evaluation"])
-    write_markdown(evaluation, out["evaluation_md"])
-    write_csv(tables.per_class_table(confusions, cfg.class_names(config)), out["per_class"])
-    seeds = {repeat: cfg.repeat_seed(config, repeat) for _, repeat in histories}
-    write_csv(tables.runs_table(histories, confusions, seeds), out["runs"])
-    write_text(tables.study_tables(pd.read_csv(class_stats_csv), training, evaluation), out["study_tables"])
+    write_markdown(evaluation, out["evaluation_md"], footer=footer)
+    write_csv(tables.per_class_table(confusion, cfg.class_names(settings)), out["per_class"])
+    seeds = {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}
+    write_csv(tables.runs_table(history, confusion, seeds), out["runs"])
+    write_text(tables.study_tables(pd.read_csv(class_stats_csv), training, evaluation) + footer, out["study_tables"])
+    write_yaml({"fingerprint": name, "settings": settings}, out["settings"],
+               "Every setting that shaped the results in results/ (aerialseg); the tables end with its fingerprint.")
 
 
-def conclude(config: dict, runs_csv, patch_csvs: Sequence, markdown_out, html_out) -> None:
+def conclude(settings: dict, runs_csv, patch_csvs: Mapping[int, str | Path], markdown_out, html_out) -> None:
     """Check the study's three conclusions against every run (see `aerialseg.conclusions`);
-    ``patch_csvs`` are the patch indexes ``results/patches/p{size}.csv``."""
+    ``patch_csvs`` maps each patch size to its patch index."""
     from . import conclusions
 
-    experiment = config["experiment"]
-    overlapping = any(cfg.training_stride(config, size) < size for size in experiment["patch_sizes"])
-    steps = {}
-    for path in patch_csvs:
-        n_train = int((pd.read_csv(path)["split"] == "train").sum())
-        steps[int(Path(path).stem.lstrip("p"))] = patches.steps_per_epoch(n_train, config["train"]["batch_size"])
+    experiment = settings["experiment"]
+    overlapping = any(cfg.training_stride(settings, size) < size for size in experiment["patch_sizes"])
+    steps = {size: patches.steps_per_epoch(int((pd.read_csv(path)["split"] == "train").sum()), settings["train"]["batch_size"])
+             for size, path in patch_csvs.items()}
     found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping, steps)
     write_text(conclusions.to_markdown(blocks), markdown_out)
     write_text(conclusions.to_html(blocks), html_out)
@@ -421,22 +474,24 @@ def conclude(config: dict, runs_csv, patch_csvs: Sequence, markdown_out, html_ou
         log.info("conclusion %d (%s): %s", number, finding.claim, finding.verdict)
 
 
-def figure_curves(case: Case, history_path, out) -> None:
+def figure_curves(run: Run, history_path, out) -> None:
     from . import figures
 
     history = pd.read_csv(history_path)
-    figures.save(figures.training_curves(history, f"{case.name}: training curves"), out)
+    figures.save(figures.training_curves(history, f"{run.label}: training curves"), out)
 
 
-def figure_confusions(config: dict, image: str, confusion_paths: Sequence, out) -> None:
+def figure_confusions(settings: dict, image: str, confusions: Mapping[Case, str | Path], out) -> None:
+    """The row-normalised confusion matrices of the cases (``confusions``: case -> file) on one image."""
     from . import figures
 
-    confusions = {Path(p).parent.parent.name: read_confusion(p) for p in confusion_paths}
+    matrices = {case.name: read_confusion(path) for case, path in confusions.items()}
     title = f"{image} image: row-normalised confusion matrices"
-    figures.save(figures.confusion_grid(confusions, cfg.class_names(config), title), out)
+    figures.save(figures.confusion_grid(matrices, cfg.class_names(settings), title), out)
 
 
-def figure_summary(evaluation_csv, out) -> None:
+def figure_summary(settings: dict, evaluation_csv, out) -> None:
     from . import figures
 
-    figures.save(figures.metric_vs_patch_size(pd.read_csv(evaluation_csv)), out)
+    metrics = tuple(settings["figures"]["metrics"])
+    figures.save(figures.metric_vs_patch_size(pd.read_csv(evaluation_csv), metrics), out)

@@ -1,10 +1,10 @@
 """The comparison tables of the study, built from the per-run outputs.
 
 A run is one case trained with one seed: repeat 1 is the study's run, repeats 2.. are the
-same case with the next seeds. With one repeat the tables hold that run's scores; with
-several, each score is the mean over the repeats, a ``{score}_sd`` column holds its standard
-deviation between seeds, and a ``repeats`` column their number. Every single run stays in
-`runs_table`.
+same case with the next seeds. Each score is the mean over the repeats (with one repeat, that
+run's score), a ``repeats`` column holds their number and a ``{score}_sd`` column the standard
+deviation between seeds (empty with one repeat): the same columns whatever the number of
+repeats. Every single run stays in `runs_table`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .config import Case
-from .metrics import per_class, summary
+from .config import Case, Run
+from .metrics import best_index, per_class, summary
 
 TRAINING_SCORES = ["train_acc", "train_loss", "train_miou", "val_acc", "val_loss", "val_miou", "train_seconds", "best_epoch"]
 TRAINING_COLUMNS = [
@@ -28,14 +28,10 @@ PER_CLASS_SCORES = ["precision", "recall", "f1", "iou"]
 PER_CLASS_COLUMNS = ["case", "image", "class", *PER_CLASS_SCORES, "support"]
 RUN_COLUMNS = ["case", "init", "patch_size", "repeat", "seed", "image", *EVALUATION_SCORES, *TRAINING_SCORES]
 
-Run = tuple[Case, int]
-"""A case and its repeat (1 = the study's run)."""
-
 
 def best_epoch(history: pd.DataFrame) -> int:
-    """The epoch whose weights are kept: the first with the highest validation mIoU."""
-    scores = history["val_miou"].fillna(-np.inf).to_numpy()
-    return int(history["epoch"].iloc[int(np.argmax(scores))])
+    """The epoch whose weights are kept (`metrics.best_index` of the validation mIoU)."""
+    return int(history["epoch"].iloc[best_index(history["val_miou"].to_numpy())])
 
 
 def training_row(case: Case, history: pd.DataFrame) -> dict:
@@ -52,20 +48,22 @@ def training_row(case: Case, history: pd.DataFrame) -> dict:
 
 
 def over_repeats(runs: pd.DataFrame, keys: list[str], scores: list[str], columns: list[str]) -> pd.DataFrame:
-    """One row per ``keys``: with one run each, the runs as they are (``columns``); with
-    several, the mean of each score, then ``repeats`` and a ``{score}_sd`` per score."""
+    """One row per ``keys``, with the same columns whatever the number of repeats: the mean of
+    each score over the repeats (with one repeat, the run's own value, of its own type),
+    ``repeats``, and a ``{score}_sd`` per score (the standard deviation between seeds; empty,
+    NaN, with one repeat)."""
     groups = runs.groupby(keys, sort=False)
-    if groups.size().max() == 1:
-        return runs[columns].reset_index(drop=True)
     first = groups[[c for c in columns if c not in keys and c not in scores]].first()
     table = groups[scores].mean().join(first).reset_index()[columns]
+    if groups.size().max() == 1:
+        table = table.astype({score: runs[score].dtype for score in scores})
     table["repeats"] = groups.size().to_numpy()
     sd = groups[scores].std(ddof=1).reset_index(drop=True).add_suffix("_sd")
     return pd.concat([table, sd], axis=1)
 
 
 def training_runs(histories: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
-    return pd.DataFrame([{**training_row(case, h), "repeat": repeat} for (case, repeat), h in histories.items()])
+    return pd.DataFrame([{**training_row(run.case, h), "repeat": run.repeat} for run, h in histories.items()])
 
 
 def training_table(histories: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
@@ -73,28 +71,29 @@ def training_table(histories: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
     return over_repeats(training_runs(histories), ["case"], TRAINING_SCORES, TRAINING_COLUMNS)
 
 
-def evaluation_runs(confusions: Mapping[tuple[Case, int, str], np.ndarray]) -> pd.DataFrame:
+def evaluation_runs(confusions: Mapping[tuple[Run, str], np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame([
-        {"case": case.name, "init": case.init, "patch_size": case.size, "image": image, "repeat": repeat, **summary(cm)}
-        for (case, repeat, image), cm in confusions.items()
+        {"case": run.case.name, "init": run.case.init, "patch_size": run.case.size, "image": image, "repeat": run.repeat,
+         **summary(cm)}
+        for (run, image), cm in confusions.items()
     ])
 
 
-def evaluation_table(confusions: Mapping[tuple[Case, int, str], np.ndarray]) -> pd.DataFrame:
+def evaluation_table(confusions: Mapping[tuple[Run, str], np.ndarray]) -> pd.DataFrame:
     """The study's Table 3: one row per case and image, over its repeats."""
     return over_repeats(evaluation_runs(confusions), ["case", "image"], EVALUATION_SCORES, EVALUATION_COLUMNS)
 
 
-def per_class_table(confusions: Mapping[tuple[Case, int, str], np.ndarray], class_names: list[str]) -> pd.DataFrame:
+def per_class_table(confusions: Mapping[tuple[Run, str], np.ndarray], class_names: list[str]) -> pd.DataFrame:
     """Per class scores: one row per case, image and class, over the repeats."""
     frames = [
-        per_class(cm, class_names).assign(case=case.name, image=image, repeat=repeat)
-        for (case, repeat, image), cm in confusions.items()
+        per_class(cm, class_names).assign(case=run.case.name, image=image, repeat=run.repeat)
+        for (run, image), cm in confusions.items()
     ]
     return over_repeats(pd.concat(frames, ignore_index=True), ["case", "image", "class"], PER_CLASS_SCORES, PER_CLASS_COLUMNS)
 
 
-def runs_table(histories: Mapping[Run, pd.DataFrame], confusions: Mapping[tuple[Case, int, str], np.ndarray],
+def runs_table(histories: Mapping[Run, pd.DataFrame], confusions: Mapping[tuple[Run, str], np.ndarray],
                seeds: Mapping[int, int]) -> pd.DataFrame:
     """Every single run: one row per case, repeat and image, with the evaluation scores of
     that image, the run's seed and its training scores (the same on both image rows)."""
@@ -125,7 +124,7 @@ def _cell(row: pd.Series, score: str, scale: float = 1.0, digits: int = 2) -> st
 
 def study_tables(class_stats: pd.DataFrame, training: pd.DataFrame, evaluation: pd.DataFrame) -> str:
     """Tables 1-3 of the study, in its layout, as Markdown (mean ± sd over repeats)."""
-    repeats = int(training["repeats"].iloc[0]) if "repeats" in training else 1
+    repeats = int(training["repeats"].iloc[0])
     over = f", mean ± sd over {repeats} seeds" if repeats > 1 else ""
     shares = class_stats.pivot(index="class", columns="image", values="share")
     shares = shares.reindex(index=class_stats["class"].unique(), columns=["train", "test"])

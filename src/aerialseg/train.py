@@ -32,7 +32,7 @@ from .config import IGNORE_INDEX
 from .device import GraphedStep, autocast, channels_last
 from .errors import DivergenceError, InputError
 from .files import atomic_path
-from .metrics import mean_iou, overall_accuracy
+from .metrics import best_index, mean_iou, overall_accuracy
 from .model import ModelSpec, cpu_state, input_transform, read_trusted
 from .patches import cut, steps_per_epoch
 
@@ -164,6 +164,18 @@ class _Batches:
 
 
 @dataclass(frozen=True)
+class TrainingData:
+    """What a run learns from: the training image (H, W, C) uint8 and its class ids (H, W),
+    the patch index (row, col, split), the patch size and the loss's class weights."""
+
+    image: np.ndarray
+    ids: np.ndarray
+    index: pd.DataFrame
+    size: int
+    class_weights: list[float]
+
+
+@dataclass(frozen=True)
 class StepInputs:
     """What every step reads: the model and its input transform, the image and label on the
     device, the patch size and the class weights of the loss."""
@@ -212,10 +224,10 @@ class Steps:
     Each step is a `GraphedStep`: captured as a CUDA graph on CUDA, eager on the CPU.
     """
 
-    def __init__(self, model: torch.nn.Module, spec: ModelSpec, image: np.ndarray, ids: np.ndarray,
-                 index: pd.DataFrame, size: int, class_weights: list[float], settings: TrainSettings,
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec, data: TrainingData, settings: TrainSettings,
                  optimizer: torch.optim.Optimizer, device: torch.device):
-        image_t, labels_t = to_tensors(image, ids, device)
+        image_t, labels_t = to_tensors(data.image, data.ids, device)
+        index = data.index
         corners = {
             split: torch.tensor(index.loc[index.split == split, ["row", "col"]].to_numpy(), dtype=torch.long, device=device)
             for split in ("train", "val")
@@ -230,8 +242,8 @@ class Steps:
         padding = self.val.steps * self.val.batch - n_val
         self.val_corners = torch.cat([corners["val"], corners["val"][:1].expand(padding, 2)])
         self.val_valid = torch.arange(self.val.steps * self.val.batch, device=device) < n_val
-        weight = torch.tensor(class_weights, dtype=torch.float32, device=device)
-        inputs = StepInputs(model, input_transform(spec, device), image_t, labels_t, size, weight)
+        weight = torch.tensor(data.class_weights, dtype=torch.float32, device=device)
+        inputs = StepInputs(model, input_transform(spec, device), image_t, labels_t, data.size, weight)
         self.train_step = GraphedStep(partial(_train_step, self.train, inputs, optimizer, augment_patches=settings.augment),
                                       device, settings.capture, name="training step")
         self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, settings.capture, name="validation step")
@@ -265,18 +277,15 @@ class Steps:
 def fit(
     model: torch.nn.Module,
     spec: ModelSpec,
-    image: np.ndarray,
-    ids: np.ndarray,
-    index: pd.DataFrame,
-    size: int,
-    class_weights: list[float],
+    data: TrainingData,
     settings: TrainSettings,
     device: torch.device,
+    *,
     progress: bool = True,
     resume_path: str | Path | None = None,
     fingerprint: str = "",
 ) -> tuple[pd.DataFrame, dict, int]:
-    """Train ``model`` on the patches of ``index`` (row, col, split).
+    """Train ``model`` on the patches of ``data``.
 
     Returns the per-epoch history, the state dict of the best epoch by validation mIoU, and
     that epoch's number. With ``resume_path``, the full training state is saved there at the
@@ -287,7 +296,7 @@ def fit(
     """
     model = channels_last(model.to(device))
     optimizer = make_optimizer(model, settings, device)
-    steps = Steps(model, spec, image, ids, index, size, class_weights, settings, optimizer, device)
+    steps = Steps(model, spec, data, settings, optimizer, device)
     generator = torch.Generator().manual_seed(settings.seed)
     run = _RunState(model, optimizer, generator, settings.epochs)
     if resume_path is not None:
@@ -363,20 +372,19 @@ class _RunState:
         self.model, self.optimizer, self.generator, self.epochs = model, optimizer, generator, epochs
         self.rows: list[dict] = []
         self.best_state: dict | None = None
-        self.best_epoch, self.best_score = 0, -np.inf
+        self.best_epoch = 0
 
     def finish_epoch(self, row: dict) -> None:
         self.rows.append(row)
-        score = row["val_miou"] if np.isfinite(row["val_miou"]) else -np.inf
-        if self.best_state is None or score > self.best_score:  # the same rule as tables.best_epoch
-            self.best_score, self.best_epoch = score, row["epoch"]
+        if best_index([r["val_miou"] for r in self.rows]) == len(self.rows) - 1:  # this epoch is the best so far
+            self.best_epoch = row["epoch"]
             self.best_state = cpu_state(self.model)
 
     def save(self, path, fingerprint: str) -> None:
         state = {
             "fingerprint": fingerprint,
             "rows": self.rows,
-            "best_state": self.best_state, "best_epoch": self.best_epoch, "best_score": self.best_score,
+            "best_state": self.best_state, "best_epoch": self.best_epoch,
             "model": cpu_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -409,7 +417,7 @@ class _RunState:
                 self.model.load_state_dict(fresh[0])  # nothing of a half-loaded state stays
                 self.optimizer.load_state_dict(fresh[1])
                 self.generator.set_state(fresh[2])
-                self.rows, self.best_state, self.best_epoch, self.best_score = [], None, 0, -np.inf
+                self.rows, self.best_state, self.best_epoch = [], None, 0
         if problem is not None:
             log.warning("%s; starting from epoch 1", problem if str(path) in problem else f"{path}: {problem}")
             path.unlink(missing_ok=True)
@@ -426,11 +434,11 @@ class _RunState:
         if state["cuda_rng"] is not None and device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.rows = state["rows"]
-        self.best_state, self.best_epoch, self.best_score = state["best_state"], state["best_epoch"], state["best_score"]
+        self.best_state, self.best_epoch = state["best_state"], state["best_epoch"]
 
 
-STATE_KEYS = {"fingerprint", "rows", "best_state", "best_epoch", "best_score", "model", "optimizer", "generator",
-              "torch_rng", "cuda_rng"}
+STATE_KEYS = {"fingerprint", "rows", "best_state", "best_epoch", "model", "optimizer", "generator", "torch_rng",
+              "cuda_rng"}
 """The allow-list of what a resume state holds (`_RunState.save`)."""
 
 

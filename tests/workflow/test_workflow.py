@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,16 +52,38 @@ def test_dry_run_of_the_study_lists_six_training_jobs(tmp_path):
 def test_each_repeat_is_its_own_set_of_jobs(tmp_path):
     repeats = tmp_path / "repeats.yaml"
     repeats.write_text("experiment:\n  repeats: 3\n")
-    counts = job_counts(snakemake("-n", "--configfile", repeats, workdir=tmp_path).stdout)
-    assert (counts["train"], counts["train_repeat"]) == (6, 12)
-    assert (counts["predict"], counts["predict_repeat"]) == (6, 12)
-    assert (counts["evaluate"], counts["evaluate_repeat"]) == (12, 24)
+    result = snakemake("-n", "--configfile", repeats, workdir=tmp_path).stdout
+    counts = job_counts(result)
+    assert (counts["train"], counts["predict"], counts["evaluate"]) == (18, 18, 36)  # one rule per step, every repeat
+    assert counts["training_curves"] == 6  # drawn for the study's run
+    assert "output: results/repeats/3/cases/scratch_p128/model.pt" in result
+    assert "log: results/logs/repeats/3/train/scratch_p128.log" in result
 
 
 def test_a_single_case_can_be_asked_for(tmp_path):
     result = snakemake("-n", "results/cases/scratch_p64/test/metrics.csv", workdir=tmp_path)
     counts = job_counts(result.stdout)
     assert counts["train"] == 1 and counts["predict"] == 1 and counts["patches"] == 1
+
+
+def test_the_slurm_profile_gives_every_job_its_partition_memory_and_time(tmp_path):
+    """A dry run through profiles/slurm as shipped: every job of every rule, repeats included,
+    gets the partition, memory and runtime that the profile sets for its rule."""
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    output = snakemake("-n", "--workflow-profile", ROOT / "profiles/slurm", "--configfile", TINY, workdir=tmp_path).stdout
+    jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", output, re.M)
+    rules = {rule for rule, _ in jobs} - {"all"}
+    assert rules == set(profile["set-resources"]), "a rule without its own resources in the profile, or the reverse"
+    assert len([r for r, _ in jobs if r == "train"]) == 4  # two cases, two repeats
+    for rule, line in jobs:
+        if rule == "all":
+            continue
+        resources = dict(item.split("=", 1) for item in line.split(", "))
+        wanted = {**profile["default-resources"], **profile["set-resources"][rule]}
+        partition = "gpu" if rule in ("train", "predict") else "cpu"
+        assert (resources["slurm_partition"], resources["mem_mb"], resources["runtime"]) == (
+            partition, str(wanted["mem_mb"]), str(wanted["runtime"])), rule
+        assert ("gpu" in resources) == (partition == "gpu"), rule
 
 
 @pytest.mark.parametrize(
@@ -175,7 +198,18 @@ def test_end_to_end_tiny_study(tiny_run):
     for case in cases:
         repeat = results / f"repeats/2/cases/{case}"
         assert (repeat / "model.pt").is_file() and (repeat / "test/confusion.csv").is_file()
-        assert not (repeat / "test/mosaic.png").exists()
+        assert (repeat / "test/mosaic.png").is_file()
+
+    # each run says what made it; the tables name the fingerprint of all the settings
+    record = yaml.safe_load((results / "repeats/2/cases/scratch_p32/settings.yaml").read_text())
+    assert (record["case"], record["repeat"], record["seed"]) == ("scratch_p32", 2, 43)
+    assert record["settings"]["train"]["epochs"] == 1 and record["settings"]["experiment"]["stride"] == 32
+    assert "device" not in record["settings"]["train"]  # how it ran is not what made it
+    summary = yaml.safe_load((results / "summary/settings.yaml").read_text())
+    assert summary["settings"]["predict"] == {"stride": 16, "blend": "mean", "tta": False}
+    for table in ("training.md", "evaluation.md", "study_tables.md"):
+        assert (results / "summary" / table).read_text().rstrip().endswith(
+            f"Settings {summary['fingerprint']}: every setting that shaped these results is in results/summary/settings.yaml.")
     runs = pd.read_csv(results / "summary/runs.csv")
     assert len(runs) == 2 * 2 * 2 and sorted(runs.seed.unique()) == [42, 43]
     assert set(runs.columns) >= {"case", "repeat", "seed", "image", "miou", "f1", "val_miou", "train_seconds"}
@@ -208,6 +242,49 @@ def test_end_to_end_tiny_study(tiny_run):
         assert (results / "summary" / figure).stat().st_size > 0
     for log in ["class_stats.log", "train/imagenet_p32.log", "predict/scratch_p32.log"]:
         assert (results / "logs" / log).stat().st_size > 0
+
+
+def dry_run_plan(workdir: Path, *overrides: str) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """The jobs a dry run of the tiny study would run with ``overrides`` (YAML) merged over
+    it, and Snakemake's summary of why: {reason: rules}."""
+    files = []
+    for i, text in enumerate(t for t in overrides if t):
+        files.append(workdir / f"override{i}.yaml")
+        files[-1].write_text(text)
+    output = snakemake("-n", "--configfile", TINY, *files, workdir=workdir).stdout
+    if "Nothing to be done" in output:
+        return {}, {}
+    reasons = {}
+    block = output.split("Reasons:")[1].split("This was a dry-run")[0]
+    for reason, rules in re.findall(r"^    (\w[^\n]*):\n        ([^\n]+)", block, re.M):
+        reasons[reason] = set(rules.split(", "))
+    counts = job_counts(output)
+    counts.pop("total")
+    return counts, reasons
+
+
+AFTER_TRAINING = {"predict": 4, "evaluate": 8, "confusion_figure": 2, "summary": 1, "conclusions": 1,
+                  "summary_figure": 1, "all": 1}
+
+
+@pytest.mark.parametrize("change, jobs, params_changed", [
+    ("", {}, set()),
+    ("train: {threads: 1, resume_seconds: 0, device: cpu}\npredict: {batch_size: 7, threads: 1}\n", {}, set()),
+    ("train: {epochs: 2}\n", {"train": 4, "training_curves": 2, **AFTER_TRAINING}, {"train"}),
+    ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"predict"}),
+    ("experiment: {stride: 16}\n", {"patches": 1, "train": 4, "training_curves": 2, **AFTER_TRAINING}, {"patches"}),
+    ("demo: {size: 256}\n", {"demo_scene": 2, "class_stats": 1, "patches": 1, "train": 4, "training_curves": 2,
+                             **AFTER_TRAINING}, {"demo_scene"}),
+    ("figures: {metrics: [miou]}\n", {"summary_figure": 1, "all": 1}, {"summary_figure"}),
+], ids=["unchanged", "how jobs run", "train.epochs", "predict.blend", "experiment.stride", "demo.size",
+        "a figure's look"])
+def test_a_changed_setting_reruns_exactly_the_jobs_it_affects(tiny_run, change, jobs, params_changed):
+    """Snakemake names "params changed" where a change enters (the first jobs that read it);
+    the jobs after them rerun because their inputs will be new."""
+    counts, reasons = dry_run_plan(tiny_run, change)
+    assert counts == jobs
+    assert reasons.get("params have changed since last execution", set()) == params_changed
+    assert "software environment" not in " ".join(reasons) and "code has changed" not in " ".join(reasons)
 
 
 REPORT_FILES = [
@@ -262,7 +339,7 @@ def test_report_figure_pages_show_their_figures(report, tiny_run, tmp_path):
     sync_playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").sync_playwright
     results = tiny_run / "results"
     pages = [
-        (["3. Mosaics", "test image"], "imagenet_p32", results / "cases/imagenet_p32/test/mosaic.png"),
+        (["3. Mosaics", "test image"], "results/cases/imagenet_p32", results / "cases/imagenet_p32/test/mosaic.png"),
         (["4. Comparison", "confusion matrices"], "test", results / "summary/confusion_test.png"),
     ]
     with sync_playwright() as playwright:
