@@ -117,3 +117,15 @@ def test_a_run_knows_its_folder():
     assert cfg.Run(Case("scratch", 128), 3).label == "scratch_p128 (repeat 3)"
     with pytest.raises(ValueError, match="repeats count from 1"):
         cfg.Run(Case("scratch", 32), 0)
+
+
+def test_a_partial_config_loads_merged_over_the_defaults_as_snakemake_merges_it(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="'data' is a required property"):
+        cfg.load(root / "config/quick.yaml", check_files=False)  # alone it is only a part
+    quick = cfg.load(root / "config.yaml", root / "config/quick.yaml", check_files=False)
+    assert quick["experiment"]["stride"] is None and quick["train"]["epochs"] == 14  # from quick.yaml
+    assert quick["experiment"]["patch_sizes"] == [32, 64, 128] and quick["train"]["lr"] == 0.001  # from config.yaml

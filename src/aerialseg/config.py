@@ -129,15 +129,31 @@ def _normalise_paths(config: dict) -> None:
                     pair[kind] = os.path.normpath(path)
 
 
-def load(path: str | Path, **kwargs: Any) -> dict:
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    return validate(config or {}, **kwargs)
+def load(*paths: str | Path, **kwargs: Any) -> dict:
+    """The validated config of one or more YAML files, each merged over the ones before as
+    Snakemake merges ``--configfile`` over ``config.yaml`` (sections merged key by key, lists
+    and values replaced): ``load("config.yaml", "config/quick.yaml")`` is the quick study.
+    ``kwargs`` go to `validate`."""
+    config: dict = {}
+    for path in map(Path, paths):
+        try:
+            layer = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        merge(config, layer or {})
+    return validate(config, **kwargs)
+
+
+def merge(base: dict, layer: dict) -> dict:
+    """Merge ``layer`` into ``base`` in place: dicts recursively, anything else replaced."""
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
 
 
 def _class_problems(config: dict) -> list[str]:
