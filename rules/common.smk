@@ -1,11 +1,12 @@
-# Config validation, the runs of the study, and the paths and settings every rule uses.
+# Config validation, the runs and tiles of the study, and the paths and settings every rule uses.
 # The aerialseg package must be installed in the environment (make, or pip install -e .).
 
 import re
+import sys
 
 from aerialseg import config as cfg
 from aerialseg.images import InputError, georeference
-from aerialseg.pipeline import check_inputs
+from aerialseg.pipeline import check_inputs, map_files
 
 IMAGES = list(cfg.IMAGES)
 DEMO_FILES = cfg.demo_files()
@@ -13,7 +14,8 @@ DEMO_FILES = cfg.demo_files()
 # Stop before any job starts: the config against its schema, then the input files' headers.
 try:
     config.update(cfg.validate(config, producible=DEMO_FILES))
-    check_inputs(config, producible=DEMO_FILES)
+    for warning in check_inputs(config, producible=DEMO_FILES):
+        print(f"Warning: {warning}", file=sys.stderr)
 except (cfg.ConfigError, InputError) as error:
     raise WorkflowError(str(error)) from None
 
@@ -22,16 +24,31 @@ RUNS = cfg.runs(config)
 # A run's files live under results/{prefix}cases/{case}/: the package's Run gives both parts,
 # and the rules look a run up by them (never parse it out of a path).
 RUN_OF = {(run.prefix, run.case.name): run for run in RUNS}
-# Images with a CRS and geotransform: their predictions are also written as GeoTIFF.
-GEOREFERENCED = [image for image in IMAGES if georeference(config["data"][image]["image"]) is not None]
 # Repeat 1 has no prefix; the others repeats/{repeat}/.
 PREFIXES = "|".join(re.escape(run.prefix) for run in RUNS if run.prefix)
+# Each split is one image/label pair or a list of tiles; a tile's outputs go below the split's
+# folder ({image}/, or {image}/{tile}/ when the split lists tiles): PLACES names them.
+TILES = {image: cfg.tiles(config, image) for image in IMAGES}
+PLACES = {f"{image}/{tile.folder}".rstrip("/"): (image, tile) for image in IMAGES for tile in TILES[image]}
+POOLED = [image for image in IMAGES if cfg.tiled(config, image)]  # splits whose scores are pooled over tiles
+# Images with a CRS and geotransform: their predictions are also written as GeoTIFF.
+GEOREFERENCED = {tile.image for tiles in TILES.values() for tile in tiles if georeference(tile.image) is not None}
+# Unlabelled images to map (data.predict), by name; a map is a GeoTIFF where the image is georeferenced.
+MAPS = {tile.name: tile.image for tile in cfg.maps(config)}
+MAP_SUFFIX = {name: map_files(image, ".")[0].suffix for name, image in MAPS.items()}
+
+
+def alternatives(values):
+    """A wildcard constraint matching exactly these values (never an empty match)."""
+    return "|".join(re.escape(value) for value in sorted(values)) or "(?!)"
 
 
 wildcard_constraints:
     prefix=f"(?:{PREFIXES})?",
-    case="|".join(case.name for case in CASES),
-    image="|".join(IMAGES),
+    case=alternatives(case.name for case in CASES),
+    image=alternatives(IMAGES),
+    place=alternatives(PLACES),
+    pooled=alternatives(POOLED),
     size=r"\d+",
 
 
@@ -40,18 +57,21 @@ def run_of(wildcards):
     return RUN_OF[(wildcards.prefix, wildcards.case)]
 
 
+def run_params(wildcards):
+    """A run as the scripts take it: (init, size, repeat)."""
+    run = run_of(wildcards)
+    return run.case.init, run.case.size, run.repeat
+
+
 def settings(job):
     """The slice of the config that shapes a job's outputs: its params, so that a change
     reruns the job and what follows it (aerialseg.config.JOB_SETTINGS)."""
     return cfg.job_settings(config, job)
 
 
-def image_path(wildcards):
-    return config["data"][wildcards.image]["image"]
-
-
-def label_path(wildcards):
-    return config["data"][wildcards.image]["label"]
+def tile_params(tiles):
+    """Tiles as the scripts take them: (name, image, label, folder)."""
+    return [(tile.name, tile.image, tile.label, tile.folder) for tile in tiles]
 
 
 def run_file(run, name):
@@ -59,24 +79,54 @@ def run_file(run, name):
     return f"{run.dir}/{name}"
 
 
+def tile_files(run_dir, name, images=IMAGES):
+    """A file of every tile of the splits, e.g. tile_files("results/{prefix}cases/{case}", "prediction.png")."""
+    return [tile.file(f"{run_dir}/{image}", name) for image in images for tile in TILES[image]]
+
+
 def all_outputs():
-    """Every file of the study: per-run outputs, the tables and the figures."""
-    outputs = ["results/data/class_stats.csv", "results/data/class_weights.json"]
+    """Every file of the study: per-run outputs, the tables and the figures (the maps of
+    data.predict are asked for by rule all too, see maps_to_make)."""
+    outputs = ["results/data/class_stats.csv", "results/data/class_weights.json", "results/data/class_stats_tiles.csv"]
     for run in RUNS:
         outputs += [run_file(run, "settings.yaml")]
         outputs += [run_file(run, "training_curves.png")] if run.repeat == 1 else []
         for image in IMAGES:
-            outputs += [run_file(run, f"{image}/prediction.tif")] if image in GEOREFERENCED else []
-            outputs += [run_file(run, f"{image}/{name}") for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
+            outputs += [run_file(run, f"{image}/metrics.csv")]
+            for tile in TILES[image]:
+                folder = f"{run.dir}/{image}"
+                outputs += [tile.file(folder, "prediction.tif")] if tile.image in GEOREFERENCED else []
+                outputs += [tile.file(folder, name) for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
     outputs += [f"results/summary/confusion_{image}.png" for image in IMAGES]
     outputs += [
         "results/summary/training.md",
         "results/summary/evaluation.md",
         "results/summary/per_class.csv",
         "results/summary/runs.csv",
+        "results/summary/tiles.csv",
         "results/summary/study_tables.md",
         "results/summary/settings.yaml",
         "results/summary/conclusions.md",
         "results/summary/metrics_vs_patch_size.png",
     ]
     return outputs
+
+
+def map_outputs(case):
+    """The maps and previews of every image of data.predict, by one case."""
+    return [f"results/maps/{case}/{name}{suffix}" for name, suffix in MAP_SUFFIX.items()] + [
+        f"results/maps/{case}/{name}_preview.png" for name in MAPS]
+
+
+def maps_to_make(wildcards):
+    """The maps of data.predict: by the cases predict.cases lists, or else by the case with the
+    best validation mIoU, which the best_case checkpoint finds once the study has run."""
+    if not MAPS:
+        return []
+    chosen = cfg.map_cases(config)
+    if chosen is None:
+        import yaml
+
+        with checkpoints.best_case.get().output[0].open() as record:
+            chosen = [cfg.Case.parse(yaml.safe_load(record)["case"])]
+    return [path for case in chosen for path in map_outputs(case.name)]

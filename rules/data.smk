@@ -21,9 +21,10 @@ rule demo_scene:
 
 
 rule class_stats:
-    """Pixels and shares of each class per label; class weights of the training label."""
+    """Pixels and shares of each class per split, over all its tiles, and per tile; class
+    weights over all training tiles."""
     input:
-        **{image: config["data"][image]["label"] for image in IMAGES},
+        [tile.label for image in IMAGES for tile in TILES[image]],
     output:
         stats=report(
             "results/data/class_stats.csv",
@@ -32,8 +33,10 @@ rule class_stats:
             labels={"table": "class statistics"},
         ),
         weights="results/data/class_weights.json",
+        tiles="results/data/class_stats_tiles.csv",
     params:
         settings=settings("class_stats"),
+        labels={image: {tile.name: tile.label for tile in TILES[image]} for image in IMAGES},
     log:
         "results/logs/class_stats.log",
     benchmark:
@@ -45,13 +48,15 @@ rule class_stats:
 
 
 rule patches:
-    """The patch index of the training image for one patch size, split train/val."""
+    """The patch index of the training tiles for one patch size, split train/val."""
     input:
-        image=config["data"]["train"]["image"],
+        [tile.image for tile in TILES["train"]],
     output:
         "results/patches/p{size}.csv",
     params:
         settings=settings("patches"),
+        images={tile.name: tile.image for tile in TILES["train"]},
+        tiled=cfg.tiled(config, "train"),
     log:
         "results/logs/patches/p{size}.log",
     benchmark:

@@ -1,17 +1,19 @@
-# Mosaic prediction of whole images and their evaluation, for every run.
+# Mosaic prediction of whole images and their evaluation, for every run; maps of new imagery.
 
 
 rule predict:
-    """Predict both images with one run's model, each as overlapping windows whose logits
-    are combined where they overlap; one job per run sets up the model and the GPU once.
-    A georeferenced image also gets prediction.tif (its CRS and transform, a colour table)."""
+    """Predict every tile of both splits with one run's model, each as overlapping windows
+    whose logits are combined where they overlap; one job per run sets up the model and the
+    GPU once. A georeferenced image also gets prediction.tif (its CRS and transform, a colour
+    table)."""
     input:
         model="results/{prefix}cases/{case}/model.pt",
-        images=[config["data"][image]["image"] for image in IMAGES],
+        images=[tile.image for image in IMAGES for tile in TILES[image]],
     output:
-        ids=expand("results/{{prefix}}cases/{{case}}/{image}/prediction.png", image=IMAGES),
-        color=expand("results/{{prefix}}cases/{{case}}/{image}/prediction_color.png", image=IMAGES),
-        geotiff=expand("results/{{prefix}}cases/{{case}}/{image}/prediction.tif", image=GEOREFERENCED),
+        ids=tile_files("results/{prefix}cases/{case}", "prediction.png"),
+        color=tile_files("results/{prefix}cases/{case}", "prediction_color.png"),
+        geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
+                 for path in [tile.file(f"results/{{prefix}}cases/{{case}}/{image}", "prediction.tif")]],
     params:
         settings=settings("predict"),
     threads: config["predict"]["threads"] or config["train"]["threads"]
@@ -29,29 +31,103 @@ rule predict:
 
 rule evaluate:
     """Per-class precision, recall, F1, IoU, the confusion matrix and the mosaic figure
-    (image | ground truth | prediction | errors); ignored pixels are left out."""
+    (image | ground truth | prediction | errors) of one image or tile; ignored pixels are
+    left out."""
     input:
-        prediction="results/{prefix}cases/{case}/{image}/prediction.png",
-        image=image_path,
-        label=label_path,
+        prediction="results/{prefix}cases/{case}/{place}/prediction.png",
+        image=lambda wc: PLACES[wc.place][1].image,
+        label=lambda wc: PLACES[wc.place][1].label,
     output:
-        metrics="results/{prefix}cases/{case}/{image}/metrics.csv",
-        confusion="results/{prefix}cases/{case}/{image}/confusion.csv",
+        metrics="results/{prefix}cases/{case}/{place}/metrics.csv",
+        confusion="results/{prefix}cases/{case}/{place}/confusion.csv",
         mosaic=report(
-            "results/{prefix}cases/{case}/{image}/mosaic.png",
+            "results/{prefix}cases/{case}/{place}/mosaic.png",
             caption="../report/mosaic.rst",
             category="3. Mosaics",
-            subcategory="{image} image",
-            labels={"case": "{case}", "run": "results/{prefix}cases/{case}", "image": "{image}"},
+            subcategory="{place} image",
+            labels={"case": "{case}", "run": "results/{prefix}cases/{case}", "image": "{place}"},
         ),
     params:
         settings=settings("evaluate"),
-        run=lambda wc: (run_of(wc).case.init, run_of(wc).case.size, run_of(wc).repeat),
+        run=run_params,
+        image=lambda wc: PLACES[wc.place][0],
+        tile=lambda wc: PLACES[wc.place][1].folder,
     log:
-        "results/logs/{prefix}evaluate/{case}_{image}.log",
+        "results/logs/{prefix}evaluate/{case}_{place}.log",
     benchmark:
-        "results/benchmarks/{prefix}evaluate/{case}_{image}.tsv"
+        "results/benchmarks/{prefix}evaluate/{case}_{place}.tsv"
     conda:
         "../envs/segmentation.yaml"
     script:
         "../scripts/evaluate.py"
+
+
+rule pool:
+    """The scores of a split of several tiles pooled: the sum of their confusion matrices and
+    its per-class scores."""
+    input:
+        lambda wc: [tile.file(f"results/{wc.prefix}cases/{wc.case}/{wc.pooled}", "confusion.csv") for tile in TILES[wc.pooled]],
+    output:
+        metrics="results/{prefix}cases/{case}/{pooled}/metrics.csv",
+        confusion="results/{prefix}cases/{case}/{pooled}/confusion.csv",
+    params:
+        settings=settings("pool"),
+    log:
+        "results/logs/{prefix}pool/{case}_{pooled}.log",
+    benchmark:
+        "results/benchmarks/{prefix}pool/{case}_{pooled}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/pool.py"
+
+
+checkpoint best_case:
+    """The case with the best validation mIoU (training.csv), which maps data.predict unless
+    predict.cases names others."""
+    input:
+        "results/summary/training.csv",
+    output:
+        "results/maps/best_case.yaml",
+    log:
+        "results/logs/best_case.log",
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/best_case.py"
+
+
+# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files).
+GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".tif")
+PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".png")
+
+
+rule map_geotiff:
+    """Map one unlabelled image (data.predict) with one case's model, and draw a coloured
+    preview: map_geotiff writes a georeferenced image's map as a GeoTIFF in its CRS and
+    transform, map_png any other image's as a PNG of class ids."""
+    input:
+        model="results/cases/{case}/model.pt",
+        image=lambda wc: MAPS[wc.name],
+    output:
+        map=f"results/maps/{{case}}/{{name,{GEO_MAPS}}}.tif",
+        preview=f"results/maps/{{case}}/{{name,{GEO_MAPS}}}_preview.png",
+    params:
+        settings=settings("map"),
+    threads: config["predict"]["threads"] or config["train"]["threads"]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/map/{case}/{name}.log",
+    benchmark:
+        "results/benchmarks/map/{case}/{name}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/map.py"
+
+
+use rule map_geotiff as map_png with:
+    output:
+        map=f"results/maps/{{case}}/{{name,{PNG_MAPS}}}.png",
+        preview=f"results/maps/{{case}}/{{name,{PNG_MAPS}}}_preview.png",

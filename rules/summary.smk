@@ -7,6 +7,7 @@ rule summary:
     input:
         histories=[run_file(run, "history.csv") for run in RUNS],
         confusions=[run_file(run, f"{image}/confusion.csv") for run in RUNS for image in IMAGES],
+        tile_confusions=[path for run in RUNS for path in tile_files(run.dir, "confusion.csv")],
         class_stats="results/data/class_stats.csv",
     output:
         training=report(
@@ -40,6 +41,13 @@ rule summary:
             labels={"table": "every run"},
         ),
         study_tables="results/summary/study_tables.md",
+        tiles=report(
+            "results/summary/tiles.csv",
+            caption="../report/tiles_table.rst",
+            category="4. Comparison",
+            subcategory="tables",
+            labels={"table": "every tile"},
+        ),
         settings=report(
             "results/summary/settings.yaml",
             caption="../report/settings.rst",
@@ -51,6 +59,7 @@ rule summary:
         settings=cfg.result_settings(config),
         runs=[(run.case.init, run.case.size, run.repeat) for run in RUNS],
         images=IMAGES,
+        tiles={image: [tile.name for tile in TILES[image]] for image in IMAGES},
     log:
         "results/logs/summary.log",
     benchmark:

@@ -6,8 +6,7 @@ rule train:
     """Train DeepLabV3+ on the patches of one size, from ImageNet weights or from scratch,
     with the seed of the run's repeat."""
     input:
-        image=config["data"]["train"]["image"],
-        label=config["data"]["train"]["label"],
+        tiles=[path for tile in TILES["train"] for path in (tile.image, tile.label)],
         patches=lambda wc: f"results/patches/p{run_of(wc).case.size}.csv",
         weights="results/data/class_weights.json",
     output:
@@ -17,7 +16,8 @@ rule train:
         settings="results/{prefix}cases/{case}/settings.yaml",
     params:
         settings=settings("train"),
-        run=lambda wc: (run_of(wc).case.init, run_of(wc).case.size, run_of(wc).repeat),
+        run=run_params,
+        tiles=tile_params(TILES["train"]),
         # kept outside the outputs, which Snakemake deletes when a job fails
         resume="results/resume/{prefix}{case}/state.pt",
     threads: config["train"]["threads"]
@@ -46,7 +46,7 @@ rule training_curves:
         ),
     params:
         settings=settings("training_curves"),
-        run=lambda wc: (run_of(wc).case.init, run_of(wc).case.size, run_of(wc).repeat),
+        run=run_params,
     log:
         "results/logs/{prefix}training_curves/{case}.log",
     benchmark:

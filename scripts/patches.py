@@ -1,6 +1,6 @@
-"""Rule patches: the patch index for one patch size."""
+"""Rule patches: the patch index of the training tiles for one patch size."""
 
 from aerialseg import pipeline
 
 pipeline.run(pipeline.patch_index, snakemake.log[0], snakemake.params.settings, int(snakemake.wildcards.size),
-             snakemake.input.image, snakemake.output[0])
+             snakemake.params.images, snakemake.output[0], tiled=snakemake.params.tiled)

@@ -1,11 +1,13 @@
-"""Rule summary: the comparison tables and the settings that shaped them."""
+"""Rule summary: the comparison tables, the scores of every tile and the settings."""
 
 from aerialseg import pipeline
 from aerialseg.config import Case, Run
 
 runs = [Run(Case(init, size), repeat) for init, size, repeat in snakemake.params.runs]
-images = snakemake.params.images
+images, tiles = snakemake.params.images, snakemake.params.tiles
 histories = dict(zip(runs, snakemake.input.histories, strict=True))
 confusions = dict(zip([(run, image) for run in runs for image in images], snakemake.input.confusions, strict=True))
+tile_keys = [(run, image, tile) for run in runs for image in images for tile in tiles[image]]
+tile_confusions = dict(zip(tile_keys, snakemake.input.tile_confusions, strict=True))
 pipeline.run(pipeline.summarize, snakemake.log[0], snakemake.params.settings, histories, confusions,
-             snakemake.input.class_stats, dict(snakemake.output.items()))
+             snakemake.input.class_stats, dict(snakemake.output.items()), tile_confusions)

@@ -244,7 +244,7 @@ IN_A_JOB = {
 def train_files(config: dict, tmp: Path, out: Path | None = None, resume: bool = True) -> pipeline.TrainFiles:
     out = out or tmp
     return pipeline.TrainFiles(
-        image=config["data"]["train"]["image"], label=config["data"]["train"]["label"], patches=tmp / "p32.csv",
+        tiles=cfg.tiles(config, "train"), patches=tmp / "p32.csv",
         weights=tmp / "weights.json", model=out / "model.pt", history=out / "history.csv", last=out / "last.pt",
         settings=out / "settings.yaml", resume=tmp / "resume" / "state.pt" if resume else None)
 
@@ -252,11 +252,15 @@ def train_files(config: dict, tmp: Path, out: Path | None = None, resume: bool =
 def prepare_training(config: dict, tmp: Path) -> None:
     """The class weights and patch index that a training job reads."""
     pipeline.class_stats(config, labels(config), tmp / "stats.csv", tmp / "weights.json")
-    pipeline.patch_index(config, 32, config["data"]["train"]["image"], tmp / "p32.csv")
+    pipeline.patch_index(config, 32, train_images(config), tmp / "p32.csv")
 
 
 def labels(config: dict) -> dict:
-    return {image: config["data"][image]["label"] for image in ("train", "test")}
+    return cfg.label_files(config)
+
+
+def train_images(config: dict) -> dict:
+    return {tile.name: tile.image for tile in cfg.tiles(config, "train")}
 
 
 def run_job(job: str, config: dict, tmp: Path) -> None:
@@ -267,7 +271,7 @@ def run_job(job: str, config: dict, tmp: Path) -> None:
     if job == "class_stats":
         pipeline.run(pipeline.class_stats, log, config, labels(config), out / "class_stats.csv", out / "class_weights.json")
     elif job == "patches":
-        pipeline.run(pipeline.patch_index, log, config, 32, config["data"]["train"]["image"], out / "p32.csv")
+        pipeline.run(pipeline.patch_index, log, config, 32, train_images(config), out / "p32.csv")
     elif job == "train":
         prepare_training(config, tmp)
         pipeline.run(pipeline.train_case, log, config, Run(Case("scratch", 32)), train_files(config, tmp, out))

@@ -98,9 +98,8 @@ def test_each_job_gets_the_settings_that_shape_it_and_nothing_else(default_confi
     train = cfg.job_settings(config, "train")
     assert train["train"]["epochs"] == 20 and "device" not in train["train"] and "predict" not in train
     assert train["experiment"]["stride"] == 16  # the patches it learns from, for the record
-    assert cfg.job_settings(config, "predict") == {
-        "data": {"classes": config["data"]["classes"], "bands": [0, 1, 2], "value_range": None},
-        "predict": {"stride": None, "blend": "mean", "tta": False}}
+    # prediction reads the data settings from the model's checkpoint, which records them
+    assert cfg.job_settings(config, "predict") == {"predict": {"stride": None, "blend": "mean", "tta": False}}
     assert cfg.job_settings(config, "summary_figure") == {"figures": {"metrics": ["miou", "f1", "overall_accuracy"]}}
     merged = cfg.with_run_options(train, config, "train")
     assert merged["train"]["device"] == "auto" and cfg.without_run_options(merged, "train") == train
@@ -129,3 +128,47 @@ def test_a_partial_config_loads_merged_over_the_defaults_as_snakemake_merges_it(
     quick = cfg.load(root / "config.yaml", root / "config/quick.yaml", check_files=False)
     assert quick["experiment"]["stride"] is None and quick["train"]["epochs"] == 14  # from quick.yaml
     assert quick["experiment"]["patch_sizes"] == [32, 64, 128] and quick["train"]["lr"] == 0.001  # from config.yaml
+
+
+def _tiles_config(default_config, tmp_path, train_names=("north", "south")):
+    for name in {*train_names, "east"}:
+        for kind in ("", "_label"):
+            (tmp_path / f"{name}{kind}.png").touch()
+    default_config["data"]["train"] = [{"image": str(tmp_path / f"{n}.png"), "label": str(tmp_path / f"{n}_label.png")}
+                                       for n in train_names]
+    default_config["data"]["test"] = {"image": str(tmp_path / "east.png"), "label": str(tmp_path / "east_label.png")}
+    return default_config
+
+
+def test_a_split_is_one_pair_or_a_list_of_tiles_named_after_their_files(default_config, tmp_path):
+    config = cfg.validate(_tiles_config(default_config, tmp_path))
+    assert cfg.tiled(config, "train") and not cfg.tiled(config, "test")
+    north, south = cfg.tiles(config, "train")
+    assert (north.name, north.folder, north.label) == ("north", "north", str(tmp_path / "north_label.png"))
+    assert north.file("results/cases/x/train", "metrics.csv") == "results/cases/x/train/north/metrics.csv"
+    (east,) = cfg.tiles(config, "test")
+    assert (east.name, east.folder) == ("east", "") and east.file("r/test", "metrics.csv") == "r/test/metrics.csv"
+    assert cfg.label_files(config)["train"] == {"north": north.label, "south": south.label}
+
+
+def test_two_tiles_with_one_name_and_unknown_map_cases_stop_before_any_job(default_config, tmp_path):
+    config = _tiles_config(default_config, tmp_path, train_names=("north", "north"))
+    config["experiment"]["split"] = "tiles"
+    config["predict"] = {"stride": None, "cases": ["imagenet_p48"]}
+    config["data"]["predict"] = [str(tmp_path / "nowhere_*.tif")]
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config)
+    message = str(error.value)
+    assert "data.train: two tiles are named 'north' (after their image files)" in message
+    assert "predict.cases[0]: 'imagenet_p48' is not a case of this study" in message
+    assert f"data.predict[0]: {tmp_path}/nowhere_*.tif matches no file" in message
+
+
+def test_images_to_map_are_paths_or_glob_patterns(default_config, tmp_path):
+    config = _tiles_config(default_config, tmp_path)
+    for name in ("photo_b", "photo_a", "other"):
+        (tmp_path / f"{name}.tif").touch()
+    config["data"]["predict"] = [str(tmp_path / "photo_*.tif"), str(tmp_path / "other.tif")]
+    maps = cfg.maps(cfg.validate(config))
+    assert [(m.name, m.label) for m in maps] == [("photo_a", None), ("photo_b", None), ("other", None)]
+    assert cfg.map_cases(cfg.validate(config)) is None  # the best case, once known

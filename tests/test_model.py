@@ -55,7 +55,7 @@ def test_without_local_weights_or_internet_the_error_says_how_to_get_them(monkey
 def test_checkpoint_round_trip(tmp_path):
     spec = ModelSpec(3, "scratch", decoder_channels=32)
     net = models.build(spec)
-    models.save_checkpoint(tmp_path / "m.pt", net, spec, case="scratch_p32")
+    models.save_checkpoint(tmp_path / "m.pt", net, spec, case="scratch_p32", patch_size=32, data={})
     loaded, loaded_spec, checkpoint = models.load_checkpoint(tmp_path / "m.pt")
     assert loaded_spec == spec and checkpoint["case"] == "scratch_p32"
     x = torch.rand(1, 3, 32, 32)
@@ -92,3 +92,13 @@ def test_other_smp_architectures_take_a_decoder_list():
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="cannot build Unet"):
         models.build(ModelSpec(3, "scratch", architecture="Unet", encoder_depth=4, decoder_channels=[256, 128]))
+
+
+def test_a_checkpoint_of_an_older_aerialseg_is_refused_with_what_to_do(tmp_path):
+    """Before maps of new imagery a checkpoint held no data settings: prediction cannot trust it."""
+    spec = ModelSpec(3, "scratch", decoder_channels=32)
+    torch.save({"spec": spec.to_dict(), "state_dict": models.cpu_state(models.build(spec)), "case": "scratch_p32"},
+               tmp_path / "old.pt")
+    with pytest.raises(models.InputError, match="old.pt: written by an older aerialseg, without the classes, bands, value "
+                                                "range and patch size .*delete it and run the workflow again"):
+        models.load_checkpoint(tmp_path / "old.pt")

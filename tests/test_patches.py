@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from aerialseg.patches import grid, patch_index, split_random, window_starts
@@ -72,3 +73,67 @@ def test_an_epoch_has_full_batches_or_one_small_one():
     from aerialseg.patches import steps_per_epoch
 
     assert [steps_per_epoch(n, 8) for n in (51, 64, 7, 2)] == [6, 8, 1, 1]
+
+
+def _split_blocks_of_one_image(index, height, width, size, val_fraction, seed, block_size):
+    """The blocks split as it was for one image, before tiles: the reference that the tiled
+    split must reproduce for a single tile."""
+    block = (index.row.to_numpy() // block_size) * (width // block_size + 1) + index.col.to_numpy() // block_size
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(index), dtype=bool)
+    for b in rng.permutation(np.unique(block))[:-1]:
+        if val.mean() >= val_fraction:
+            break
+        val |= block == b
+    mask = np.zeros((height, width), dtype=bool)
+    for r, c in index.loc[val, ["row", "col"]].to_numpy():
+        mask[r : r + size, c : c + size] = True
+    covered = np.zeros((height + 1, width + 1), dtype=np.int64)
+    covered[1:, 1:] = mask.cumsum(0).cumsum(1)
+    r, c = index.row.to_numpy(), index.col.to_numpy()
+    overlap = covered[r + size, c + size] - covered[r, c + size] - covered[r + size, c] + covered[r, c] > 0
+    keep = val | ~overlap
+    return index.assign(split=np.where(val, "val", "train").astype(object))[keep].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("split", ["random", "blocks"])
+def test_one_tile_gives_the_one_image_index_patch_for_patch(split):
+    from aerialseg.patches import patch_index_of_tiles
+
+    index = grid(160, 192, 32, 16)
+    expected = (split_random(index, 0.2, 5) if split == "random"
+                else _split_blocks_of_one_image(index, 160, 192, 32, 0.2, 5, 64))
+    tiles = patch_index_of_tiles({"a": (160, 192)}, 32, 16, 0.2, seed=5, split=split, block_size=64)
+    pd.testing.assert_frame_equal(tiles.drop(columns="tile"), expected)
+    pd.testing.assert_frame_equal(patch_index(160, 192, 32, 16, 0.2, seed=5, split=split, block_size=64), expected)
+    assert (tiles.tile == "a").all()
+
+
+def test_the_split_of_several_tiles_draws_from_all_of_them():
+    from aerialseg.patches import patch_index_of_tiles
+
+    shapes = {"north": (128, 128), "south": (96, 160)}
+    index = patch_index_of_tiles(shapes, 32, 32, 0.25, seed=0)
+    assert list(index.columns) == ["row", "col", "split", "tile"]
+    assert index.groupby("tile").size().to_dict() == {"north": 16, "south": 15}
+    assert set(index[index.split == "val"].tile) == {"north", "south"}  # a random split over all patches
+    assert (index.row + 32 <= index.tile.map({t: h for t, (h, _) in shapes.items()})).all()
+    blocks = patch_index_of_tiles(shapes, 32, 16, 0.25, seed=0, split="blocks", block_size=64)
+    for tile, (height, width) in shapes.items():  # no training patch touches a validation patch of its tile
+        mine = blocks[blocks.tile == tile]
+        val = np.zeros((height, width), bool)
+        for r, c in mine[mine.split == "val"][["row", "col"]].to_numpy():
+            val[r : r + 32, c : c + 32] = True
+        assert not any(val[r : r + 32, c : c + 32].any() for r, c in mine[mine.split == "train"][["row", "col"]].to_numpy())
+
+
+def test_the_tiles_split_gives_whole_tiles_to_validation():
+    from aerialseg.patches import patch_index_of_tiles
+
+    shapes = {name: (64, 64) for name in ("a", "b", "c", "d", "e")}
+    index = patch_index_of_tiles(shapes, 32, 32, 0.2, seed=1, split="tiles")
+    per_tile = index.groupby("tile").split.agg(set)
+    assert all(len(splits) == 1 for splits in per_tile)  # a tile is wholly train or wholly val
+    assert (per_tile == {"val"}).sum() == 1 and (per_tile == {"train"}).sum() == 4
+    with pytest.raises(ValueError, match="needs at least two training tiles"):
+        patch_index_of_tiles({"a": (64, 64)}, 32, 32, 0.2, seed=1, split="tiles")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from PIL import Image
 
 from aerialseg import config as cfg
 from aerialseg import pipeline
@@ -30,7 +31,7 @@ def small_config(default_config, tmp_path) -> dict:
 
 
 def labels(config) -> dict:
-    return {image: config["data"][image]["label"] for image in ("train", "test")}
+    return cfg.label_files(config)
 
 
 def test_header_checks_pass_and_class_stats_follow_the_labels(small_config, tmp_path):
@@ -48,7 +49,7 @@ def test_bands_beyond_the_image_stop_before_any_job(small_config):
 
 def test_patch_index_follows_the_configured_split(small_config, tmp_path):
     small_config["experiment"]["stride"] = 16
-    pipeline.patch_index(small_config, 32, small_config["data"]["train"]["image"], tmp_path / "p32.csv")
+    pipeline.patch_index(small_config, 32, {"train": small_config["data"]["train"]["image"]}, tmp_path / "p32.csv")
     index = pd.read_csv(tmp_path / "p32.csv")
     assert list(index.columns) == ["row", "col", "split"] and len(index) == 5 * 4
 
@@ -65,9 +66,9 @@ def test_a_diverging_case_stops_its_job_with_the_case_and_epoch_and_keeps_no_mod
 
     small_config["train"].update(lr=1e30, epochs=2, batch_size=4)
     pipeline.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
-    pipeline.patch_index(small_config, 32, small_config["data"]["train"]["image"], tmp_path / "p32.csv")
+    pipeline.patch_index(small_config, 32, {"train": small_config["data"]["train"]["image"]}, tmp_path / "p32.csv")
     files = pipeline.TrainFiles(
-        image=small_config["data"]["train"]["image"], label=small_config["data"]["train"]["label"],
+        tiles=cfg.tiles(small_config, "train"),
         patches=tmp_path / "p32.csv", weights=tmp_path / "weights.json", model=tmp_path / "model.pt",
         history=tmp_path / "history.csv", last=tmp_path / "last.pt", settings=tmp_path / "settings.yaml",
         resume=tmp_path / "state.pt")
@@ -110,11 +111,13 @@ def geotiff_pair(default_config, tmp_path) -> tuple[dict, object]:
     return cfg.validate(default_config), transform
 
 
-def _untrained_checkpoint(path):
+def _untrained_checkpoint(path, bands=(0, 1, 2), value_range=None):
     from aerialseg.model import ModelSpec, build, save_checkpoint
 
     spec = ModelSpec(3, "scratch", decoder_channels=32)
-    save_checkpoint(path, build(spec), spec, case="scratch_p32")
+    save_checkpoint(path, build(spec), spec, case="scratch_p32", patch_size=32, data={
+        "classes": [{"name": n, "color": c} for n, c in zip(["a", "b", "c"], COLORS)], "label_format": "color",
+        "ignore_colors": [], "ignore_values": [], "bands": bands, "value_range": value_range, "image_bands": len(bands)})
 
 
 def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transform(geotiff_pair, tmp_path):
@@ -144,3 +147,74 @@ def test_a_tiff_without_georeference_still_works_and_says_so(small_config, tmp_p
         pipeline.predict_images(small_config, tmp_path / "model.pt", [small_config["data"]["test"]["image"]], *outputs)
     assert (tmp_path / "prediction.png").is_file() and not (tmp_path / "prediction.tif").exists()
     assert caplog.text.count("a TIFF without a CRS or geotransform; the prediction is written as PNG only") == 1
+
+
+def _tile(path, name, rng, shape, label_ids=None):
+    from aerialseg.config import Tile
+
+    write_png(path / f"{name}.png", rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+    ids = rng.integers(0, 3, shape) if label_ids is None else label_ids
+    write_png(path / f"{name}_label.png", np.asarray(COLORS, np.uint8)[ids])
+    return Tile(name, str(path / f"{name}.png"), str(path / f"{name}_label.png"), name)
+
+
+def test_training_tiles_lie_side_by_side_on_one_canvas(small_config, tmp_path):
+    rng = np.random.default_rng(3)
+    small_config["data"].update(bands=[0, 1, 2], value_range=None)
+    tiles = [_tile(tmp_path, "north", rng, (40, 50)), _tile(tmp_path, "south", rng, (30, 20))]
+    image, ids, offsets = pipeline.read_tiles(small_config, tiles)
+    assert image.shape == (40, 70, 3) and offsets == {"north": 0, "south": 50}
+    north, north_ids = pipeline.read_pair(small_config, tiles[0].image, tiles[0].label)
+    south, south_ids = pipeline.read_pair(small_config, tiles[1].image, tiles[1].label)
+    np.testing.assert_array_equal(image[:, :50], north)
+    np.testing.assert_array_equal(image[:30, 50:], south)
+    np.testing.assert_array_equal(ids[:30, 50:], south_ids)
+    assert (ids[30:, 50:] == cfg.IGNORE_INDEX).all() and (image[30:, 50:] == 0).all()  # below the short tile: nothing
+
+
+def test_class_statistics_of_tiles_are_their_sums(small_config, tmp_path):
+    rng = np.random.default_rng(4)
+    tiles = [_tile(tmp_path, name, rng, (20, 30), np.full((20, 30), k)) for k, name in enumerate(["a", "b"])]
+    labels = {"train": {t.name: t.label for t in tiles}, "test": {"a": tiles[0].label}}
+    small_config["train"]["weighting"] = "none"  # class c has no pixels
+    pipeline.class_stats(small_config, labels, tmp_path / "stats.csv", tmp_path / "w.json", tmp_path / "tiles.csv")
+    stats = pd.read_csv(tmp_path / "stats.csv").set_index(["image", "class"]).pixels
+    assert stats["train"].tolist() == [600, 600, 0] and stats["test"].tolist() == [600, 0, 0]
+    per_tile = pd.read_csv(tmp_path / "tiles.csv")
+    assert list(per_tile.columns) == ["image", "tile", "class", "pixels", "share"]
+    assert per_tile[(per_tile.image == "train") & (per_tile.tile == "b")].pixels.tolist() == [0, 600, 0]
+
+
+def test_an_image_to_map_with_other_bands_stops_before_any_job_and_another_crs_warns(geotiff_pair, tmp_path):
+    from rasterio.transform import Affine
+
+    config, _ = geotiff_pair
+    rng = np.random.default_rng(5)
+    write_geotiff(tmp_path / "elsewhere.tif", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "EPSG:32633",
+                  Affine(0.3, 0, 5e5, 0, -0.3, 5e6))
+    config["data"]["predict"] = [str(tmp_path / "elsewhere.tif")]
+    warnings = pipeline.check_inputs(config)
+    assert warnings == [f"{tmp_path}/elsewhere.tif: its {what}, the training tiles' {ours} ({tmp_path}/train.tif); the "
+                        "map is made anyway, but a model sees pixels, not metres"
+                        for what, ours in (("CRS is EPSG:32633", "EPSG:32640"), ("pixel size is (0.3, 0.3)", "(0.3, 0.4)"))]
+    write_geotiff(tmp_path / "four.tif", rng.integers(0, 256, (64, 64, 4), dtype=np.uint8))
+    config["data"]["predict"] = [str(tmp_path / "four.tif")]
+    with pytest.raises(InputError, match="four.tif: the image to map has 4 band\\(s\\), the training images 3"):
+        pipeline.check_inputs(config)
+
+
+def test_the_console_command_maps_an_image_or_says_what_is_wrong(tmp_path, capsys):
+    from aerialseg import cli
+
+    _untrained_checkpoint(tmp_path / "model.pt")
+    image = np.random.default_rng(6).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    write_png(tmp_path / "photo.png", image)
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "photo.png"), "-o", str(tmp_path / "maps"),
+                     "--device", "cpu", "--threads", "1"]) == 0
+    ids = np.asarray(Image.open(tmp_path / "maps/photo.png"))
+    assert ids.shape == (48, 40) and ids.max() < 3 and (tmp_path / "maps/photo_preview.png").is_file()
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "nowhere.png"), "-o", str(tmp_path)]) == 2
+    assert "no such image file" in capsys.readouterr().err
+    write_png(tmp_path / "grey.png", image[:, :, 0])
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "grey.png"), "-o", str(tmp_path / "m2")]) == 1
+    assert "grey.png: 1 band(s), but" in capsys.readouterr().err and not (tmp_path / "m2").exists()

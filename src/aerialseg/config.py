@@ -121,12 +121,16 @@ def validate(config: dict, *, producible: Iterable[str] = (), check_files: bool 
 
 
 def _normalise_paths(config: dict) -> None:
+    data = config.get("data", {})
     for image in IMAGES:
-        pair = config.get("data", {}).get(image)
-        if isinstance(pair, dict):
-            for kind, path in pair.items():
-                if isinstance(path, str) and path:
-                    pair[kind] = os.path.normpath(path)
+        pairs = data.get(image)
+        for pair in pairs if isinstance(pairs, list) else [pairs]:
+            if isinstance(pair, dict):
+                for kind, path in pair.items():
+                    if isinstance(path, str) and path:
+                        pair[kind] = os.path.normpath(path)
+    if isinstance(data.get("predict"), list):
+        data["predict"] = [os.path.normpath(p) if isinstance(p, str) and p else p for p in data["predict"]]
 
 
 def load(*paths: str | Path, **kwargs: Any) -> dict:
@@ -203,18 +207,104 @@ _SEMANTIC_CHECKS = (_class_problems, _range_problems, _stride_problems)
 """The checks across keys; each runs when its part of the config is well formed."""
 
 
+def _tile_problems(config: dict) -> list[str]:
+    problems = []
+    for image in IMAGES:
+        names = [tile.name for tile in tiles(config, image)]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"data.{image}: two tiles are named {name!r} (after their image files): their folders "
+                            "would be one; rename a file")
+    names = [tile.name for tile in maps(config)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"data.predict: two images are named {name!r} (after their files): their maps would be one")
+    cases_run = {case.name for case in cases(config)}
+    for i, name in enumerate(config["predict"]["cases"]):
+        if name not in cases_run:
+            problems.append(f"predict.cases[{i}]: {name!r} is not a case of this study ({', '.join(sorted(cases_run))})")
+    if config["experiment"]["split"] == "tiles" and len(tiles(config, "train")) < 2:
+        problems.append("experiment.split: 'tiles' gives whole training tiles to validation, so data.train must "
+                        "list at least two tiles")
+    return problems
+
+
+_SEMANTIC_CHECKS = _SEMANTIC_CHECKS + (_tile_problems,)
+
+
 def _missing_files(config: dict, producible: set[str]) -> list[str]:
     problems = []
     for image in IMAGES:
-        for kind in ("image", "label"):
-            path = config["data"][image][kind]
-            if path in producible:
-                continue
-            if Path(path).is_dir():
-                problems.append(f"data.{image}.{kind}: {path} is a folder, not an image file")
-            elif not Path(path).is_file():
-                problems.append(f"data.{image}.{kind}: file {path} does not exist")
+        many = isinstance(config["data"][image], list)
+        for i, pair in enumerate(config["data"][image] if many else [config["data"][image]]):
+            for kind in ("image", "label"):
+                path, key = pair[kind], f"data.{image}{f'[{i}]' if many else ''}.{kind}"
+                if path in producible:
+                    continue
+                if Path(path).is_dir():
+                    problems.append(f"{key}: {path} is a folder, not an image file")
+                elif not Path(path).is_file():
+                    problems.append(f"{key}: file {path} does not exist")
+    for i, pattern in enumerate(config["data"]["predict"]):
+        if not _expand(pattern):
+            problems.append(f"data.predict[{i}]: {pattern} " + ("is a folder, not an image file" if Path(pattern).is_dir()
+                                                                else "matches no file"))
     return problems
+
+
+# --- tiles and images to map ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One image of a split with its label (None for an image to map), named after its file.
+    ``folder`` is where its outputs go below the split's folder: "" when the split is one
+    image/label pair (the study's layout), the tile's name when the split lists tiles."""
+
+    name: str
+    image: str
+    label: str | None = None
+    folder: str = ""
+
+    def file(self, split_dir: str, name: str) -> str:
+        """A file of this tile's outputs, e.g. ``file("results/cases/x/test", "metrics.csv")``."""
+        return f"{split_dir}/{self.folder}/{name}" if self.folder else f"{split_dir}/{name}"
+
+
+def tiled(config: dict, image: str) -> bool:
+    """Whether ``data.{image}`` lists tiles (rather than being one image/label pair)."""
+    return isinstance(config["data"][image], list)
+
+
+def tiles(config: dict, image: str) -> list[Tile]:
+    """The tiles of a split (``train`` or ``test``), in config order."""
+    if not tiled(config, image):
+        pair = config["data"][image]
+        return [Tile(Path(pair["image"]).stem, pair["image"], pair["label"])]
+    return [Tile(Path(p["image"]).stem, p["image"], p["label"], Path(p["image"]).stem) for p in config["data"][image]]
+
+
+def label_files(config: dict) -> dict[str, dict[str, str]]:
+    """The label of every tile of both splits: {split: {tile: label file}}."""
+    return {image: {tile.name: tile.label for tile in tiles(config, image)} for image in IMAGES}
+
+
+def maps(config: dict) -> list[Tile]:
+    """The images to map (``data.predict``, glob patterns expanded, sorted), without labels."""
+    found = [path for pattern in config["data"].get("predict", []) for path in _expand(pattern)]
+    return [Tile(Path(path).stem, path) for path in found]
+
+
+def _expand(pattern: str) -> list[str]:
+    import glob
+
+    if glob.has_magic(pattern):
+        return sorted(os.path.normpath(p) for p in glob.glob(pattern) if Path(p).is_file())
+    return [pattern] if Path(pattern).is_file() else []
+
+
+def map_cases(config: dict) -> list[Case] | None:
+    """The cases that map ``data.predict``: those ``predict.cases`` lists, or None for the
+    case with the best validation mIoU (known once the study has run)."""
+    return [Case.parse(name) for name in config["predict"]["cases"]] or None
 
 
 # --- what each job reads ----------------------------------------------------------------
@@ -230,15 +320,18 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "patches": {"experiment": ("stride", "val_fraction", "seed", "split", "block_size")},
     "train": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("seed",), "model": None,
               "train": ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "weighting", "augment")},
-    "predict": {"data": ("classes",) + IMAGE_KEYS, "predict": ("stride", "blend", "tta")},
+    "predict": {"predict": ("stride", "blend", "tta")},
     "evaluate": {"data": LABEL_KEYS + IMAGE_KEYS},
+    "pool": {"data": ("classes",)},
+    "map": {"predict": ("stride", "blend", "tta")},
     "training_curves": {},
     "summary": {"data": ("classes",), "experiment": ("seed", "repeats")},
     "conclusions": {"experiment": ("split", "stride", "patch_sizes"), "train": ("batch_size",)},
     "confusion_figure": {"data": ("classes",)},
     "summary_figure": {"figures": ("metrics",)},
 }
-"""The config keys that shape each job's outputs, by section (None: the whole section).
+"""The config keys that shape each job's outputs, by section (None: the whole section); a
+prediction job reads the data settings from the checkpoint, which records them.
 A rule passes exactly this slice as its ``params``, so Snakemake reruns a job, and what
 follows it, when one of them changes, and nothing else. The job reads nothing else of what
 shapes its results; how it runs (`RUN_OPTIONS`) is read from the config and reruns nothing."""
@@ -246,6 +339,7 @@ shapes its results; how it runs (`RUN_OPTIONS`) is read from the config and reru
 RUN_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "train": {"train": ("device", "threads", "capture", "resume_seconds")},
     "predict": {"train": ("device", "threads"), "predict": ("batch_size", "device", "threads")},
+    "map": {"train": ("device", "threads"), "predict": ("batch_size", "device", "threads")},
 }
 """The keys that say how a job runs, not what it computes (the device, threads, capture, the
 resume interval, the prediction batch): a change reruns nothing."""
@@ -290,7 +384,8 @@ def demo_files() -> set[str]:
 
 
 def uses_demo(config: dict) -> bool:
-    return any(os.path.normpath(config["data"][image][kind]) in demo_files() for image in IMAGES for kind in ("image", "label"))
+    return any(os.path.normpath(path) in demo_files()
+               for image in IMAGES for tile in tiles(config, image) for path in (tile.image, tile.label))
 
 
 def with_run_options(settings: dict, config: dict, job: str) -> dict:

@@ -170,10 +170,21 @@ def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
         raise WeightsError(f"{path}: does not fit the {type(model.encoder).__name__}: {error}") from None
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, **extra) -> None:
-    """Write the weights and the spec atomically, so a killed job leaves no half file."""
+CHECKPOINT_FORMAT = 2
+"""Checkpoints of format 2 carry all that mapping an image needs (`save_checkpoint`); older
+ones, without the data settings, are refused by `load_checkpoint`."""
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, *, case: str, patch_size: int,
+                    data: dict, **extra) -> None:
+    """Write a self-contained checkpoint atomically, so a killed job leaves no half file: the
+    weights, the model spec (which gives the input normalisation), the case and its patch
+    size, and ``data``: the classes (names, colours, label values), the label format, the
+    bands read from the images, their value range and the images' band count."""
+    checkpoint = {"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "state_dict": cpu_state(model), "case": case,
+                  "patch_size": patch_size, "data": data, **extra}
     with atomic_path(path) as tmp:
-        torch.save({"spec": spec.to_dict(), "state_dict": cpu_state(model), **extra}, tmp)
+        torch.save(checkpoint, tmp)
 
 
 def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -196,6 +207,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     checkpoint = read_trusted(path, what="checkpoint", remedy=remedy)
     if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
         raise InputError(f"{path}: not a checkpoint written by aerialseg (no model spec and weights); {remedy}")
+    if checkpoint.get("format", 1) < CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: written by an older aerialseg, without the classes, bands, value range and patch "
+                         f"size that prediction reads from a checkpoint now; {remedy}")
     try:
         spec = ModelSpec(**checkpoint["spec"])
         model = _deeplab(spec, encoder_weights=None)

@@ -74,17 +74,31 @@ def split_random(index: pd.DataFrame, val_fraction: float, seed: int) -> pd.Data
 
 def split_blocks(index: pd.DataFrame, height: int, width: int, size: int, val_fraction: float,
                  seed: int, block_size: int | None = None) -> pd.DataFrame:
-    """A spatially disjoint split: whole blocks of the image go to validation.
+    """A spatially disjoint split of one image's patches: see `split_blocks_of_tiles`."""
+    return split_blocks_of_tiles(index.assign(tile=""), {"": (height, width)}, size, val_fraction, seed,
+                                 block_size).drop(columns="tile")
 
-    The image is cut into square blocks (``block_size``, default 4 x the patch size); a patch
-    belongs to the block of its top-left corner. Blocks are drawn at random until at least
-    ``val_fraction`` of the patches are in validation; then every training patch that
-    overlaps a validation patch is dropped, so no pixel is seen by both.
+
+def split_blocks_of_tiles(index: pd.DataFrame, shapes: dict[str, tuple[int, int]], size: int, val_fraction: float,
+                          seed: int, block_size: int | None = None) -> pd.DataFrame:
+    """A spatially disjoint split: whole blocks of the tiles go to validation.
+
+    Each tile is cut into square blocks (``block_size``, default 4 x the patch size); a patch
+    belongs to the block of its top-left corner. Blocks of all tiles are drawn at random until
+    at least ``val_fraction`` of the patches are in validation; then every training patch that
+    overlaps a validation patch of its tile is dropped, so no pixel is seen by both.
     """
     block_size = block_size or 4 * size
-    block = (index.row.to_numpy() // block_size) * (width // block_size + 1) + index.col.to_numpy() // block_size
+    block = np.zeros(len(index), dtype=np.int64)
+    offset = 0
+    for tile, (height, width) in shapes.items():
+        mine = (index.tile == tile).to_numpy()
+        rows, cols = index.row.to_numpy()[mine], index.col.to_numpy()[mine]
+        block[mine] = offset + (rows // block_size) * (width // block_size + 1) + cols // block_size
+        offset += (height // block_size + 1) * (width // block_size + 1)
     blocks = np.unique(block)
     if len(blocks) < 2:
+        height, width = next(iter(shapes.values()))
         raise ValueError(
             f"a {width} x {height} px image holds only one {block_size} px block: the blocks split "
             "needs at least two (set experiment.block_size smaller)"
@@ -95,26 +109,63 @@ def split_blocks(index: pd.DataFrame, height: int, width: int, size: int, val_fr
         if val.mean() >= val_fraction:
             break
         val |= block == b
-    covered = np.zeros((height + 1, width + 1), dtype=np.int64)  # integral image of val coverage
-    mask = np.zeros((height, width), dtype=bool)
-    for r, c in index.loc[val, ["row", "col"]].to_numpy():
-        mask[r : r + size, c : c + size] = True
-    covered[1:, 1:] = mask.cumsum(0).cumsum(1)
-    r, c = index.row.to_numpy(), index.col.to_numpy()
-    overlap = covered[r + size, c + size] - covered[r, c + size] - covered[r + size, c] + covered[r, c] > 0
-    keep = val | ~overlap
+    keep = val | ~_overlaps_validation(index, val, shapes, size)
     if not keep[~val].any():
         raise ValueError("the blocks split leaves no training patch: use a larger image or smaller blocks")
     split = np.where(val, "val", "train").astype(object)
     return index.assign(split=split)[keep].reset_index(drop=True)
 
 
+def _overlaps_validation(index: pd.DataFrame, val: np.ndarray, shapes: dict[str, tuple[int, int]], size: int) -> np.ndarray:
+    """Which patches share a pixel with a validation patch of their own tile."""
+    overlap = np.zeros(len(index), dtype=bool)
+    for tile, (height, width) in shapes.items():
+        mine = (index.tile == tile).to_numpy()
+        mask = np.zeros((height, width), dtype=bool)
+        for r, c in index.loc[mine & val, ["row", "col"]].to_numpy():
+            mask[r : r + size, c : c + size] = True
+        covered = np.zeros((height + 1, width + 1), dtype=np.int64)  # integral image of val coverage
+        covered[1:, 1:] = mask.cumsum(0).cumsum(1)
+        r, c = index.row.to_numpy()[mine], index.col.to_numpy()[mine]
+        overlap[mine] = covered[r + size, c + size] - covered[r, c + size] - covered[r + size, c] + covered[r, c] > 0
+    return overlap
+
+
+def split_tiles(index: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
+    """Whole training tiles to validation: tiles drawn at random until at least
+    ``val_fraction`` of the patches are in validation; at least one tile stays for training."""
+    names = list(dict.fromkeys(index.tile))
+    if len(names) < 2:
+        raise ValueError("the tiles split needs at least two training tiles (data.train)")
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(index), dtype=bool)
+    for i in rng.permutation(len(names))[:-1]:
+        if val.mean() >= val_fraction:
+            break
+        val |= (index.tile == names[i]).to_numpy()
+    return index.assign(split=np.where(val, "val", "train").astype(object))
+
+
 def patch_index(height: int, width: int, size: int, stride: int, val_fraction: float, seed: int,
                 split: str = "random", block_size: int | None = None) -> pd.DataFrame:
-    """The patch index of the contract: row, col, split (train or val)."""
-    index = grid(height, width, size, stride)
+    """The patch index of the contract for one image: row, col, split (train or val)."""
+    return patch_index_of_tiles({"": (height, width)}, size, stride, val_fraction, seed, split,
+                                block_size).drop(columns="tile")
+
+
+def patch_index_of_tiles(shapes: dict[str, tuple[int, int]], size: int, stride: int, val_fraction: float, seed: int,
+                         split: str = "random", block_size: int | None = None) -> pd.DataFrame:
+    """The patch index of several tiles (``shapes``: tile -> (height, width), in order): row,
+    col (within the tile), split, tile; the split draws from all of them. With one tile it is
+    the one-image index, patch for patch."""
+    index = pd.concat([grid(height, width, size, stride).assign(tile=tile) for tile, (height, width) in shapes.items()],
+                      ignore_index=True)
     if split == "random":
-        return split_random(index, val_fraction, seed)
-    if split == "blocks":
-        return split_blocks(index, height, width, size, val_fraction, seed, block_size)
-    raise ValueError(f"unknown experiment.split {split!r}")
+        index = split_random(index, val_fraction, seed)
+    elif split == "blocks":
+        index = split_blocks_of_tiles(index, shapes, size, val_fraction, seed, block_size)
+    elif split == "tiles":
+        index = split_tiles(index, val_fraction, seed)
+    else:
+        raise ValueError(f"unknown experiment.split {split!r}")
+    return index[["row", "col", "split", "tile"]]

@@ -121,24 +121,53 @@ def demo_scene(image_path, label_path, size: int, seed: int) -> None:
     log.info("demo scene %d px (seed %d) written in %.1f s", size, seed, time.perf_counter() - start)
 
 
-def check_inputs(config: dict, producible: Sequence[str] = ()) -> None:
+def check_inputs(config: dict, producible: Sequence[str] = ()) -> list[str]:
     """Check what can be checked before any job runs, from file headers only: the label
-    palette, image and label sizes, the bands asked for, that every patch size fits and that
-    the validation split leaves patches on both sides. Files in ``producible`` (the demo
-    scene) have the header the demo_scene rule will write."""
+    palette, image and label sizes, the bands asked for, that every patch size fits, that the
+    validation split leaves patches on both sides, and that the images to map have the
+    training images' bands. Files in ``producible`` (the demo scene) have the header the
+    demo_scene rule will write. Returns warnings: images to map whose CRS or pixel size differ
+    from the training tiles'."""
     spec = images.DataSpec.from_config(config)
     images.lookup_table(spec, source="config")
     largest = max(config["experiment"]["patch_sizes"])
     headers = {}
     for image in cfg.IMAGES:
-        paths = config["data"][image]
-        height, width, bands = headers[image] = _header(paths["image"], config, producible)
-        label_shape = _header(paths["label"], config, producible)[:2]
-        if (height, width) != label_shape:
-            raise InputError(images.size_mismatch(paths["image"], (height, width), paths["label"], label_shape))
-        _check_patch_fits(paths["image"], (height, width), largest)
-        images.check_bands(paths["image"], spec.bands, bands)
-    _check_split(config, *headers["train"][:2])
+        for tile in cfg.tiles(config, image):
+            height, width, bands = headers[tile.image] = _header(tile.image, config, producible)
+            label_shape = _header(tile.label, config, producible)[:2]
+            if (height, width) != label_shape:
+                raise InputError(images.size_mismatch(tile.image, (height, width), tile.label, label_shape))
+            _check_patch_fits(tile.image, (height, width), largest)
+            images.check_bands(tile.image, spec.bands, bands)
+    _check_split(config, [headers[tile.image][:2] for tile in cfg.tiles(config, "train")])
+    return _check_maps(config, headers, producible)
+
+
+def _check_maps(config: dict, headers: dict, producible: Sequence[str]) -> list[str]:
+    """The images to map must have the training images' band count; a CRS or pixel size that
+    differs from the first training tile's is worth a warning."""
+    first = cfg.tiles(config, "train")[0]
+    bands = headers[first.image][2]
+    where = images.georeference(first.image) if first.image not in producible else None
+    warnings = []
+    for tile in cfg.maps(config):
+        height, width, count = images.image_header(tile.image)
+        if count != bands:
+            raise InputError(f"{tile.image}: the image to map has {count} band(s), the training images {bands} "
+                             f"({first.image}): the model cannot read it (data.predict)")
+        _check_patch_fits(tile.image, (height, width), max(config["experiment"]["patch_sizes"]))
+        other = images.georeference(tile.image)
+        if where is not None and other is not None:
+            for what, theirs, ours in (("CRS", other.crs, where.crs), ("pixel size", _pixel_size(other), _pixel_size(where))):
+                if theirs != ours:
+                    warnings.append(f"{tile.image}: its {what} is {theirs}, the training tiles' {ours} ({first.image}); "
+                                    "the map is made anyway, but a model sees pixels, not metres")
+    return warnings
+
+
+def _pixel_size(where) -> tuple[float, float]:
+    return round(abs(where.transform.a), 9), round(abs(where.transform.e), 9)
 
 
 def _header(path, config: dict, producible: Sequence[str]) -> tuple[int, int, int]:
@@ -149,22 +178,24 @@ def _header(path, config: dict, producible: Sequence[str]) -> tuple[int, int, in
     return images.image_header(path)
 
 
-def _check_split(config: dict, height: int, width: int) -> None:
+def _check_split(config: dict, shapes: Sequence[tuple[int, int]]) -> None:
     """The random split of every patch size leaves at least one validation patch and two
-    training patches (BatchNorm needs a batch of two). The blocks split is checked by the
-    patches job, which draws its blocks."""
+    training patches (BatchNorm needs a batch of two). The blocks and tiles splits are checked
+    by the patches job, which draws them."""
     experiment = config["experiment"]
     if experiment["split"] != "random":
         return
     fraction = experiment["val_fraction"]
     for size in experiment["patch_sizes"]:
         stride = cfg.training_stride(config, size)
-        n = len(patches.window_starts(height, size, stride)) * len(patches.window_starts(width, size, stride))
+        n = sum(len(patches.window_starts(h, size, stride)) * len(patches.window_starts(w, size, stride)) for h, w in shapes)
         n_val = int(round(n * fraction))
         if n_val < 1 or n - n_val < MIN_TRAIN_PATCHES:
+            where = (f"{shapes[0][1]} x {shapes[0][0]} px training image" if len(shapes) == 1
+                     else f"{len(shapes)} training tiles")
             raise ConfigError(
                 f"experiment.val_fraction: {fraction} splits the {n} patches of {size} px (stride {stride}) of the "
-                f"{width} x {height} px training image into {n - n_val} for training and {n_val} for validation; "
+                f"{where} into {n - n_val} for training and {n_val} for validation; "
                 f"training needs at least {MIN_TRAIN_PATCHES} and validation at least 1: choose a fraction nearer "
                 "0.2, or a smaller stride or patch size"
             )
@@ -188,19 +219,25 @@ def read_pair(settings: dict, image_path, label_path) -> tuple[np.ndarray, np.nd
     return images.load_pair(image_path, label_path, images.DataSpec.from_config(settings))
 
 
-def class_stats(settings: dict, label_paths: Mapping[str, str | Path], stats_csv, weights_json) -> None:
-    """Class pixel counts and shares of each image's label (``label_paths``: image -> label
-    file); class weights of the training image's. Only the labels are read."""
+def class_stats(settings: dict, labels: Mapping[str, Mapping[str, str | Path]], stats_csv, weights_json,
+                tiles_csv=None) -> None:
+    """Class pixel counts and shares of each split's labels (``labels``: split -> tile ->
+    label file), over all its tiles; class weights over all training tiles; with ``tiles_csv``
+    the counts of every tile too. Only the labels are read."""
     names = cfg.class_names(settings)
     spec = images.DataSpec.from_config(settings)
-    counts = {}
-    for image, path in label_paths.items():
-        ids = images.read_label(path, spec)
-        counts[image] = stats.class_counts(ids, len(names))
-        log.info("%s: %d labelled pixels, %d ignored", image, counts[image].sum(), ids.size - counts[image].sum())
+    counts, per_tile = {}, {}
+    for image, tiles in labels.items():
+        for tile, path in tiles.items():
+            ids = images.read_label(path, spec)
+            per_tile[(image, tile)] = stats.class_counts(ids, len(names))
+            log.info("%s %s: %d labelled pixels, %d ignored", image, tile, per_tile[(image, tile)].sum(),
+                     ids.size - per_tile[(image, tile)].sum())
+        counts[image] = sum(per_tile[(image, tile)] for tile in tiles)
     unweighted = settings["train"]["weighting"] == "none"
+    source = ", ".join(map(str, labels["train"].values()))
     try:
-        weights = stats.class_weights(counts["train"], names, source=label_paths["train"], allow_missing=unweighted)
+        weights = stats.class_weights(counts["train"], names, source=source, allow_missing=unweighted)
     except ValueError as error:  # a class without pixels: an input problem, reported without traceback
         raise InputError(str(error)) from None
     for name in (n for n, w in weights.items() if w is None):
@@ -208,25 +245,28 @@ def class_stats(settings: dict, label_paths: Mapping[str, str | Path], stats_csv
                     "is undefined (null in %s; train.weighting is none, so the loss does not use it)", name, weights_json)
     write_csv(stats.class_table(counts, names), stats_csv)
     write_json(weights, weights_json)
+    if tiles_csv:
+        write_csv(stats.tile_table(per_tile, names), tiles_csv)
     log.info("class weights: %s", weights)
 
 
-def patch_index(settings: dict, size: int, image_path, out_csv) -> None:
-    """The patch grid of the training image for one patch size, split into train and val."""
+def patch_index(settings: dict, size: int, images_of: Mapping[str, str | Path], out_csv, tiled: bool = False) -> None:
+    """The patch grid of the training tiles (``images_of``: tile -> image file) for one patch
+    size, split into train and val; ``tiled`` adds the tile of each patch (a tile column)."""
     experiment = settings["experiment"]
-    height, width = images.image_size(image_path)
+    shapes = {tile: images.image_size(path) for tile, path in images_of.items()}
     try:
-        index = patches.patch_index(
-            height, width, size, cfg.training_stride(settings, size), experiment["val_fraction"], experiment["seed"],
+        index = patches.patch_index_of_tiles(
+            shapes, size, cfg.training_stride(settings, size), experiment["val_fraction"], experiment["seed"],
             split=experiment["split"], block_size=experiment["block_size"],
         )
-    except ValueError as error:  # a split that the image cannot give: the message names the keys
+    except ValueError as error:  # a split that the tiles cannot give: the message names the keys
         raise ConfigError(f"experiment.split {experiment['split']!r}, {size} px patches: {error}") from None
     if (index.split == "train").sum() < MIN_TRAIN_PATCHES:
         raise ConfigError(
             f"experiment.split {experiment['split']!r}: only {(index.split == 'train').sum()} training patch(es) of "
             f"{size} px are left; training needs at least {MIN_TRAIN_PATCHES} (use smaller blocks or a smaller stride)")
-    write_csv(index, out_csv)
+    write_csv(index if tiled else index.drop(columns="tile"), out_csv)
     log.info("p%d: %d patches (%d train, %d val)", size, len(index), (index.split == "train").sum(), (index.split == "val").sum())
 
 
@@ -235,12 +275,12 @@ def patch_index(settings: dict, size: int, image_path, out_csv) -> None:
 
 @dataclass(frozen=True)
 class TrainFiles:
-    """A training job's files: the training image and label, the patch index and the class
-    weights it reads; the checkpoints, history and settings record it writes; where it keeps
-    its resume state (outside the outputs, which Snakemake deletes when a job fails)."""
+    """A training job's files: the training tiles (`config.Tile`: image and label), the patch
+    index and the class weights it reads; the checkpoints, history and settings record it
+    writes; where it keeps its resume state (outside the outputs, which Snakemake deletes when
+    a job fails)."""
 
-    image: str | Path
-    label: str | Path
+    tiles: Sequence[cfg.Tile]
     patches: str | Path
     weights: str | Path
     model: str | Path
@@ -251,8 +291,8 @@ class TrainFiles:
 
 
 def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) -> None:
-    """Train one run (a case, with its repeat's seed); write its best checkpoint, its last one,
-    the per-epoch history and the settings that made them (`files`).
+    """Train one run (a case, with its repeat's seed) on all training tiles; write its best
+    checkpoint, its last one, the per-epoch history and the settings that made them (`files`).
 
     With ``files.resume`` the training state is kept there, so a killed job continues where
     it stopped when run again; it is removed once the outputs exist. A run that diverges stops
@@ -264,26 +304,58 @@ def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) ->
 
     seed = cfg.repeat_seed(settings, run.repeat)
     log.info("case %s, repeat %d (seed %d), on %s (%d CPU threads)", run.case.name, run.repeat, seed, device, threads)
-    image, ids = read_pair(settings, files.image, files.label)
-    _check_patch_fits(files.image, ids.shape, run.case.size)
-    names = cfg.class_names(settings)
-    weights = stats.loss_weights(json.loads(Path(files.weights).read_text()), names, settings["train"]["weighting"])
-    index = pd.read_csv(files.patches)
+    data = _training_data(settings, files, run.case.size)
     clock.mark("data")
     train.seed_everything(seed)
-    spec = _model_spec(settings, run.case.init, len(names), image.shape[2])
+    spec = _model_spec(settings, run.case.init, len(cfg.class_names(settings)), data.image.shape[2])
     net = models.build(spec, settings["model"]["weights"])
     clock.mark("model")
     clock.report("the first epoch")
     record = _settings_record(settings, run, seed, files)
     try:
-        history, best_state, best_epoch = train.fit(
-            net, spec, train.TrainingData(image, ids, index, run.case.size, weights), _train_settings(settings, seed),
-            device, resume_path=files.resume, fingerprint=record["fingerprint"],
-        )
+        history, best_state, best_epoch = train.fit(net, spec, data, _train_settings(settings, seed), device,
+                                                    resume_path=files.resume, fingerprint=record["fingerprint"])
     except DivergenceError as error:
         raise DivergenceError(f"case {run.label}: {error}") from None
     _write_training(net, spec, history, best_state, best_epoch, settings, record, files)
+
+
+def _training_data(settings: dict, files: TrainFiles, size: int):
+    """The training tiles side by side on one canvas (one tile: the tile itself), the patch
+    index in canvas coordinates, and the loss's class weights."""
+    from .train import TrainingData
+
+    image, ids, offsets = read_tiles(settings, files.tiles)
+    for tile in files.tiles:
+        _check_patch_fits(tile.image, images.image_size(tile.image), size)
+    index = pd.read_csv(files.patches)
+    if "tile" in index:  # tiles: a patch's column on the canvas is its column in its tile plus the tile's offset
+        index = index.assign(col=index.col + index.tile.astype(str).map(offsets))
+    names = cfg.class_names(settings)
+    weights = stats.loss_weights(json.loads(Path(files.weights).read_text()), names, settings["train"]["weighting"])
+    return TrainingData(image, ids, index, size, weights)
+
+
+def read_tiles(settings: dict, tiles: Sequence[cfg.Tile]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """All ``tiles`` (image and label) side by side on one canvas, as tall as the tallest, the
+    rest filled with zeros and ignored labels: (image (H, W, C) uint8, class ids (H, W), the
+    column where each tile starts). One tile is returned as it is read. The canvas needs
+    (bands + 1) bytes per pixel of all tiles together, and each tile is copied in as it is read."""
+    if len(tiles) == 1:
+        image, ids = read_pair(settings, tiles[0].image, tiles[0].label)
+        return image, ids, {tiles[0].name: 0}
+    shapes = [images.image_size(tile.image) for tile in tiles]
+    height, width = max(h for h, _ in shapes), sum(w for _, w in shapes)
+    bands = len(settings["data"]["bands"])
+    canvas, canvas_ids = np.zeros((height, width, bands), np.uint8), np.full((height, width), cfg.IGNORE_INDEX, np.uint8)
+    offsets, col = {}, 0
+    for tile, (h, w) in zip(tiles, shapes):
+        image, ids = read_pair(settings, tile.image, tile.label)
+        canvas[:h, col : col + w], canvas_ids[:h, col : col + w] = image, ids
+        offsets[tile.name], col = col, col + w
+    log.info("%d training tiles on a %d x %d px canvas (%.0f MB)", len(tiles), width, height,
+             canvas.nbytes / 1e6 + canvas_ids.nbytes / 1e6)
+    return canvas, canvas_ids, offsets
 
 
 def _train_settings(settings: dict, seed: int):
@@ -301,8 +373,8 @@ def _settings_record(settings: dict, run: Run, seed: int, files: TrainFiles) -> 
     fingerprint of those and of its input files (what a saved training state must match to be
     resumed). How the job runs (device, threads) is left out: it does not define the result."""
     shaping = cfg.without_run_options(settings, "train")
-    inputs = [_file_id(files.patches, content=True), _file_id(files.weights, content=True),
-              _file_id(files.image), _file_id(files.label)]
+    inputs = [_file_id(files.patches, content=True), _file_id(files.weights, content=True)]
+    inputs += [_file_id(path) for tile in files.tiles for path in (tile.image, tile.label)]
     return {
         "case": run.case.name, "repeat": run.repeat, "seed": seed,
         "fingerprint": cfg.fingerprint({"settings": shaping, "case": run.case.name, "seed": seed, "inputs": inputs}),
@@ -325,7 +397,9 @@ def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epo
                     record: dict, files: TrainFiles) -> None:
     from . import model as models
 
-    extra = dict(case=record["case"], classes=cfg.class_names(settings), colors=[list(c) for c in cfg.class_colors(settings)])
+    data = {key: settings["data"][key] for key in cfg.LABEL_KEYS + cfg.IMAGE_KEYS}
+    data["image_bands"] = images.image_header(files.tiles[0].image)[2]
+    extra = dict(case=record["case"], patch_size=Case.parse(record["case"]).size, data=data)
     if files.last:
         models.save_checkpoint(files.last, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
     net.load_state_dict(best_state)
@@ -356,45 +430,22 @@ def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: 
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
     one job predicts them all, so the model and the device are set up once. A georeferenced
     image also gets ``prediction.tif`` beside its ``prediction.png`` (see `geotiff_path`).
-    The window size is the case's patch size; the rest comes from ``predict.*``
-    (`mosaic.MosaicOptions`)."""
-    from . import mosaic
-
-    device_name, configured_threads = mosaic.job_resources(settings)
-    threads = threads or configured_threads
-    clock, device = _start_model_job(device_name, threads)
-    from . import device as devices
-    from . import model as models
-
-    net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    log.info("case %s: predicting %d image(s) on %s (%d CPU threads)", checkpoint["case"], len(image_paths), device, threads)
-    net = devices.channels_last(net)
-    prepare = models.input_transform(spec, device)
-    options = mosaic.MosaicOptions.from_settings(settings, Case.parse(checkpoint["case"]).size)
-    clock.mark("model")
-    clock.report("the first window")
-
-    def predictor(batch):
-        with devices.autocast(device):
-            return net(prepare(batch))
-
-    data = images.DataSpec.from_config(settings)
+    What the model reads (bands, value range, classes, patch size) comes from the checkpoint;
+    how to predict from ``predict.*`` (`mosaic.MosaicOptions`)."""
+    model = _load_model_job(settings, model_path, threads, len(image_paths))
     for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
-        image = images.read_image(image_path, data)
-        start = time.perf_counter()
-        ids = options.predict_ids(predictor, image, spec.n_classes, device, progress=True)
-        log.info("%s: predicted%s in %.1f s", image_path, " with flip TTA" if options.tta else "", time.perf_counter() - start)
-        _write_prediction(settings, ids, image_path, ids_out, color_out)
+        ids = model.predict(image_path)
+        _write_prediction(model.checkpoint, ids, image_path, ids_out, color_out)
 
 
-def _write_prediction(settings: dict, ids: np.ndarray, image_path, ids_out, color_out) -> None:
+def _write_prediction(checkpoint: dict, ids: np.ndarray, image_path, ids_out, color_out) -> None:
     """The class ids as PNG, in colour, and as a GeoTIFF where the image is georeferenced."""
-    colors = cfg.class_colors(settings)
+    colors, names = _classes(checkpoint)
     images.write_png(ids_out, ids)
     images.write_png(color_out, images.colorize(ids, colors))
     where = images.georeference(image_path)
     if where is not None:
-        images.write_geotiff(geotiff_path(ids_out), ids, where, colors, cfg.class_names(settings))
+        images.write_geotiff(geotiff_path(ids_out), ids, where, colors, names)
         log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
     elif Path(image_path).suffix.lower() in images.TIFF_SUFFIXES:
         log.info("%s: a TIFF without a CRS or geotransform; the prediction is written as PNG only", image_path)
@@ -405,26 +456,151 @@ def geotiff_path(ids_png) -> Path:
     return Path(ids_png).with_suffix(".tif")
 
 
+def _classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
+    classes = checkpoint["data"]["classes"]
+    return [tuple(c["color"]) for c in classes], [c["name"] for c in classes]
+
+
+@dataclass
+class _LoadedModel:
+    """A prediction job's model on its device, with the checkpoint that describes it."""
+
+    checkpoint: dict
+    options: object  # mosaic.MosaicOptions
+    predictor: object
+    n_classes: int
+    device: object
+
+    def predict(self, image_path) -> np.ndarray:
+        data = images.DataSpec.from_config({"data": self.checkpoint["data"]})
+        image = images.read_image(image_path, data)
+        start = time.perf_counter()
+        ids = self.options.predict_ids(self.predictor, image, self.n_classes, self.device, progress=True)
+        log.info("%s: predicted%s in %.1f s", image_path, " with flip TTA" if self.options.tta else "",
+                 time.perf_counter() - start)
+        return ids
+
+
+def _load_model_job(settings: dict, model_path, threads: int | None, n_images: int) -> _LoadedModel:
+    """The prologue of a prediction job: the device, the model from its checkpoint, the
+    mosaic's options (the window is the case's patch size)."""
+    from . import mosaic
+
+    device_name, configured_threads = mosaic.job_resources(settings)
+    threads = threads or configured_threads
+    clock, device = _start_model_job(device_name, threads)
+    from . import device as devices
+    from . import model as models
+
+    net, spec, checkpoint = models.load_checkpoint(model_path, device)
+    log.info("case %s: predicting %d image(s) on %s (%d CPU threads)", checkpoint["case"], n_images, device, threads)
+    net = devices.channels_last(net)
+    prepare = models.input_transform(spec, device)
+    clock.mark("model")
+    clock.report("the first window")
+
+    def predictor(batch):
+        with devices.autocast(device):
+            return net(prepare(batch))
+
+    options = mosaic.MosaicOptions.from_settings(settings, checkpoint["patch_size"])
+    return _LoadedModel(checkpoint, options, predictor, spec.n_classes, device)
+
+
+# --- maps of unlabelled images ------------------------------------------------------------
+
+
+def map_files(image_path, out_dir) -> tuple[Path, Path]:
+    """Where the map of an image goes in ``out_dir``: ``{name}.tif`` (a GeoTIFF in the image's
+    CRS and transform) for a georeferenced image, else ``{name}.png`` (class ids); and its
+    coloured preview ``{name}_preview.png``. ``name`` is the image file's stem."""
+    name = Path(image_path).stem
+    suffix = ".tif" if images.georeference(image_path) is not None else ".png"
+    return Path(out_dir) / f"{name}{suffix}", Path(out_dir) / f"{name}_preview.png"
+
+
+PREVIEW_PX = 2048
+"""The longest side of a map's preview (larger maps are shown at a stride)."""
+
+
+def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequence, preview_outs: Sequence,
+               threads: int | None = None) -> None:
+    """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
+    it) and a coloured preview. The model's checkpoint says what it reads; the images must
+    have the band count of its training images."""
+    model = _load_model_job(settings, model_path, threads, len(image_paths))
+    for image_path, map_out, preview_out in zip(image_paths, map_outs, preview_outs, strict=True):
+        _check_map_input(model.checkpoint, image_path, model_path)
+        ids = model.predict(image_path)
+        colors, names = _classes(model.checkpoint)
+        where = images.georeference(image_path)
+        if Path(map_out).suffix == ".tif":
+            if where is None:
+                raise InputError(f"{image_path}: not georeferenced, so its map is a PNG, not {map_out}")
+            images.write_geotiff(map_out, ids, where, colors, names)
+        else:
+            images.write_png(map_out, ids)
+        stride = max(1, -(-max(ids.shape) // PREVIEW_PX))
+        images.write_png(preview_out, images.colorize(ids[::stride, ::stride], colors))
+        log.info("%s: mapped to %s (%s), preview %s", image_path, map_out, where.crs if where else "no georeference",
+                 preview_out)
+
+
+def best_case(training_csv, out_yaml) -> None:
+    """The case with the best validation mIoU in the training table (the mean over repeats;
+    ties go to the first, `metrics.best_index`): the one that maps new imagery by default."""
+    from .metrics import best_index
+
+    training = pd.read_csv(training_csv)
+    row = training.iloc[best_index(training["val_miou"].to_numpy())]
+    write_yaml({"case": str(row["case"]), "val_miou": float(row["val_miou"])}, out_yaml,
+               "The case with the best validation mIoU (results/summary/training.csv): it maps data.predict.")
+    log.info("best case by validation mIoU: %s (%.4f)", row["case"], row["val_miou"])
+
+
+def _check_map_input(checkpoint: dict, image_path, model_path) -> None:
+    height, width, bands = images.image_header(image_path)
+    trained = checkpoint["data"]["image_bands"]
+    if bands != trained:
+        raise InputError(f"{image_path}: {bands} band(s), but {model_path} was trained on images of {trained}: "
+                         "the model cannot read it")
+    if min(height, width) < checkpoint["patch_size"]:
+        raise InputError(f"{image_path}: {width} x {height} px, smaller than the model's {checkpoint['patch_size']} px windows")
+
+
 # --- evaluation and summaries -------------------------------------------------------------
 
 
 def evaluate(settings: dict, run: Run, image: str, image_path, label_path, prediction_path, metrics_out,
-             confusion_out, mosaic_out=None) -> None:
+             confusion_out, mosaic_out=None, tile: str = "") -> None:
     """Per-class scores and the confusion matrix of one prediction against its label, and
-    the mosaic figure (image | ground truth | prediction | errors) with the mIoU."""
+    the mosaic figure (image | ground truth | prediction | errors) with the mIoU; ``tile``
+    names the tile in the figure's title when the split has several."""
     names = cfg.class_names(settings)
     image_arr, truth = read_pair(settings, image_path, label_path)
     prediction = images.read_image(prediction_path)[:, :, 0]
     cm = confusion_matrix(truth, prediction, len(names))
-    write_csv(per_class(cm, names), metrics_out)
-    write_csv(pd.DataFrame(cm, index=names, columns=names).rename_axis("truth").reset_index(), confusion_out)
+    _write_scores(cm, names, metrics_out, confusion_out)
     if mosaic_out:
         from . import figures
 
         classes = list(zip(names, cfg.class_colors(settings)))
-        title = f"{run.label}, {image} image: mIoU {mean_iou(cm):.3f}"
+        title = f"{run.label}, {image} {f'tile {tile}' if tile else 'image'}: mIoU {mean_iou(cm):.3f}"
         shown = image_arr[:, :, :3] if image_arr.shape[2] >= 3 else np.repeat(image_arr[:, :, :1], 3, axis=2)
         figures.save(figures.mosaic_panel(shown, truth, prediction, classes, title), mosaic_out)
+
+
+def _write_scores(cm: np.ndarray, names: Sequence[str], metrics_out, confusion_out) -> None:
+    write_csv(per_class(cm, names), metrics_out)
+    write_csv(pd.DataFrame(cm, index=names, columns=names).rename_axis("truth").reset_index(), confusion_out)
+
+
+def pool(settings: dict, confusion_paths: Sequence, metrics_out, confusion_out) -> None:
+    """The scores of a split's tiles pooled: one confusion matrix, the sum of theirs, and its
+    per-class scores (what `evaluate` writes for a split of one image)."""
+    cm = sum(read_confusion(path) for path in confusion_paths)
+    _write_scores(cm, cfg.class_names(settings), metrics_out, confusion_out)
+    log.info("%d tiles pooled: %d pixels counted, mIoU %.4f", len(confusion_paths), cm.sum(), mean_iou(cm))
 
 
 def read_confusion(path) -> np.ndarray:
@@ -432,16 +608,22 @@ def read_confusion(path) -> np.ndarray:
 
 
 def summarize(settings: dict, histories: Mapping[Run, str | Path], confusions: Mapping[tuple[Run, str], str | Path],
-              class_stats_csv, out: Mapping[str, str | Path]) -> None:
+              class_stats_csv, out: Mapping[str, str | Path],
+              tile_confusions: Mapping[tuple[Run, str, str], str | Path] | None = None) -> None:
     """Write the comparison tables (CSV and Markdown), every single run, the study's Tables
-    1-3 in its own layout, and the settings that shaped them.
+    1-3 in its own layout, the scores of every tile, and the settings that shaped them.
 
     ``histories`` maps each run to its ``history.csv``, ``confusions`` each (run, image) to its
-    ``confusion.csv``. ``out`` maps training, training_md, evaluation, evaluation_md,
-    per_class, runs, study_tables and settings to paths. ``settings`` holds every setting that
-    shapes a result (`config.result_settings`): its fingerprint ends each Markdown table."""
+    (pooled) ``confusion.csv``, ``tile_confusions`` each (run, image, tile) to the tile's.
+    ``out`` maps training, training_md, evaluation, evaluation_md, per_class, runs,
+    study_tables, settings and tiles to paths. ``settings`` holds every setting that shapes a
+    result (`config.result_settings`): its fingerprint ends each Markdown table."""
     history = {run: pd.read_csv(path) for run, path in histories.items()}
     confusion = {key: read_confusion(path) for key, path in confusions.items()}
+    if tile_confusions is not None and out.get("tiles"):
+        tiles = {key: read_confusion(path) for key, path in tile_confusions.items()}
+        write_csv(tables.tiles_table(tiles, {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}),
+                  out["tiles"])
     training = tables.training_table(history)
     evaluation = tables.evaluation_table(confusion)
     name = cfg.fingerprint(settings)

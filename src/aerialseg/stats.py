@@ -28,6 +28,13 @@ def class_table(counts_per_image: dict[str, np.ndarray], class_names: Sequence[s
     return pd.DataFrame(rows, columns=["image", "class", "pixels", "share"])
 
 
+def tile_table(counts_per_tile: dict[tuple[str, str], np.ndarray], class_names: Sequence[str]) -> pd.DataFrame:
+    """Long table per tile: image, tile, class, pixels, share (percent of the tile's labelled pixels)."""
+    table = class_table({key: counts for key, counts in counts_per_tile.items()}, class_names)
+    keys = pd.DataFrame(table.pop("image").tolist(), columns=["image", "tile"])
+    return pd.concat([keys, table], axis=1)
+
+
 def class_weights(counts: np.ndarray, class_names: Sequence[str], *, source: str = "training image",
                   allow_missing: bool = False) -> dict[str, float | None]:
     """w_i = sum(n) / n_i. A class without pixels would get an infinite weight: it is refused,

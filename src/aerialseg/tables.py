@@ -103,6 +103,17 @@ def runs_table(histories: Mapping[Run, pd.DataFrame], confusions: Mapping[tuple[
     return runs[RUN_COLUMNS].sort_values(["repeat"], kind="stable").reset_index(drop=True)
 
 
+TILE_COLUMNS = ["case", "init", "patch_size", "repeat", "seed", "image", "tile", *EVALUATION_SCORES]
+
+
+def tiles_table(confusions: Mapping[tuple[Run, str, str], np.ndarray], seeds: Mapping[int, int]) -> pd.DataFrame:
+    """The scores of every tile of every run: one row per case, repeat, image and tile."""
+    rows = [{"case": run.case.name, "init": run.case.init, "patch_size": run.case.size, "repeat": run.repeat,
+             "seed": seeds[run.repeat], "image": image, "tile": tile, **summary(cm)}
+            for (run, image, tile), cm in confusions.items()]
+    return pd.DataFrame(rows, columns=TILE_COLUMNS)
+
+
 # --- the study's tables, as published ----------------------------------------------------
 
 

@@ -1,0 +1,91 @@
+"""Many tiles in, any image out: a tiny study on two training tiles and two test tiles, with an
+unlabelled GeoTIFF to map, through Snakemake; then the console command on the same image."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from aerialseg import demo
+from aerialseg.images import write_png
+from tests.workflow.test_workflow import snakemake
+
+pytestmark = pytest.mark.workflow
+
+TRAIN, TEST = ("north", "south"), ("east", "west")
+
+
+@pytest.fixture(scope="module")
+def tiled_run(tmp_path_factory) -> Path:
+    import rasterio
+    from rasterio.transform import Affine
+
+    work = tmp_path_factory.mktemp("tiles")
+    for i, name in enumerate(TRAIN + TEST):
+        pixels, label = demo.render_scene(128 + 16 * i, seed=i)
+        write_png(work / f"{name}.png", pixels)
+        write_png(work / f"{name}_label.png", label)
+    pixels, _ = demo.render_scene(160, seed=9)
+    with rasterio.open(work / "new_area.tif", "w", driver="GTiff", height=160, width=160, count=3, dtype="uint8",
+                       crs="EPSG:32640", transform=Affine(0.5, 0, 305000, 0, -0.5, 2790000)) as dataset:
+        dataset.write(np.moveaxis(pixels, -1, 0))
+    pairs = {split: [{"image": f"{n}.png", "label": f"{n}_label.png"} for n in names] for split, names in
+             (("train", TRAIN), ("test", TEST))}
+    (work / "tiles.yaml").write_text(yaml.safe_dump({
+        "data": {**pairs, "predict": ["new_*.tif"]},
+        "experiment": {"patch_sizes": [32], "inits": ["scratch"], "stride": 32},
+        "train": {"epochs": 1, "batch_size": 8, "threads": 2}, "predict": {"stride": 16},
+    }))
+    snakemake("--configfile", work / "tiles.yaml", "--cores", "2", workdir=work)
+    return work
+
+
+def test_every_tile_has_its_folder_and_the_split_its_pooled_scores(tiled_run):
+    case = tiled_run / "results/cases/scratch_p32"
+    for split, names in (("train", TRAIN), ("test", TEST)):
+        matrices = []
+        for name in names:
+            folder = case / split / name
+            for output in ("prediction.png", "prediction_color.png", "metrics.csv", "confusion.csv", "mosaic.png"):
+                assert (folder / output).is_file(), folder / output
+            matrices.append(pd.read_csv(folder / "confusion.csv", index_col=0))
+        pooled = pd.read_csv(case / split / "confusion.csv", index_col=0)
+        pd.testing.assert_frame_equal(pooled, matrices[0] + matrices[1])  # one summed confusion matrix
+        assert not (case / split / "prediction.png").exists()
+    tiles = pd.read_csv(tiled_run / "results/summary/tiles.csv")
+    assert sorted(tiles.tile) == sorted(TRAIN + TEST) and set(tiles.image) == {"train", "test"}
+    evaluation = pd.read_csv(tiled_run / "results/summary/evaluation.csv")
+    assert len(evaluation) == 2  # one case, two splits: the tables stay those of the study
+
+    index = pd.read_csv(tiled_run / "results/patches/p32.csv")
+    assert list(index.columns) == ["row", "col", "split", "tile"] and set(index.tile) == set(TRAIN)
+    stats = pd.read_csv(tiled_run / "results/data/class_stats.csv").set_index(["image", "class"]).pixels
+    per_tile = pd.read_csv(tiled_run / "results/data/class_stats_tiles.csv")
+    summed = per_tile[per_tile.image == "train"].groupby("class", sort=False).pixels.sum()
+    assert summed.to_dict() == stats["train"].to_dict()
+
+
+def test_the_best_case_maps_the_unlabelled_image_in_its_crs(tiled_run):
+    import rasterio
+
+    assert yaml.safe_load((tiled_run / "results/maps/best_case.yaml").read_text())["case"] == "scratch_p32"
+    with rasterio.open(tiled_run / "new_area.tif") as image, \
+            rasterio.open(tiled_run / "results/maps/scratch_p32/new_area.tif") as mapped:
+        assert (mapped.crs, mapped.transform, mapped.shape) == (image.crs, image.transform, image.shape)
+        assert mapped.count == 1 and mapped.read(1).max() < 5 and mapped.colormap(1)[0][:3] == (0, 0, 255)
+    assert (tiled_run / "results/maps/scratch_p32/new_area_preview.png").is_file()
+
+
+def test_the_console_command_writes_what_the_rule_wrote_byte_for_byte(tiled_run):
+    out = tiled_run / "by_hand"
+    command = [str(Path(sys.executable).parent / "aerialseg"), "predict", "results/cases/scratch_p32/model.pt",
+               "new_area.tif", "-o", str(out), "--stride", "16", "--threads", "2"]
+    result = subprocess.run(command, cwd=tiled_run, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "mosaic" in result.stderr  # the progress bar
+    for name in ("new_area.tif", "new_area_preview.png"):
+        assert (out / name).read_bytes() == (tiled_run / "results/maps/scratch_p32" / name).read_bytes(), name
