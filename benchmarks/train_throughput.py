@@ -48,17 +48,20 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def fresh_model(device):
+def fresh_model(device, how=None):
     torch.manual_seed(0)
     spec = ModelSpec(5, "scratch")
-    model = devices.channels_last(build(spec).to(device))
+    how = how or devices.compute(device, training=True)
+    model = how.format(build(spec).to(device))
     model.train()
     return spec, model
 
 
-def run_aerialseg(image, ids, corners, size, batch, steps, device, capture, fused=False) -> float:
+def run_aerialseg(image, ids, corners, size, batch, steps, device, capture, fused=False, precision="auto",
+                  memory_format="auto") -> float:
     """Seconds per step of `train._train_step`, as `train.fit` runs it."""
-    spec, model = fresh_model(device)
+    how = devices.compute(device, precision, memory_format, training=True)
+    spec, model = fresh_model(device, how)
     settings = train.TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0, capture=capture)
     optimizer = train.make_optimizer(model, settings, device, fused=fused)
     image_t, labels_t = train.to_tensors(image, ids, device)
@@ -66,8 +69,8 @@ def run_aerialseg(image, ids, corners, size, batch, steps, device, capture, fuse
     batches = train._Batches(WARMUP + steps, batch, spec.n_classes, device, loss_terms=1)
     picks = torch.randint(len(corners), (WARMUP + steps, batch), generator=generator)
     batches.start(torch.tensor(corners)[picks].to(device))
-    inputs = train.StepInputs(model, input_transform(spec, device), image_t, labels_t, size,
-                              torch.ones(spec.n_classes, device=device))
+    inputs = train.StepInputs(model, input_transform(spec, device, how), image_t, labels_t, size,
+                              torch.ones(spec.n_classes, device=device), how)
     step = devices.GraphedStep(partial(train._train_step, batches, inputs, optimizer, augment_patches=False),
                                device, enabled=capture, name="training step", strict=True)
     for _ in range(WARMUP):
@@ -144,6 +147,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the study's pipeline")
     parser.add_argument("--scene", type=int, default=1024)
+    parser.add_argument("--variants", action="store_true", help="on the CPU: precision x memory format side by side")
     args = parser.parse_args()
     device = devices.resolve(args.device)
     steps = args.steps or (50 if device.type == "cuda" else 5)
@@ -153,6 +157,9 @@ def main() -> None:
     cuda = device.type == "cuda"
     print(f"device: {name}; torch {torch.__version__}; batch {args.batch_size}; {WARMUP} warm-up + {steps} timed steps; "
           f"study's DataLoader workers: {args.workers}")
+    if args.variants:
+        variants(image, ids, args, steps, device)
+        return
     print("| patch | study's pipeline (ms/step) | eager step (ms/step) | captured step (ms/step) "
           "| captured, fused Adam (ms/step) | captured (patches/s) | speed-up: captured over eager "
           "| captured over study | eager over study |")
@@ -170,6 +177,23 @@ def main() -> None:
         else:
             cells += ["(CUDA only)", "(CUDA only)", "", "", "", f"{study / eager:.2f}x"]
         print(f"| {size} | " + " | ".join(cells) + " |", flush=True)
+
+
+VARIANTS = [("float32", "contiguous"), ("float32", "channels_last"), ("bf16", "contiguous"), ("bf16", "channels_last")]
+
+
+def variants(image, ids, args, steps, device) -> None:
+    """The eager step in float32 and bf16 autocast, contiguous and channels-last, against
+    float32 contiguous (the CPU's default, `device.compute`)."""
+    print("| patch | " + " | ".join(f"{p} {m} (ms/step)" for p, m in VARIANTS) + " | best over float32 contiguous |")
+    print("|---:|" + "---:|" * (len(VARIANTS) + 1), flush=True)
+    for size in args.sizes:
+        corners = grid(args.scene, args.scene, size, size // 2)[["row", "col"]].to_numpy()
+        times = [run_aerialseg(image, ids, corners, size, args.batch_size, steps, device, capture=False, precision=p,
+                               memory_format=m) for p, m in VARIANTS]
+        best = min(range(len(times)), key=times.__getitem__)
+        print(f"| {size} | " + " | ".join(f"{1000 * t:.1f}" for t in times)
+              + f" | {times[0] / times[best]:.2f}x ({' '.join(VARIANTS[best])}) |", flush=True)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ def all_outputs():
             for tile in TILES[image]:
                 folder = f"{run.dir}/{image}"
                 outputs += [tile.file(folder, "prediction.tif")] if tile.image in GEOREFERENCED else []
+                outputs += [tile.file(folder, "prediction.gpkg")] if tile.image in GEOREFERENCED and config["predict"]["vectors"] else []
                 outputs += [tile.file(folder, name) for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
     outputs += [f"results/summary/confusion_{image}.png" for image in IMAGES]
     outputs += [
@@ -108,14 +109,17 @@ def all_outputs():
         "results/summary/settings.yaml",
         "results/summary/conclusions.md",
         "results/summary/metrics_vs_patch_size.png",
+        "results/summary/learning_curves.png",
     ]
     return outputs
 
 
 def map_outputs(case):
-    """The maps and previews of every image of data.predict, by one case."""
+    """The maps and previews (and polygons) of every image of data.predict, by one case."""
+    vectors = [f"results/maps/{case}/{name}.gpkg" for name, suffix in MAP_SUFFIX.items()
+               if suffix == ".tif" and config["predict"]["vectors"]]
     return [f"results/maps/{case}/{name}{suffix}" for name, suffix in MAP_SUFFIX.items()] + [
-        f"results/maps/{case}/{name}_preview.png" for name in MAPS]
+        f"results/maps/{case}/{name}_preview.png" for name in MAPS] + vectors
 
 
 def maps_to_make(wildcards):

@@ -14,6 +14,8 @@ rule predict:
         color=tile_files("results/{prefix}cases/{case}", "prediction_color.png"),
         geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
                  for path in [tile.file(f"results/{{prefix}}cases/{{case}}/{image}", "prediction.tif")]],
+        vectors=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED and VECTORS
+                 for path in [tile.file(f"results/{{prefix}}cases/{{case}}/{image}", "prediction.gpkg")]],
     params:
         settings=settings("predict"),
     threads: config["predict"]["threads"] or config["train"]["threads"]
@@ -97,7 +99,9 @@ checkpoint best_case:
         "../scripts/best_case.py"
 
 
-# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files).
+# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files);
+# with predict.vectors a georeferenced map also gets its polygons in a GeoPackage.
+VECTORS = config["predict"]["vectors"]
 GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".tif")
 PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".png")
 
@@ -112,6 +116,7 @@ rule map_geotiff:
     output:
         map=f"results/maps/{{case}}/{{name,{GEO_MAPS}}}.tif",
         preview=f"results/maps/{{case}}/{{name,{GEO_MAPS}}}_preview.png",
+        **({"vectors": f"results/maps/{{case}}/{{name,{GEO_MAPS}}}.gpkg"} if VECTORS else {}),
     params:
         settings=settings("map"),
     threads: config["predict"]["threads"] or config["train"]["threads"]

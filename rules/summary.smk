@@ -142,3 +142,28 @@ rule summary_figure:
         "../envs/segmentation.yaml"
     script:
         "../scripts/summary_figure.py"
+
+
+rule learning_figure:
+    """Validation mIoU of every run against optimiser steps and against training pixels seen."""
+    input:
+        [run_file(run, "history.csv") for run in RUNS],
+    output:
+        report(
+            "results/summary/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="4. Comparison",
+            subcategory="learning curves",
+            labels={"figure": "learning curves"},
+        ),
+    params:
+        settings=settings("learning_figure"),
+        runs=[(run.case.init, run.case.size, run.repeat) for run in RUNS],
+    log:
+        "results/logs/learning_figure.log",
+    benchmark:
+        "results/benchmarks/learning_figure.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/learning_figure.py"

@@ -9,6 +9,8 @@ rule train:
         tiles=[path for tile in TILES["train"] for path in (tile.image, tile.label)],
         patches=lambda wc: f"results/patches/p{run_of(wc).case.size}.csv",
         weights="results/data/class_weights.json",
+        # a step or pixel budget is counted in the epochs of the smallest patch size
+        reference_patches=f"results/patches/p{min(config['experiment']['patch_sizes'])}.csv",
     output:
         model="results/{prefix}cases/{case}/model.pt",
         history="results/{prefix}cases/{case}/history.csv",

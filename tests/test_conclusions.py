@@ -22,8 +22,10 @@ def make_runs(miou, seconds=None, val_gap=0.05):
         for repeat, value in enumerate(values, 1):
             for image in ("train", "test"):
                 row = dict.fromkeys(RUN_COLUMNS, 0.5)
+                steps = {32: 408, 64: 96, 128: 24}[int(size)]  # 8 epochs, non-overlapping, batches of 8
                 row.update(case=case, init=init, patch_size=int(size), repeat=repeat, seed=41 + repeat, image=image,
-                           miou=value, f1=value + 0.1, val_miou=value + val_gap,
+                           miou=value, f1=value + 0.1, val_miou=value + val_gap, steps=steps,
+                           pixels=steps * 8 * int(size) ** 2,
                            train_seconds=(seconds or {}).get(case, [100.0] * len(values))[repeat - 1])
                 rows.append(row)
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -103,9 +105,13 @@ def test_with_one_repeat_differences_are_reported_not_called():
 def test_the_document_states_verdicts_and_the_validation_gap():
     runs = make_runs({f"{i}_p{s}": v for i, base in (("imagenet", 0.6), ("scratch", 0.5))
                       for s, v in steady(base, 0.05).items()}, val_gap=0.2)
-    found, blocks = conclusions.document(runs, split="random", overlapping=True, steps={32: 51, 64: 12, 128: 3})
+    found, blocks = conclusions.document(runs, split="random", overlapping=True, steps={32: 51, 64: 12, 128: 3},
+                                         budget="epochs", epochs=8)
     markdown = conclusions.to_markdown(blocks)
-    assert "optimiser steps per epoch: 32 px 51, 64 px 12, 128 px 3." in markdown
+    budget = ("Training budget: equal epochs (every case trained 8 epochs (optimiser steps per epoch: 32 px 51, "
+              "64 px 12, 128 px 3); 32 px 408 steps and 3 Mpx, 64 px 96 steps and 3 Mpx, 128 px 24 steps and 3 Mpx).")
+    assert markdown.count(budget) == 2  # in the first paragraph and in the patch-size verdict
+    assert "## 1. Bigger patches give better results (at equal epochs)." in markdown
     assert markdown.count("**Verdict: supported.**") == 3
     assert re.search(r"\| imagenet_p32 +\| 1a +\| 0.6000 ± 0.0020 +\|", markdown)
     assert re.search(r"\| scratch_p128 +\| 2c +\|", markdown)
@@ -116,6 +122,12 @@ def test_the_document_states_verdicts_and_the_validation_gap():
     assert "<code>experiment.split: blocks</code>" in html
     _, blocked = conclusions.document(runs, split="blocks", overlapping=True)
     assert "validation shares no pixel with training" in conclusions.to_markdown(blocked)
+    with_steps = runs.assign(steps=runs.patch_size.map({32: 408, 64: 408, 128: 408}),
+                             pixels=runs.patch_size.map({32: 408 * 8 * 32**2, 64: 408 * 8 * 64**2, 128: 408 * 8 * 128**2}))
+    _, budgeted = conclusions.document(with_steps, "random", False, {32: 51, 64: 12, 128: 3}, budget="steps", epochs=8)
+    assert ("Training budget: equal optimiser steps (every case trained as many optimiser steps as the 32 px patches "
+            "take in 8 epochs; 32 px 408 steps and 3 Mpx, 64 px 408 steps and 13 Mpx, 128 px 408 steps and 53 Mpx).") \
+        in conclusions.to_markdown(budgeted)
 
 
 

@@ -99,7 +99,9 @@ def test_each_job_gets_the_settings_that_shape_it_and_nothing_else(default_confi
     assert train["train"]["epochs"] == 20 and "device" not in train["train"] and "predict" not in train
     assert train["experiment"]["stride"] == 16  # the patches it learns from, for the record
     # prediction reads the data settings from the model's checkpoint, which records them
-    assert cfg.job_settings(config, "predict") == {"predict": {"stride": None, "blend": "mean", "tta": False}}
+    assert cfg.job_settings(config, "predict") == {"predict": {
+        "stride": None, "blend": "mean", "tta": False, "vectors": False, "min_area": 0, "precision": "auto",
+        "memory_format": "auto"}}
     assert cfg.job_settings(config, "summary_figure") == {"figures": {"metrics": ["miou", "f1", "overall_accuracy"]}}
     merged = cfg.with_run_options(train, config, "train")
     assert merged["train"]["device"] == "auto" and cfg.without_run_options(merged, "train") == train
@@ -148,7 +150,7 @@ def test_a_split_is_one_pair_or_a_list_of_tiles_named_after_their_files(default_
     assert north.file("results/cases/x/train", "metrics.csv") == "results/cases/x/train/north/metrics.csv"
     (east,) = cfg.tiles(config, "test")
     assert (east.name, east.folder) == ("east", "") and east.file("r/test", "metrics.csv") == "r/test/metrics.csv"
-    assert cfg.label_files(config)["train"] == {"north": north.label, "south": south.label}
+    assert cfg.split_tiles(config) == {"train": [north, south], "test": [east]}
 
 
 def test_two_tiles_with_one_name_and_unknown_map_cases_stop_before_any_job(default_config, tmp_path):

@@ -204,4 +204,17 @@ def test_bf16_autocast_only_where_the_gpu_computes_bf16_natively(monkeypatch):
     for capability, native in (((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
         assert device.native_bf16(cuda) is native
-    assert device.native_bf16(torch.device("cpu")) is False
+        assert device.compute(cuda).bf16 is native  # auto: bf16 where the GPU has it
+    for flags, native in ((True, True), (False, False)):
+        monkeypatch.setattr(device, "cpu_native_bf16", lambda f=flags: f)
+        assert device.native_bf16(torch.device("cpu")) is native
+
+
+def test_the_cpu_keeps_float32_unless_bf16_is_asked_for_and_predicts_in_channels_last(monkeypatch):
+    monkeypatch.setattr(device, "cpu_native_bf16", lambda: True)
+    cpu = torch.device("cpu")
+    assert device.compute(cpu, training=True) == device.Compute(cpu, bf16=False, channels_last=False)
+    assert device.compute(cpu) == device.Compute(cpu, bf16=False, channels_last=True)
+    assert device.compute(cpu, "bf16", "contiguous", training=True) == device.Compute(cpu, bf16=True, channels_last=False)
+    with pytest.raises(ConfigError, match="precision 'half'"):
+        device.compute(cpu, "half")

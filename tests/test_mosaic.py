@@ -43,7 +43,7 @@ def test_flip_tta_undoes_each_flip():
 @pytest.mark.parametrize("batch_size, rows_per_band", [(2, 1), (5, 2), (6, 3)])
 def test_finished_rows_come_in_bands_of_the_window_rows_of_one_batch(batch_size, rows_per_band):
     image = np.zeros((200, 40, 3), np.uint8)  # 32 px windows at rows 0, 16, ..., 160, 168; 2 per row
-    blocks = list(iter_strips(_pointwise, image, 3, 32, 16, batch_size=batch_size))
+    blocks = [(top, block) for top, block, _ in iter_strips(_pointwise, image, 3, 32, 16, batch_size=batch_size)]
     assert sum(block.shape[1] for _, block in blocks) == 200
     assert [top for top, _ in blocks] == sorted(top for top, _ in blocks)
     *inner, last = [block.shape[1] for _, block in blocks]
@@ -134,3 +134,51 @@ def test_a_read_only_image_is_predicted_without_numpy_s_undefined_behaviour_warn
     image.setflags(write=False)
     ids = predict_ids(lambda batch: batch.float()[:, :2], image, 2, 16, 8)
     assert ids.shape == (40, 48) and not [w for w in recwarn if "not writable" in str(w.message)]
+
+
+def test_sums_built_a_few_columns_at_a_time_are_the_sums_of_the_whole_band(monkeypatch):
+    from aerialseg import mosaic
+
+    image = np.random.default_rng(4).integers(0, 256, (70, 230, 3), dtype=np.uint8)
+    whole = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend="gaussian")
+    monkeypatch.setattr(mosaic, "COLUMN_CHUNK", 50)  # 5 chunks, none on a window border
+    chunked = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend="gaussian")
+    assert torch.equal(chunked, whole)
+
+
+BF16_SHARE = 0.02
+"""At most this share of a trained model's class ids may change when the CPU predicts in bf16
+autocast instead of float32: only near-ties flip (measured on the demo scene below, and on the
+Dubai pair in benchmarks/README.md)."""
+
+
+def test_bf16_on_the_cpu_changes_few_class_ids_and_channels_last_none(tmp_path):
+    from aerialseg import demo, device, train
+    from aerialseg.images import decode_colors
+    from aerialseg.model import ModelSpec, build, input_transform
+    from aerialseg.patches import patch_index
+
+    image, label = demo.render_scene(192, seed=0)
+    ids = decode_colors(label, list(demo.ISPRS_COLORS.values())[:5], [demo.ISPRS_COLORS["Clutter"]])
+    spec = ModelSpec(5, "scratch", decoder_channels=64)
+    train.seed_everything(0)
+    model = build(spec)
+    settings = train.TrainSettings(epochs=3, batch_size=8, lr=3e-3, seed=0, augment=True)
+    train.fit(model, spec, train.TrainingData(image, ids, patch_index(192, 192, 32, 16, 0.2, 0), 32, [1.0] * 5),
+              settings, torch.device("cpu"), progress=False)
+    model.eval()
+    test, _ = demo.render_scene(160, seed=1)
+    maps = {}
+    for precision, memory_format in (("float32", "contiguous"), ("float32", "channels_last"), ("bf16", "channels_last")):
+        how = device.compute(torch.device("cpu"), precision, memory_format)
+        net, prepare = how.format(model), input_transform(spec, torch.device("cpu"), how)
+
+        def predictor(batch):
+            with how.autocast():
+                return net(prepare(batch))
+
+        maps[precision, memory_format] = predict_ids(predictor, test, 5, 32, 16)
+    reference = maps["float32", "contiguous"]
+    np.testing.assert_array_equal(maps["float32", "channels_last"], reference)  # another layout, the same ids
+    share = (maps["bf16", "channels_last"] != reference).mean()
+    assert share < BF16_SHARE, f"{share:.2%} of the class ids changed in bf16"

@@ -137,3 +137,30 @@ def test_the_tiles_split_gives_whole_tiles_to_validation():
     assert (per_tile == {"val"}).sum() == 1 and (per_tile == {"train"}).sum() == 4
     with pytest.raises(ValueError, match="needs at least two training tiles"):
         patch_index_of_tiles({"a": (64, 64)}, 32, 32, 0.2, seed=1, split="tiles")
+
+
+@pytest.mark.parametrize("budget, size, n_train, expected", [
+    ("epochs", 64, 75, 10 * 9),           # its own epochs: 75 patches in batches of 8 make 9 steps
+    ("steps", 64, 75, 10 * 38),           # the 32 px reference: 308 patches, 38 steps an epoch
+    ("steps", 128, 17, 10 * 38),
+    ("pixels", 64, 75, 10 * 38 // 4 + (10 * 38 % 4 > 0)),  # a 64 px step sees 4 times the pixels of a 32 px one
+    ("pixels", 128, 17, -(-10 * 38 * 8 * 32**2 // (8 * 128**2))),
+    ("pixels", 128, 5, -(-10 * 38 * 8 * 32**2 // (5 * 128**2))),  # fewer patches than a batch: one smaller batch
+])
+def test_a_training_budget_in_steps_for_every_patch_size(budget, size, n_train, expected):
+    from aerialseg.patches import budget_steps
+
+    assert budget_steps(budget, 10, 8, size, n_train, reference_size=32, reference_n_train=308) == expected
+
+
+def test_a_budget_at_the_study_s_stride_gives_every_size_about_as_many_steps():
+    """Stride 16 on the Dubai pair: 308 / 297 / 275 steps an epoch at 32 / 64 / 128 px (the issue's
+    figures): an epoch budget is already nearly a step budget, and a pixel budget gives the 128 px
+    case a sixteenth of the 32 px case's steps."""
+    from aerialseg.patches import budget_steps
+
+    reference = dict(reference_size=32, reference_n_train=308 * 32)
+    assert [budget_steps("epochs", 20, 32, s, n * 32, **reference) for s, n in ((32, 308), (64, 297), (128, 275))] == [
+        6160, 5940, 5500]
+    assert [budget_steps("pixels", 20, 32, s, n * 32, **reference) for s, n in ((32, 308), (64, 297), (128, 275))] == [
+        6160, 1540, 385]

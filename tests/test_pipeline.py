@@ -31,7 +31,7 @@ def small_config(default_config, tmp_path) -> dict:
 
 
 def labels(config) -> dict:
-    return cfg.label_files(config)
+    return cfg.split_tiles(config)
 
 
 def test_header_checks_pass_and_class_stats_follow_the_labels(small_config, tmp_path):
@@ -175,9 +175,10 @@ def test_training_tiles_lie_side_by_side_on_one_canvas(small_config, tmp_path):
 def test_class_statistics_of_tiles_are_their_sums(small_config, tmp_path):
     rng = np.random.default_rng(4)
     tiles = [_tile(tmp_path, name, rng, (20, 30), np.full((20, 30), k)) for k, name in enumerate(["a", "b"])]
-    labels = {"train": {t.name: t.label for t in tiles}, "test": {"a": tiles[0].label}}
     small_config["train"]["weighting"] = "none"  # class c has no pixels
-    pipeline.class_stats(small_config, labels, tmp_path / "stats.csv", tmp_path / "w.json", tmp_path / "tiles.csv")
+    small_config["data"].update(bands=[0, 1, 2], value_range=None)
+    pipeline.class_stats(small_config, {"train": tiles, "test": tiles[:1]}, tmp_path / "stats.csv", tmp_path / "w.json",
+                         tmp_path / "tiles.csv")
     stats = pd.read_csv(tmp_path / "stats.csv").set_index(["image", "class"]).pixels
     assert stats["train"].tolist() == [600, 600, 0] and stats["test"].tolist() == [600, 0, 0]
     per_tile = pd.read_csv(tmp_path / "tiles.csv")
@@ -218,3 +219,83 @@ def test_the_console_command_maps_an_image_or_says_what_is_wrong(tmp_path, capsy
     write_png(tmp_path / "grey.png", image[:, :, 0])
     assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "grey.png"), "-o", str(tmp_path / "m2")]) == 1
     assert "grey.png: 1 band(s), but" in capsys.readouterr().err and not (tmp_path / "m2").exists()
+
+
+def test_no_data_pixels_are_left_out_of_the_counts_the_patches_and_every_metric(geotiff_pair, tmp_path):
+    from aerialseg.config import Case, Run
+
+    config, transform = geotiff_pair
+    image = np.random.default_rng(7).integers(1, 256, (70, 90, 3), dtype=np.uint8)
+    image[:, :40] = 0  # a no-data collar: the left 40 columns
+    write_geotiff(tmp_path / "collared.tif", image, UTM_40N, transform)
+    import rasterio
+
+    with rasterio.open(tmp_path / "collared.tif", "r+") as dataset:
+        dataset.nodata = 0
+    tile = cfg.Tile("collared", str(tmp_path / "collared.tif"), config["data"]["test"]["label"])
+    pipeline.class_stats(config, {"train": [tile], "test": [tile]}, tmp_path / "s.csv", tmp_path / "w.json")
+    assert pd.read_csv(tmp_path / "s.csv").groupby("image").pixels.sum().to_dict() == {"train": 70 * 50, "test": 70 * 50}
+    pipeline.patch_index(config, 32, {"collared": tile.image}, tmp_path / "p.csv")
+    assert (pd.read_csv(tmp_path / "p.csv").col + 32 > 40).all()  # no patch wholly in the collar
+    write_png(tmp_path / "prediction.png", np.zeros((70, 90), np.uint8))
+    pipeline.evaluate(config, Run(Case("scratch", 32)), "test", tile.image, tile.label, tmp_path / "prediction.png",
+                      tmp_path / "metrics.csv", tmp_path / "confusion.csv")
+    assert pd.read_csv(tmp_path / "confusion.csv", index_col=0).to_numpy().sum() == 70 * 50
+
+
+OEM_VALUES = {"rangeland": 2, "developed": 3, "road": 4, "tree": 5, "water": 6, "building": 8}
+
+
+def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothing(tmp_path, caplog):
+    """OpenEarthMap-style uint8 labels (0 unknown, ignored; classes 2, 3, 4, 5, 6, 8): the
+    GeoTIFF holds the codes, its colour table, class names and nodata are keyed by them, and
+    decoding it as a label gives the confusion matrix of the class ids of prediction.png."""
+    import rasterio
+    from rasterio.transform import Affine
+
+    from aerialseg.images import DataSpec, read_label
+    from aerialseg.metrics import confusion_matrix
+    from aerialseg.model import ModelSpec, build, save_checkpoint
+
+    rng = np.random.default_rng(8)
+    labels = rng.choice([0, *OEM_VALUES.values()], size=(80, 96)).astype(np.uint8)
+    transform = Affine(1e-5, 0, 55.1, 0, -1e-5, 25.2)
+    write_geotiff(tmp_path / "tile.tif", rng.integers(0, 256, (80, 96, 3), dtype=np.uint8), "EPSG:4326", transform)
+    write_geotiff(tmp_path / "tile_label.tif", labels[:, :, None], "EPSG:4326", transform)
+    classes = [{"name": n, "color": [30 * i, 200, 255 - 30 * i], "value": v} for i, (n, v) in enumerate(OEM_VALUES.items())]
+    spec = ModelSpec(len(classes), "scratch", decoder_channels=32)
+    torch_seed = __import__("torch").manual_seed(3)
+    save_checkpoint(tmp_path / "model.pt", build(spec), spec, case="scratch_p32", patch_size=32, data={
+        "classes": classes, "label_format": "index", "ignore_colors": [], "ignore_values": [0], "bands": [0, 1, 2],
+        "value_range": None, "nodata": None, "image_bands": 3})
+    ids_png = tmp_path / "out/prediction.png"
+    with caplog.at_level("DEBUG"):
+        pipeline.predict_images({"predict": {"stride": 16, "blend": "mean", "tta": False, "batch_size": None},
+                                 "train": {"device": "cpu", "threads": 1}},
+                                tmp_path / "model.pt", [tmp_path / "tile.tif"], [ids_png], [tmp_path / "out/color.png"])
+    gdal_trouble = [r.getMessage() for r in caplog.records
+                    if r.name.startswith("rasterio") and ("GDAL signalled" in r.getMessage() or r.levelno >= 30)]
+    assert gdal_trouble == [], gdal_trouble
+    ids = np.asarray(Image.open(ids_png))
+    with rasterio.open(tmp_path / "out/prediction.tif") as prediction:
+        codes = prediction.read(1)
+        assert set(np.unique(codes)) <= set(OEM_VALUES.values())  # the dataset's codes, not 0..5
+        assert prediction.nodata == 0  # the ignored "unknown" value: no class takes it
+        assert prediction.tags(1)["CLASSES"] == ";".join(f"{v}={n}" for n, v in OEM_VALUES.items())
+        assert [prediction.colormap(1)[v][:3] for v in OEM_VALUES.values()] == [tuple(c["color"]) for c in classes]
+    spec_index = DataSpec(colors=tuple(tuple(c["color"]) for c in classes), label_format="index",
+                          values=tuple(OEM_VALUES.values()), ignore_values=(0,))
+    truth = read_label(tmp_path / "tile_label.tif", spec_index)
+    decoded = read_label(tmp_path / "out/prediction.tif", spec_index)  # the map read back as a label
+    np.testing.assert_array_equal(confusion_matrix(truth, decoded, 6), confusion_matrix(truth, ids, 6))
+    assert ids.max() < 6  # prediction.png keeps the class ids
+
+
+def test_the_nodata_value_of_a_map_never_collides_with_a_class_value():
+    from aerialseg.rasters import map_codes
+
+    assert map_codes("color", None) == (None, 255)  # colour labels: class ids, 255 for no data
+    assert map_codes("index", [2, 3, 8], [0]) == ([2, 3, 8], 0)  # the ignored value
+    assert map_codes("index", [2, 3, 8]) == ([2, 3, 8], 255)
+    assert map_codes("index", [0, 255, 7]) == ([0, 255, 7], 254)  # the largest value no class takes
+    assert map_codes("index", [1, 300], [300]) == ([1, 300], 255)  # an ignore value that is a class does not count

@@ -61,7 +61,7 @@ def test_dubai_class_shares_match_the_data_set_readme(part):
 
 def test_dubai_class_stats_step_writes_both_images(tmp_path):
     config = dubai_config()
-    pipeline.class_stats(config, cfg.label_files(config), tmp_path / "stats.csv", tmp_path / "weights.json")
+    pipeline.class_stats(config, cfg.split_tiles(config), tmp_path / "stats.csv", tmp_path / "weights.json")
     table = pd.read_csv(tmp_path / "stats.csv")
     assert table.image.tolist() == ["train"] * 5 + ["test"] * 5
     assert table.groupby("image").share.sum().to_dict() == pytest.approx({"train": 100.0, "test": 100.0})

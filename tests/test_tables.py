@@ -15,7 +15,8 @@ CASES = [Case("imagenet", 32), Case("scratch", 32), Case("imagenet", 64), Case("
 def history(best_miou, seconds=10.0):
     return pd.DataFrame({"epoch": [1, 2], "train_loss": [0.9, 0.5], "train_acc": [0.6, 0.8], "train_miou": [0.4, 0.6],
                          "val_loss": [0.8, 0.6], "val_acc": [0.7, 0.85], "val_miou": [0.5, best_miou],
-                         "seconds": [seconds / 2, seconds / 2]})
+                         "seconds": [seconds / 2, seconds / 2], "steps": [10, 20], "pixels": [10240, 20480],
+                         "partial": [False, False]})
 
 
 def confusion(correct):

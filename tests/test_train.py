@@ -10,6 +10,7 @@ from aerialseg.config import IGNORE_INDEX
 from aerialseg.model import ModelSpec, build, normalize
 from aerialseg.patches import patch_index
 from aerialseg import train
+from aerialseg.device import compute
 from aerialseg.errors import DivergenceError
 from aerialseg.train import HISTORY_COLUMNS, TrainingData, TrainSettings, fit, gather, seed_everything, weighted_loss
 
@@ -203,7 +204,7 @@ def test_the_capturable_steps_train_exactly_as_the_eager_loop_they_replace(augme
     expected = _fit_as_before(image, ids, index, spec, settings, 16, [1.0, 3.0])
     seed_everything(settings.seed)
     history, _, _ = fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 3.0]), settings, torch.device("cpu"), progress=False)
-    history = history.drop(columns="seconds")
+    history = history.drop(columns=["seconds", "steps", "pixels", "partial"])
     pd.testing.assert_frame_equal(history.drop(columns="val_loss"), expected.drop(columns="val_loss"), check_exact=True)
     np.testing.assert_allclose(history.val_loss, expected.val_loss, rtol=1e-6)
 
@@ -235,8 +236,9 @@ def _steps_on(spec, image, ids, corners, batch, kind, device=torch.device("cpu")
     model = build(spec).to(device)
     batches = train._Batches(len(corners) // batch, batch, spec.n_classes, device, 1 if kind == "train" else 2)
     image_t, labels_t = train.to_tensors(image, ids, device)
-    inputs = train.StepInputs(model, train.input_transform(spec, device), image_t, labels_t, 16,
-                              torch.ones(spec.n_classes, device=device))
+    how = compute(device, training=True)
+    inputs = train.StepInputs(model, train.input_transform(spec, device, how), image_t, labels_t, 16,
+                              torch.ones(spec.n_classes, device=device), how)
     if kind == "train":
         optimizer = train.make_optimizer(model, TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0), device)
         step = partial(train._train_step, batches, inputs, optimizer, augment_patches=True)
@@ -361,3 +363,40 @@ def test_a_state_whose_epochs_are_all_done_says_so(tmp_path, caplog):
         history, _, _ = _fit(1, resume_path=tmp_path / "state.pt")
     assert "1 epoch(s) done, all of them: writing the outputs" in caplog.text
     assert "continuing at epoch 2" not in caplog.text and history.epoch.tolist() == [1]
+
+
+def _budget_fit(budget_steps, resume_path=None, epochs=2):
+    image, ids, index, spec = _tiny_setup()
+    index = patch_index(64, 64, 16, 8, 0.2, seed=0)  # 39 training patches: 13 steps an epoch in batches of 3
+    seed_everything(0)
+    settings = TrainSettings(epochs=epochs, batch_size=3, lr=1e-3, seed=0, augment=True, budget_steps=budget_steps)
+    return fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 2.0]), settings, torch.device("cpu"),
+               progress=False, resume_path=resume_path, fingerprint="budget")
+
+
+def test_a_step_budget_that_ends_inside_an_epoch_ends_with_a_partial_one():
+    history, _, _ = _budget_fit(30)  # 13 + 13 + 4 steps
+    assert history.steps.tolist() == [13, 26, 30] and history.partial.tolist() == [False, False, True]
+    assert history.pixels.tolist() == [s * 3 * 16 * 16 for s in (13, 26, 30)]
+    default, _, _ = _budget_fit(None)  # no budget: train.epochs epochs
+    assert default.steps.tolist() == [13, 26] and not default.partial.any()
+    pd.testing.assert_frame_equal(default.drop(columns="seconds"), history.drop(columns="seconds").iloc[:2])
+
+
+def test_a_run_killed_inside_a_step_budget_resumes_to_the_same_history(tmp_path, monkeypatch):
+    uninterrupted, _, _ = _budget_fit(30)
+    real_figures = train._train_figures
+    calls = []
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_figures(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_train_figures", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _budget_fit(30, resume_path=tmp_path / "state.pt")
+    monkeypatch.setattr(train, "_train_figures", real_figures)
+    resumed, _, _ = _budget_fit(30, resume_path=tmp_path / "state.pt")
+    pd.testing.assert_frame_equal(uninterrupted.drop(columns="seconds"), resumed.drop(columns="seconds"))

@@ -2,9 +2,10 @@
 
     aerialseg predict results/cases/imagenet_p64/model.pt photo1.tif photo2.tif -o maps/
 
-writes, for each image, exactly what the workflow's ``map`` rule writes: its map (``{name}.tif``,
-a GeoTIFF in the image's CRS and transform, for a georeferenced image; ``{name}.png``, the class
-ids, for any other) and a coloured preview ``{name}_preview.png``. Everything the model reads
+writes, for each image, exactly what the workflow's map rules write: its map (``{name}.tif``,
+a Cloud-Optimised GeoTIFF in the image's CRS and transform, written band by band, for a
+georeferenced image; ``{name}.png``, the class ids, for any other), a coloured preview
+``{name}_preview.png``, and with ``--vectors`` the polygons ``{name}.gpkg``. Everything the model reads
 (classes, bands, value range, normalisation, patch size) comes from the checkpoint; the options
 are the mosaic's. A thin entry point like the rule scripts: the work is `pipeline.map_images`.
 """
@@ -33,6 +34,12 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: a free GPU, else the CPU")
     predict.add_argument("--batch-size", type=int, default=None, help="windows per batch (default: the device's)")
     predict.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    predict.add_argument("--precision", choices=["auto", "float32", "bf16"], default="auto",
+                         help="auto: bf16 on a GPU that has it, float32 on the CPU (predict.precision)")
+    predict.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto",
+                         help="auto: channels-last (predict.memory_format)")
+    predict.add_argument("--vectors", action="store_true", help="also write each georeferenced map as polygons (.gpkg)")
+    predict.add_argument("--min-area", type=int, default=0, help="with --vectors: merge regions under this many px first")
     return main
 
 
@@ -43,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import pipeline
 
     settings = {"predict": {"stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
-                            "device": args.device, "threads": args.threads or os.cpu_count() or 1}}
+                            "device": args.device, "threads": args.threads or os.cpu_count() or 1,
+                            "vectors": args.vectors, "min_area": args.min_area, "precision": args.precision,
+                            "memory_format": args.memory_format}}
     names = [path.stem for path in args.images]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:

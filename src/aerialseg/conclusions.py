@@ -131,8 +131,32 @@ def _cases(runs: pd.DataFrame) -> tuple[list[str], list[int]]:
     return inits, sorted(int(s) for s in runs["patch_size"].unique())
 
 
-def patch_size_finding(runs: pd.DataFrame, steps: dict[int, int] | None = None) -> Finding:
-    """``steps``: optimiser steps per epoch of each patch size, shown as context."""
+BUDGETS = {
+    "epochs": "equal epochs",
+    "steps": "equal optimiser steps",
+    "pixels": "equal training pixels",
+}
+
+
+def budget_sentence(runs: pd.DataFrame, budget: str, epochs: int, steps: dict[int, int] | None = None) -> str:
+    """What every case trained for, in words, with the steps and pixels each patch size got."""
+    first = runs[(runs["repeat"] == runs["repeat"].min()) & (runs["image"] == "test")]
+    per_size = first.groupby("patch_size")[["steps", "pixels"]].first() if {"steps", "pixels"} <= set(runs) else None
+    got = "" if per_size is None else "; " + ", ".join(
+        f"{size} px {int(row.steps)} steps and {row.pixels / 1e6:.0f} Mpx" for size, row in per_size.iterrows())
+    per_epoch = "" if not steps else " (optimiser steps per epoch: " + ", ".join(
+        f"{size} px {n}" for size, n in sorted(steps.items())) + ")"
+    reference = min(steps) if steps else "the smallest"
+    what = {
+        "epochs": f"every case trained {epochs} epochs{per_epoch}",
+        "steps": f"every case trained as many optimiser steps as the {reference} px patches take in {epochs} epochs",
+        "pixels": f"every case saw as many training pixels as the {reference} px patches see in {epochs} epochs",
+    }[budget]
+    return f"Training budget: {BUDGETS[budget]} ({what}{got})."
+
+
+def patch_size_finding(runs: pd.DataFrame, budget: str = "epochs", context: str = "") -> Finding:
+    """``context``: the budget sentence (`budget_sentence`), which says what was held equal."""
     inits, sizes = _cases(runs)
     evidence, differences = [], []
     for init in inits:
@@ -142,12 +166,20 @@ def patch_size_finding(runs: pd.DataFrame, steps: dict[int, int] | None = None) 
             evidence.append(f"{init}, {small} -> {big} px: test mIoU {d.describe()}")
     if len(sizes) < 2:
         evidence.append("only one patch size was run: nothing to compare")
-    elif steps:
-        per_size = ", ".join(f"{size} px {steps[size]}" for size in sizes if size in steps)
-        evidence.append(f"optimiser steps per epoch: {per_size}. Every case trains for the same epochs over the "
-                        "same image, so bigger patches also mean fewer, larger steps: the comparison is of patch "
-                        "size at equal epochs, not at equal steps.")
-    return Finding("Bigger patches give better results.", gain_verdict(differences), evidence)
+    else:
+        evidence.append(f"The comparison is of patch size at {BUDGETS[budget]}. {context} "
+                        + _what_the_budget_mixes(budget))
+    return Finding(f"Bigger patches give better results (at {BUDGETS[budget]}).", gain_verdict(differences), evidence)
+
+
+def _what_the_budget_mixes(budget: str) -> str:
+    return {
+        "epochs": "At equal epochs a bigger patch also means more pixels per step and, without overlap, fewer "
+                  "steps: context, steps and pixels seen change together (train.budget: steps or pixels holds "
+                  "one of them equal).",
+        "steps": "At equal steps a bigger patch sees more pixels per step: context and pixels seen change together.",
+        "pixels": "At equal pixels a bigger patch takes fewer, larger steps: context and steps change together.",
+    }[budget]
 
 
 def init_finding(runs: pd.DataFrame) -> Finding:
@@ -221,18 +253,21 @@ def _what_the_gap_says(gap: float, within: float = 0.01) -> str:
     return f"Validation and test agree within {within}."
 
 
-def findings(runs: pd.DataFrame, steps: dict[int, int] | None = None) -> list[Finding]:
-    return [patch_size_finding(runs, steps), init_finding(runs), time_finding(runs)]
+def findings(runs: pd.DataFrame, budget: str = "epochs", context: str = "") -> list[Finding]:
+    return [patch_size_finding(runs, budget, context), init_finding(runs), time_finding(runs)]
 
 
 Block = tuple[str, object]
 """One piece of the document: ("h1" | "h2", text), ("p", text), ("list", lines) or ("table", frame)."""
 
 
-def document(runs: pd.DataFrame, split: str, overlapping: bool,
-             steps: dict[int, int] | None = None) -> tuple[list[Finding], list[Block]]:
-    """The findings and the conclusions document, as blocks to render (`to_markdown`, `to_html`)."""
-    found = findings(runs, steps)
+def document(runs: pd.DataFrame, split: str, overlapping: bool, steps: dict[int, int] | None = None,
+             budget: str = "epochs", epochs: int = 0) -> tuple[list[Finding], list[Block]]:
+    """The findings and the conclusions document, as blocks to render (`to_markdown`, `to_html`);
+    ``steps`` are the optimiser steps per epoch of each patch size, ``budget`` and ``epochs``
+    what every case trained for (``train.budget``, ``train.epochs``)."""
+    context = budget_sentence(runs, budget, epochs, steps)
+    found = findings(runs, budget, context)
     repeats = int(runs["repeat"].nunique())
     labels = case_labels(runs["case"].unique().tolist())
     test = runs[runs["image"] == "test"].groupby("case", sort=False)[["miou", "f1"]].agg(["mean", "std"])
@@ -243,7 +278,7 @@ def document(runs: pd.DataFrame, split: str, overlapping: bool,
     })
     blocks: list[Block] = [
         ("h1", "The study's conclusions, checked"),
-        ("p", f"{_runs_per_case(repeats, sorted(runs['seed'].unique()))}. "
+        ("p", f"{_runs_per_case(repeats, sorted(runs['seed'].unique()))}. {context} "
               "Runs are compared paired by seed; with several seeds a difference counts when its 95 % confidence "
               "interval excludes zero (a paired t-test), so it must exceed the spread between seeds; with one seed "
               "differences are reported, not called. Training times count as equal within 10 %."),

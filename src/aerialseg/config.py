@@ -282,9 +282,9 @@ def tiles(config: dict, image: str) -> list[Tile]:
     return [Tile(Path(p["image"]).stem, p["image"], p["label"], Path(p["image"]).stem) for p in config["data"][image]]
 
 
-def label_files(config: dict) -> dict[str, dict[str, str]]:
-    """The label of every tile of both splits: {split: {tile: label file}}."""
-    return {image: {tile.name: tile.label for tile in tiles(config, image)} for image in IMAGES}
+def split_tiles(config: dict) -> dict[str, list[Tile]]:
+    """The tiles of both splits: {split: [Tile, ...]}."""
+    return {image: tiles(config, image) for image in IMAGES}
 
 
 def maps(config: dict) -> list[Tile]:
@@ -311,22 +311,24 @@ def map_cases(config: dict) -> list[Case] | None:
 
 LABEL_KEYS = ("classes", "label_format", "ignore_colors", "ignore_values")
 """The data keys that decode labels."""
-IMAGE_KEYS = ("bands", "value_range")
+IMAGE_KEYS = ("bands", "value_range", "nodata")
 """The data keys that read images."""
 
 JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "demo_scene": {"demo": ("size", "seed")},
-    "class_stats": {"data": LABEL_KEYS, "train": ("weighting",)},
-    "patches": {"experiment": ("stride", "val_fraction", "seed", "split", "block_size")},
+    "class_stats": {"data": LABEL_KEYS + IMAGE_KEYS, "train": ("weighting",)},
+    "patches": {"data": IMAGE_KEYS, "experiment": ("stride", "val_fraction", "seed", "split", "block_size")},
     "train": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("seed",), "model": None,
-              "train": ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "weighting", "augment")},
-    "predict": {"predict": ("stride", "blend", "tta")},
+              "train": ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "weighting", "augment", "budget",
+                        "precision", "memory_format")},
+    "predict": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format")},
     "evaluate": {"data": LABEL_KEYS + IMAGE_KEYS},
     "pool": {"data": ("classes",)},
-    "map": {"predict": ("stride", "blend", "tta")},
+    "map": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format")},
     "training_curves": {},
     "summary": {"data": ("classes",), "experiment": ("seed", "repeats")},
-    "conclusions": {"experiment": ("split", "stride", "patch_sizes"), "train": ("batch_size",)},
+    "conclusions": {"experiment": ("split", "stride", "patch_sizes"), "train": ("batch_size", "budget", "epochs")},
+    "learning_figure": {},
     "confusion_figure": {"data": ("classes",)},
     "summary_figure": {"figures": ("metrics",)},
 }
@@ -361,6 +363,8 @@ def job_settings(config: dict, job: str) -> dict:
     for name in (*UPSTREAM.get(job, ()), job):
         for section, values in _slice(config, JOB_SETTINGS[name]).items():
             settings.setdefault(section, {}).update(values)
+    if job in ("train", "summary"):  # derived: the patch size a step or pixel budget is counted in
+        settings["train"]["budget_size"] = budget_reference(config)
     return {section: settings[section] for section in sorted(settings)}
 
 
@@ -476,6 +480,12 @@ def class_names(config: dict) -> list[str]:
 
 def class_colors(config: dict) -> list[tuple[int, int, int]]:
     return [tuple(c["color"]) for c in config["data"]["classes"]]
+
+
+def budget_reference(config: dict) -> int | None:
+    """The patch size whose epochs set a step or pixel budget (the smallest); None for the
+    epochs budget, which needs none."""
+    return None if config["train"]["budget"] == "epochs" else min(config["experiment"]["patch_sizes"])
 
 
 def training_stride(config: dict, size: int) -> int:

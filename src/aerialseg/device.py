@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 import os
 import re
 import tempfile
@@ -127,25 +128,82 @@ def _lock_folder_error(folder: Path, error: OSError) -> ConfigError:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` is a GPU that computes in bf16 natively (compute capability 8.0,
-    Ampere, or newer). Older GPUs (V100, T4) would emulate it, slower than float32, which
-    `torch.cuda.is_bf16_supported()` counts as supported by default."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+    """Whether ``device`` computes in bf16 natively: a GPU of compute capability 8.0 (Ampere)
+    or newer (older GPUs, V100 or T4, would emulate it, slower than float32, which
+    `torch.cuda.is_bf16_supported()` counts as supported by default), or a CPU whose flags
+    (``/proc/cpuinfo``) include AVX-512 BF16 or AMX BF16 instructions."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return cpu_native_bf16()
+
+
+def cpu_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: say no rather than guess
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass(frozen=True)
+class Compute:
+    """How a job runs the model on its device, decided once (`compute`): in bf16 autocast or
+    float32, in channels-last or contiguous memory format."""
+
+    device: torch.device
+    bf16: bool = False
+    channels_last: bool = False
+
+    def autocast(self):
+        """bf16 autocast, or a no-op in float32. The weight cast cache is off, as CUDA graph
+        capture requires."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.bf16,
+                              cache_enabled=False)
+
+    def format(self, x):
+        """A 4-D tensor or a module in this memory format."""
+        if not self.channels_last:
+            return x
+        if isinstance(x, torch.nn.Module):
+            return x.to(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def describe(self) -> str:
+        return f"{'bf16 autocast' if self.bf16 else 'float32'}, {'channels-last' if self.channels_last else 'contiguous'}"
+
+
+PRECISIONS = ("auto", "float32", "bf16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def compute(device: torch.device, precision: str = "auto", memory_format: str = "auto", training: bool = False) -> Compute:
+    """How to run the model (``train.precision``/``predict.precision`` and
+    ``train.memory_format``/``predict.memory_format``). ``auto`` is bf16 on a GPU with
+    native bf16 and float32 everywhere else (the CPU keeps the study's numbers exactly; bf16
+    is there for the asking, where `native_bf16`), and channels-last on a GPU, and on the CPU
+    for prediction (the same class ids, faster) but not for training (the same histories)."""
+    if precision not in PRECISIONS or memory_format not in MEMORY_FORMATS:
+        raise ConfigError(f"precision {precision!r} / memory format {memory_format!r}: expected one of {PRECISIONS} "
+                          f"and one of {MEMORY_FORMATS}")
+    cuda = device.type == "cuda"
+    bf16 = precision == "bf16" or (precision == "auto" and cuda and native_bf16(device))
+    if bf16 and not native_bf16(device):
+        log.warning("bf16 asked for on %s, which would only emulate it (slower than float32)", device)
+    channels = memory_format == "channels_last" or (memory_format == "auto" and (cuda or not training))
+    return Compute(device, bf16=bf16, channels_last=channels)
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on a GPU with native bf16; a no-op elsewhere, so CPU runs (and GPUs
-    without it) stay in float32. The weight cast cache is off, as CUDA graph capture requires."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=native_bf16(device),
-                          cache_enabled=False)
+    """bf16 autocast where `compute` would choose it by default (a GPU with native bf16);
+    float32 elsewhere."""
+    return compute(device).autocast()
 
 
 def channels_last(x):
-    """A 4-D tensor or a module in channels-last memory format on CUDA; unchanged on the CPU."""
-    if isinstance(x, torch.nn.Module):
-        on_cuda = any(p.is_cuda for p in x.parameters())
-        return x.to(memory_format=torch.channels_last) if on_cuda else x
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+    """A 4-D tensor or a module in channels-last memory format on CUDA; unchanged on the CPU
+    (the default memory format of training, `compute`)."""
+    on_cuda = any(p.is_cuda for p in x.parameters()) if isinstance(x, torch.nn.Module) else x.is_cuda
+    return Compute(torch.device("cuda" if on_cuda else "cpu"), channels_last=on_cuda).format(x)
 
 
 class CaptureError(RuntimeError):

@@ -4,7 +4,7 @@ Images (PNG and JPEG through Pillow; TIFF, GeoTIFF and cloud-optimised GeoTIFF t
 rasterio/GDAL; any integer dtype, or floats with a value range; any number of bands) are
 returned as ``uint8`` arrays (H, W, C) holding the configured bands, scaled from
 ``data.value_range``. A GeoTIFF's CRS and geotransform (`georeference`) go to the
-predictions written as GeoTIFF (`write_geotiff`).
+predictions written as GeoTIFF (`rasters.MapWriter`).
 Labels are decoded to ``uint8`` class-id maps (H, W), with `IGNORE_INDEX` for ignored
 pixels, in one of three formats (`LABEL_FORMATS`, one object each, chosen once per label):
 
@@ -56,6 +56,7 @@ class DataSpec:
     bands: tuple[int, ...] = (0, 1, 2)
     value_range: tuple[float, float] | None = None
     names: tuple[str, ...] = field(default=())
+    nodata: float | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> "DataSpec":
@@ -71,6 +72,7 @@ class DataSpec:
             bands=tuple(data.get("bands", (0, 1, 2))),
             value_range=tuple(data["value_range"]) if data.get("value_range") else None,
             names=tuple(c["name"] for c in classes),
+            nodata=data.get("nodata"),
         )
 
 
@@ -412,27 +414,6 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write a uint8 array as PNG atomically."""
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
-
-
-def write_geotiff(path: str | Path, ids: np.ndarray, where: Georeference, colors: Sequence[Color],
-                  names: Sequence[str] = ()) -> None:
-    """Write class ids as a GeoTIFF atomically: one uint8 band with the image's CRS and
-    transform, a colour table of the class colours, tiled and deflate-compressed, with the
-    class names in the band's metadata; readable by GDAL, QGIS and rasterio."""
-    import rasterio
-
-    profile = dict(
-        driver="GTiff", width=ids.shape[1], height=ids.shape[0], count=1, dtype="uint8",
-        crs=where.crs, transform=where.transform, tiled=True, blockxsize=256, blockysize=256,
-        compress="deflate", photometric="palette",
-    )
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dataset:
-            dataset.write(np.ascontiguousarray(ids, dtype=np.uint8), 1)
-            dataset.write_colormap(1, {i: (*map(int, c), 255) for i, c in enumerate(colors)})
-            dataset.set_band_description(1, "class id")
-            if names:
-                dataset.update_tags(1, CLASSES=";".join(f"{i}={name}" for i, name in enumerate(names)))
 
 
 def colorize(ids: np.ndarray, colors: Sequence[Color], ignore_index: int = IGNORE_INDEX) -> np.ndarray:

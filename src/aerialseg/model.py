@@ -254,9 +254,10 @@ def normalize(batch: torch.Tensor, spec: ModelSpec, stats: tuple[torch.Tensor, t
     return (batch.float() / 255.0 - mean) / std
 
 
-def input_transform(spec: ModelSpec, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 batches -> the model's input (`normalize`, channels-last on CUDA), with the
-    statistics put on ``device`` once: a step captured as a CUDA graph cannot copy them from
-    the host on every call."""
+def input_transform(spec: ModelSpec, device: torch.device, compute=None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 batches -> the model's input (`normalize`, in ``compute``'s memory format, by
+    default channels-last on CUDA), with the statistics put on ``device`` once: a step
+    captured as a CUDA graph cannot copy them from the host on every call."""
     stats = input_stats(spec, device)
-    return lambda batch: channels_last(normalize(batch, spec, stats))
+    layout = compute.format if compute is not None else channels_last
+    return lambda batch: layout(normalize(batch, spec, stats))

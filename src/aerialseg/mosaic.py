@@ -17,12 +17,13 @@ pixel's sum is gathered from the windows that cover it in row-major window order
 scattered with atomics), so the result is deterministic on a GPU and, on the CPU, equal to
 adding the windows one by one. Only finished class ids come back to the host.
 
-Memory stays bounded on huge images: a band holds the windows of as many window rows as fit
-in one batch (at least one row), and its rows are reduced to class ids as soon as no later
-window touches them. Besides the image and the id map, only a band is held: its windows'
-logits and the band's sums, about ``(1 + (patch / stride)^2) x classes x band height x image
-width`` floats, where the band height is the window rows of one batch times the stride, plus
-the patch size.
+Memory stays bounded on huge images: the image is read a band of window rows at a time (an
+array, or an image open for windowed reading, `rasters.Image`), a band holds the windows of
+as many window rows as fit in one batch (at least one row), and its rows are reduced to class
+ids as soon as no later window touches them (`iter_ids`). Besides the image's band, only a
+band's logits and sums are held, about ``(1 + (patch / stride)^2) x classes x band height x
+image width`` floats, where the band height is the window rows of one batch times the
+stride, plus the patch size. Windows wholly in no-data are not predicted.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class MosaicOptions:
     batch_size: int | None = None
     device: str = "auto"
     threads: int = 1
+    precision: str = "auto"  # device.compute: bf16 or float32
+    memory_format: str = "auto"  # device.compute: channels-last or contiguous
 
     @classmethod
     def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
@@ -73,13 +76,15 @@ class MosaicOptions:
         predict = settings["predict"]
         device, threads = job_resources(settings)
         return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
-                   batch_size=predict["batch_size"], device=device, threads=threads)
+                   batch_size=predict["batch_size"], device=device, threads=threads,
+                   precision=predict.get("precision", "auto"), memory_format=predict.get("memory_format", "auto"))
 
-    def predict_ids(self, predictor: Predictor, image: np.ndarray, n_classes: int, device: torch.device,
-                    progress: bool = False) -> np.ndarray:
-        """The class ids of ``image`` with these options, on ``device`` (resolved from `device`)."""
-        return predict_ids(with_flips(predictor) if self.tta else predictor, image, n_classes, self.size, self.stride,
-                           batch_size=self.batch_size, device=device, blend=self.blend, progress=progress)
+    def iter_ids(self, predictor: Predictor, image, n_classes: int, device: torch.device,
+                 progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """The class ids of ``image`` (an array or a `rasters.Image`) with these options, on
+        ``device`` (resolved from `device`), block by block (`iter_ids`)."""
+        return iter_ids(with_flips(predictor) if self.tta else predictor, image, n_classes, self.size, self.stride,
+                        batch_size=self.batch_size, device=device, blend=self.blend, progress=progress)
 
 
 def job_resources(settings: dict) -> tuple[str, int]:
@@ -134,10 +139,21 @@ def covering(starts: np.ndarray, size: int, length: int) -> tuple[np.ndarray, np
     return index, np.where(valid, position[None, :] - starts[index], 0), valid
 
 
+class _ArrayImage:
+    """An (H, W, C) uint8 array read like a `rasters.Image`, a band of rows at a time; every
+    pixel is valid."""
+
+    def __init__(self, array: np.ndarray):
+        self.array, self.shape = array, array.shape[:2]
+
+    def rows(self, top: int, bottom: int) -> tuple[np.ndarray, None]:
+        return self.array[top:bottom], None
+
+
 @torch.no_grad()
 def iter_strips(
     predictor: Predictor,
-    image: np.ndarray,
+    image,
     n_classes: int,
     size: int,
     stride: int,
@@ -145,10 +161,14 @@ def iter_strips(
     device: torch.device | str = "cpu",
     blend: str = "mean",
     progress: bool = False,
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield (first row, blended logits (K, rows, W) on ``device``) for consecutive blocks of
-    finished rows, top to bottom. ``batch_size`` None is the device's default."""
-    height, width = image.shape[:2]
+) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
+    """Yield (first row, blended logits (K, rows, W) on ``device``, valid pixels (rows, W) or
+    None) for consecutive blocks of finished rows, top to bottom. ``image`` is an (H, W, C)
+    uint8 array or an image open for windowed reading (`rasters.Image`), read one band of
+    window rows at a time; windows wholly in no-data are not predicted (they cover only
+    no-data pixels). ``batch_size`` None is the device's default."""
+    source = image if hasattr(image, "rows") else _ArrayImage(image)
+    height, width = source.shape
     if height < size or width < size:
         raise ValueError(f"image of {width} x {height} px is smaller than the {size} px patch")
     if stride > size:
@@ -167,64 +187,105 @@ def iter_strips(
     for first in range(0, len(rows), rows_per_band):
         band_rows = rows[first : first + rows_per_band]
         top, bottom = int(band_rows[0]), int(band_rows[-1]) + size
-        logits = _band_logits(predictor, _band(image, top, bottom, device), band_rows - top, cols, size, batch_size)
+        pixels, valid = source.rows(top, bottom)
+        keep = None if valid is None else _windows_with_data(valid, band_rows - top, cols, size)
+        logits = _band_logits(predictor, _band(pixels, device), band_rows - top, cols, size, batch_size, n_classes, keep)
         row_slots = [torch.from_numpy(a).to(device) for a in covering(band_rows - top, size, bottom - top)]
         total, count = _add_band(total, count, logits, weights, row_slots, col_slots, len(cols))
         bar.update(len(logits))
         done = (int(rows[first + rows_per_band]) if first + rows_per_band < len(rows) else height) - top
-        yield top, (total[:done] / count[:done, :, None]).permute(2, 0, 1)
+        yield top, (total[:done] / count[:done, :, None]).permute(2, 0, 1), None if valid is None else valid[:done]
         total, count = total[done:], count[done:]
     bar.close()
 
 
+def _windows_with_data(valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """Which windows of a band (row-major) hold at least one valid pixel."""
+    summed = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
+    summed[1:, 1:] = valid.cumsum(0).cumsum(1)
+    r, c = np.meshgrid(rows, cols, indexing="ij")
+    r, c = r.ravel(), c.ravel()
+    return (summed[r + size, c + size] - summed[r, c + size] - summed[r + size, c] + summed[r, c]) > 0
+
+
 def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, cols: np.ndarray, size: int,
-                 batch_size: int) -> torch.Tensor:
+                 batch_size: int, n_classes: int, keep: np.ndarray | None = None) -> torch.Tensor:
     """The logits (windows, K, s, s) of a band's windows, row-major, in batches; ``pixels``
-    (h, W, C) are the band's rows on the device, ``rows`` the window rows within it."""
+    (h, W, C) are the band's rows on the device, ``rows`` the window rows within it. Windows
+    not in ``keep`` are not predicted: their logits are zeros."""
     corners = torch.from_numpy(np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)).to(pixels.device)
-    return torch.cat([
-        predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False)).float()
-        for i in range(0, len(corners), batch_size)
-    ])
+    logits = torch.zeros((len(corners), n_classes, size, size), device=pixels.device)  # filled batch by batch
+    if keep is None or keep.all():
+        for i in range(0, len(corners), batch_size):
+            logits[i : i + batch_size] = predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False))
+        return logits
+    kept = torch.from_numpy(np.flatnonzero(keep)).to(pixels.device)
+    for i in range(0, len(kept), batch_size):
+        batch = kept[i : i + batch_size]
+        logits[batch] = predictor(cut(pixels, corners[batch], size, channels_first=False)).float()
+    return logits
 
 
-def _band(image: np.ndarray, top: int, bottom: int, device: torch.device) -> torch.Tensor:
-    """Rows ``top:bottom`` of the image as a tensor on ``device``; a read-only image (as
-    Pillow gives) is copied band by band rather than shared with a tensor that may write."""
-    rows = image[top:bottom]
+def _band(rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A band of rows as a tensor on ``device``; read-only rows (as Pillow gives) are copied
+    rather than shared with a tensor that may write."""
     return torch.from_numpy(rows if rows.flags.writeable else rows.copy()).to(device)
+
+
+COLUMN_CHUNK = 4096
+"""Columns of a band summed at a time: the index and value temporaries of `_add_band` stay this
+wide, whatever the width of the image."""
 
 
 def _add_band(carried_total, carried_count, logits, weights, row_slots, col_slots, n_cols):
     """Add the weighted logits of a band's windows to the rows carried over from the band
     above. Each pixel receives its windows in row-major order, one covering window per slot,
-    as if the windows were added one by one. Sums are held as (rows, W, K)."""
+    as if the windows were added one by one. Sums are held as (rows, W, K); they are built
+    `COLUMN_CHUNK` columns at a time, in place."""
     (row_index, row_offset, row_valid), (col_index, col_offset, col_valid) = row_slots, col_slots
     height, width, n_classes, size = row_index.shape[1], col_index.shape[1], logits.shape[1], weights.shape[0]
     total = torch.cat([carried_total, carried_total.new_zeros((height - len(carried_total), width, n_classes))])
     count = torch.cat([carried_count, carried_count.new_zeros((height - len(carried_count), width))])
     values = logits.permute(0, 2, 3, 1).reshape(-1, n_classes)  # one row of K logits per window pixel
-    for r in range(len(row_index)):
-        for c in range(len(col_index)):
-            window = row_index[r, :, None] * n_cols + col_index[c, None, :]  # (h, W)
-            pixel = (window * size + row_offset[r, :, None]) * size + col_offset[c, None, :]
-            valid = row_valid[r, :, None] & col_valid[c, None, :]
-            w = weights[row_offset[r, :, None], col_offset[c, None, :]]
-            value = values.index_select(0, pixel.view(-1)).view(height, width, n_classes)
-            total += torch.where(valid[:, :, None], value * w[:, :, None], 0.0)
-            count += torch.where(valid, w, 0.0)
+    for start in range(0, width, COLUMN_CHUNK):
+        cols = slice(start, min(start + COLUMN_CHUNK, width))
+        for r in range(len(row_index)):
+            for c in range(len(col_index)):
+                window = row_index[r, :, None] * n_cols + col_index[c, None, cols]  # (h, chunk)
+                pixel = (window * size + row_offset[r, :, None]) * size + col_offset[c, None, cols]
+                valid = row_valid[r, :, None] & col_valid[c, None, cols]
+                w = torch.where(valid, weights[row_offset[r, :, None], col_offset[c, None, cols]], 0.0)
+                value = values.index_select(0, pixel.reshape(-1)).view(height, -1, n_classes)
+                total[:, cols] += value.mul_(w[:, :, None])  # in place: one temporary of the chunk's size
+                count[:, cols] += w
     return total, count
 
 
-def predict_logits(predictor: Predictor, image: np.ndarray, n_classes: int, size: int, stride: int, **kwargs) -> torch.Tensor:
+NODATA_ID = 255
+"""The class id of no-data pixels (`rasters.NODATA_ID`, equal to the ignore index of labels)."""
+
+
+def predict_logits(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> torch.Tensor:
     """Blended logits (K, H, W) of the whole image, on the CPU; for small images (tests, notebooks)."""
-    return torch.cat([block.cpu() for _, block in iter_strips(predictor, image, n_classes, size, stride, **kwargs)], dim=1)
+    return torch.cat([block.cpu() for _, block, _ in iter_strips(predictor, image, n_classes, size, stride, **kwargs)],
+                     dim=1)
 
 
-def predict_ids(predictor: Predictor, image: np.ndarray, n_classes: int, size: int, stride: int, **kwargs) -> np.ndarray:
-    """Class ids (H, W) uint8: the argmax of the blended logits, built band by band on the
-    device; only the ids come back."""
-    ids = np.empty(image.shape[:2], dtype=np.uint8)
-    for top, block in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
-        ids[top : top + block.shape[1]] = block.max(0).indices.to(torch.uint8).cpu().numpy()  # argmax, faster
+def iter_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, class ids (rows, W) uint8) of consecutive blocks of finished rows: the
+    argmax of the blended logits, computed on the device, `NODATA_ID` where the image has no
+    data; only the ids come back. A map of any size can be written block by block."""
+    for top, block, valid in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
+        ids = block.max(0).indices.to(torch.uint8).cpu().numpy()  # argmax's ids, faster
+        if valid is not None:
+            ids[~valid] = NODATA_ID
+        yield top, ids
+
+
+def predict_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> np.ndarray:
+    """Class ids (H, W) uint8 of the whole image (`iter_ids`, gathered)."""
+    source = image if hasattr(image, "rows") else _ArrayImage(image)
+    ids = np.empty(source.shape, dtype=np.uint8)
+    for top, block in iter_ids(predictor, source, n_classes, size, stride, **kwargs):
+        ids[top : top + len(block)] = block
     return ids

@@ -49,6 +49,27 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return n_train // min(batch_size, n_train)
 
 
+def budget_steps(budget: str, epochs: int, batch_size: int, size: int, n_train: int, reference_size: int,
+                 reference_n_train: int) -> int:
+    """The optimiser steps a case of patch ``size`` with ``n_train`` training patches takes
+    under a training budget, against the reference: the smallest patch size, with
+    ``reference_n_train`` training patches, trained for ``epochs`` epochs.
+
+    ``epochs``: its own ``epochs`` epochs; ``steps``: the reference's steps; ``pixels``: as many
+    steps as it takes to see the reference's training pixels (steps x batch x size^2), rounded
+    up, so no case sees fewer pixels than the reference. A batch is at most the patches there
+    are (`steps_per_epoch`)."""
+    if budget == "epochs":
+        return epochs * steps_per_epoch(n_train, batch_size)
+    reference_steps = epochs * steps_per_epoch(reference_n_train, batch_size)
+    if budget == "steps":
+        return reference_steps
+    if budget == "pixels":
+        reference_pixels = reference_steps * min(batch_size, reference_n_train) * reference_size**2
+        return -(-reference_pixels // (min(batch_size, n_train) * size**2))
+    raise ValueError(f"unknown train.budget {budget!r}")
+
+
 def grid(height: int, width: int, size: int, stride: int) -> pd.DataFrame:
     """Top-left corners (row, col) of all patches, row-major."""
     rows = window_starts(height, size, stride)
@@ -154,12 +175,22 @@ def patch_index(height: int, width: int, size: int, stride: int, val_fraction: f
 
 
 def patch_index_of_tiles(shapes: dict[str, tuple[int, int]], size: int, stride: int, val_fraction: float, seed: int,
-                         split: str = "random", block_size: int | None = None) -> pd.DataFrame:
+                         split: str = "random", block_size: int | None = None,
+                         valid: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """The patch index of several tiles (``shapes``: tile -> (height, width), in order): row,
     col (within the tile), split, tile; the split draws from all of them. With one tile it is
-    the one-image index, patch for patch."""
+    the one-image index, patch for patch. ``valid`` (tile -> (H, W) bool) drops the patches
+    that hold no valid pixel (wholly in no-data) before the split."""
     index = pd.concat([grid(height, width, size, stride).assign(tile=tile) for tile, (height, width) in shapes.items()],
                       ignore_index=True)
+    for tile, mask in (valid or {}).items():
+        mine = (index.tile == tile).to_numpy()
+        summed = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+        summed[1:, 1:] = mask.cumsum(0).cumsum(1)
+        r, c = index.row.to_numpy()[mine], index.col.to_numpy()[mine]
+        empty = np.zeros(len(index), dtype=bool)
+        empty[mine] = summed[r + size, c + size] - summed[r, c + size] - summed[r + size, c] + summed[r, c] == 0
+        index = index[~empty].reset_index(drop=True)
     if split == "random":
         index = split_random(index, val_fraction, seed)
     elif split == "blocks":

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import config as cfg
-from . import demo, images, patches, stats, tables
+from . import demo, images, patches, rasters, stats, tables
 from .config import Case, Run
 from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError
 from .files import write_csv, write_json, write_markdown, write_text, write_yaml
@@ -215,27 +215,44 @@ def _check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
 
 
 def read_pair(settings: dict, image_path, label_path) -> tuple[np.ndarray, np.ndarray]:
-    """An image's configured bands and its label's class ids."""
-    return images.load_pair(image_path, label_path, images.DataSpec.from_config(settings))
+    """An image's configured bands and its label's class ids, the ids of the image's no-data
+    pixels (`rasters`) set to the ignore index: left out of the loss and every score."""
+    spec = images.DataSpec.from_config(settings)
+    ids = images.read_label(label_path, spec)
+    with rasters.open_image(image_path, spec, spec.nodata) as image:
+        if image.shape != ids.shape:
+            raise InputError(images.size_mismatch(image_path, image.shape, label_path, ids.shape))
+        pixels, valid = image.rows(0, image.height)
+    _ignore_nodata(ids, valid, image_path)
+    return pixels, ids
 
 
-def class_stats(settings: dict, labels: Mapping[str, Mapping[str, str | Path]], stats_csv, weights_json,
+def _ignore_nodata(ids: np.ndarray, valid: np.ndarray | None, image_path) -> None:
+    if valid is not None and not valid.all():
+        log.info("%s: %d no-data pixels, left out", image_path, int((~valid).sum()))
+        ids[~valid] = cfg.IGNORE_INDEX
+
+
+def class_stats(settings: dict, tiles: Mapping[str, Sequence[cfg.Tile]], stats_csv, weights_json,
                 tiles_csv=None) -> None:
-    """Class pixel counts and shares of each split's labels (``labels``: split -> tile ->
-    label file), over all its tiles; class weights over all training tiles; with ``tiles_csv``
-    the counts of every tile too. Only the labels are read."""
+    """Class pixel counts and shares of each split (``tiles``: split -> its tiles, as
+    `config.split_tiles` gives them), over all its tiles; class weights over all training
+    tiles; with ``tiles_csv`` the counts of every tile too. The labels are read, and the
+    images only where they can have no-data pixels, which are not counted."""
     names = cfg.class_names(settings)
     spec = images.DataSpec.from_config(settings)
     counts, per_tile = {}, {}
-    for image, tiles in labels.items():
-        for tile, path in tiles.items():
-            ids = images.read_label(path, spec)
-            per_tile[(image, tile)] = stats.class_counts(ids, len(names))
-            log.info("%s %s: %d labelled pixels, %d ignored", image, tile, per_tile[(image, tile)].sum(),
-                     ids.size - per_tile[(image, tile)].sum())
-        counts[image] = sum(per_tile[(image, tile)] for tile in tiles)
+    for image, split in tiles.items():
+        for tile in split:
+            ids = images.read_label(tile.label, spec)
+            _ignore_nodata(ids, rasters.valid_mask(tile.image, spec, spec.nodata), tile.image)
+            per_tile[(image, tile.name)] = stats.class_counts(ids, len(names))
+            log.info("%s %s: %d labelled pixels, %d ignored", image, tile.name, per_tile[(image, tile.name)].sum(),
+                     ids.size - per_tile[(image, tile.name)].sum())
+        counts[image] = sum(per_tile[(image, tile.name)] for tile in split)
+    labels = {image: [tile.label for tile in split] for image, split in tiles.items()}
     unweighted = settings["train"]["weighting"] == "none"
-    source = ", ".join(map(str, labels["train"].values()))
+    source = ", ".join(map(str, labels["train"]))
     try:
         weights = stats.class_weights(counts["train"], names, source=source, allow_missing=unweighted)
     except ValueError as error:  # a class without pixels: an input problem, reported without traceback
@@ -252,13 +269,17 @@ def class_stats(settings: dict, labels: Mapping[str, Mapping[str, str | Path]], 
 
 def patch_index(settings: dict, size: int, images_of: Mapping[str, str | Path], out_csv, tiled: bool = False) -> None:
     """The patch grid of the training tiles (``images_of``: tile -> image file) for one patch
-    size, split into train and val; ``tiled`` adds the tile of each patch (a tile column)."""
+    size, without patches wholly in no-data, split into train and val; ``tiled`` adds the
+    tile of each patch (a tile column)."""
     experiment = settings["experiment"]
     shapes = {tile: images.image_size(path) for tile, path in images_of.items()}
+    spec = images.DataSpec.from_config(settings)
+    valid = {tile: rasters.valid_mask(path, spec, spec.nodata) for tile, path in images_of.items()}
     try:
         index = patches.patch_index_of_tiles(
             shapes, size, cfg.training_stride(settings, size), experiment["val_fraction"], experiment["seed"],
             split=experiment["split"], block_size=experiment["block_size"],
+            valid={tile: mask for tile, mask in valid.items() if mask is not None},
         )
     except ValueError as error:  # a split that the tiles cannot give: the message names the keys
         raise ConfigError(f"experiment.split {experiment['split']!r}, {size} px patches: {error}") from None
@@ -288,6 +309,7 @@ class TrainFiles:
     last: str | Path | None = None
     settings: str | Path | None = None
     resume: str | Path | None = None
+    reference_patches: str | Path | None = None  # the smallest patch size's index, for a step or pixel budget
 
 
 def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) -> None:
@@ -313,8 +335,8 @@ def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) ->
     clock.report("the first epoch")
     record = _settings_record(settings, run, seed, files)
     try:
-        history, best_state, best_epoch = train.fit(net, spec, data, _train_settings(settings, seed), device,
-                                                    resume_path=files.resume, fingerprint=record["fingerprint"])
+        history, best_state, best_epoch = train.fit(net, spec, data, _train_settings(settings, seed, data, files),
+                                                    device, resume_path=files.resume, fingerprint=record["fingerprint"])
     except DivergenceError as error:
         raise DivergenceError(f"case {run.label}: {error}") from None
     _write_training(net, spec, history, best_state, best_epoch, settings, record, files)
@@ -358,14 +380,30 @@ def read_tiles(settings: dict, tiles: Sequence[cfg.Tile]) -> tuple[np.ndarray, n
     return canvas, canvas_ids, offsets
 
 
-def _train_settings(settings: dict, seed: int):
+def _train_settings(settings: dict, seed: int, data, files: TrainFiles):
     from .train import TrainSettings
 
     t = settings["train"]
     return TrainSettings(
         epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], seed=seed, optimizer=t["optimizer"],
         weight_decay=t["weight_decay"], augment=t["augment"], capture=t["capture"], resume_seconds=t["resume_seconds"],
+        budget_steps=_budget_steps(settings, data, files), precision=t["precision"], memory_format=t["memory_format"],
     )
+
+
+def _budget_steps(settings: dict, data, files: TrainFiles) -> int | None:
+    """The optimiser steps of a step or pixel budget (`patches.budget_steps`); None for epochs."""
+    t = settings["train"]
+    if t["budget"] == "epochs":
+        return None
+    n_train = int((data.index.split == "train").sum())
+    reference = pd.read_csv(files.reference_patches)
+    reference_size = settings["train"]["budget_size"]
+    steps = patches.budget_steps(t["budget"], t["epochs"], t["batch_size"], data.size, n_train, reference_size,
+                                 int((reference.split == "train").sum()))
+    log.info("budget: %s of the %d px patches in %d epochs: %d optimiser steps", t["budget"], reference_size,
+             t["epochs"], steps)
+    return steps
 
 
 def _settings_record(settings: dict, run: Run, seed: int, files: TrainFiles) -> dict:
@@ -428,32 +466,55 @@ def _model_spec(settings: dict, init: str, n_classes: int, in_channels: int):
 def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: Sequence, color_outs: Sequence,
                    threads: int | None = None) -> None:
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
-    one job predicts them all, so the model and the device are set up once. A georeferenced
-    image also gets ``prediction.tif`` beside its ``prediction.png`` (see `geotiff_path`).
-    What the model reads (bands, value range, classes, patch size) comes from the checkpoint;
-    how to predict from ``predict.*`` (`mosaic.MosaicOptions`)."""
+    one job predicts them all, so the model and the device are set up once. Each image gets
+    its class ids and their colours as PNG; a georeferenced one also ``prediction.tif``, a
+    Cloud-Optimised GeoTIFF written band by band (`geotiff_path`), and with
+    ``predict.vectors`` its polygons, ``prediction.gpkg``. What the model reads (bands, value
+    range, no-data, classes, patch size) comes from the checkpoint; how to predict from
+    ``predict.*`` (`mosaic.MosaicOptions`)."""
     model = _load_model_job(settings, model_path, threads, len(image_paths))
+    colors, _ = _classes(model.checkpoint)
     for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
-        ids = model.predict(image_path)
-        _write_prediction(model.checkpoint, ids, image_path, ids_out, color_out)
-
-
-def _write_prediction(checkpoint: dict, ids: np.ndarray, image_path, ids_out, color_out) -> None:
-    """The class ids as PNG, in colour, and as a GeoTIFF where the image is georeferenced."""
-    colors, names = _classes(checkpoint)
-    images.write_png(ids_out, ids)
-    images.write_png(color_out, images.colorize(ids, colors))
-    where = images.georeference(image_path)
-    if where is not None:
-        images.write_geotiff(geotiff_path(ids_out), ids, where, colors, names)
-        log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
-    elif Path(image_path).suffix.lower() in images.TIFF_SUFFIXES:
-        log.info("%s: a TIFF without a CRS or geotransform; the prediction is written as PNG only", image_path)
+        with model.open(image_path) as image:
+            ids = np.empty(image.shape, dtype=np.uint8)
+            where = images.georeference(image_path)
+            geotiff = model.map_writer(geotiff_path(ids_out), image, where) if where is not None else None
+            try:
+                for top, block in model.iter_ids(image):
+                    ids[top : top + len(block)] = block
+                    if geotiff is not None:
+                        geotiff.write(top, block)
+            except BaseException:
+                if geotiff is not None:
+                    geotiff.abort()
+                raise
+        images.write_png(ids_out, ids)
+        images.write_png(color_out, images.colorize(ids, colors))
+        if geotiff is not None:
+            geotiff.close()
+            log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
+            _write_vectors(settings, model.checkpoint, geotiff_path(ids_out))
+        elif Path(image_path).suffix.lower() in images.TIFF_SUFFIXES:
+            log.info("%s: a TIFF without a CRS or geotransform; the prediction is written as PNG only", image_path)
 
 
 def geotiff_path(ids_png) -> Path:
     """Where the GeoTIFF of a prediction goes: ``prediction.tif`` beside ``prediction.png``."""
     return Path(ids_png).with_suffix(".tif")
+
+
+def vectors_path(map_path) -> Path:
+    """Where a map's polygons go (``predict.vectors``): ``{map}.gpkg`` beside it."""
+    return Path(map_path).with_suffix(".gpkg")
+
+
+def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
+    if not settings["predict"].get("vectors"):
+        return
+    _, names = _classes(checkpoint)
+    count = rasters.write_polygons(map_path, vectors_path(map_path), names, settings["predict"].get("min_area", 0))
+    log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count,
+             settings["predict"].get("min_area", 0), vectors_path(map_path))
 
 
 def _classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
@@ -462,7 +523,7 @@ def _classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
 
 
 @dataclass
-class _LoadedModel:
+class LoadedModel:
     """A prediction job's model on its device, with the checkpoint that describes it."""
 
     checkpoint: dict
@@ -471,17 +532,30 @@ class _LoadedModel:
     n_classes: int
     device: object
 
-    def predict(self, image_path) -> np.ndarray:
-        data = images.DataSpec.from_config({"data": self.checkpoint["data"]})
-        image = images.read_image(image_path, data)
+    def open(self, image_path) -> "rasters.Image":
+        """An image open for reading as the model was trained to read it (bands, value range,
+        no-data)."""
+        spec = images.DataSpec.from_config({"data": self.checkpoint["data"]})
+        return rasters.open_image(image_path, spec, spec.nodata)
+
+    def iter_ids(self, image: "rasters.Image"):
+        """The image's class ids, block by block, logging the time when done."""
         start = time.perf_counter()
-        ids = self.options.predict_ids(self.predictor, image, self.n_classes, self.device, progress=True)
-        log.info("%s: predicted%s in %.1f s", image_path, " with flip TTA" if self.options.tta else "",
+        yield from self.options.iter_ids(self.predictor, image, self.n_classes, self.device, progress=True)
+        log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if self.options.tta else "",
                  time.perf_counter() - start)
-        return ids
+
+    def map_writer(self, path, image: "rasters.Image", where) -> "rasters.MapWriter":
+        """A GeoTIFF map of the image, in the dataset's class codes (`rasters.map_codes`)."""
+        colors, names = _classes(self.checkpoint)
+        data = self.checkpoint["data"]
+        codes = [c.get("value") for c in data["classes"]]
+        values, nodata = rasters.map_codes(data.get("label_format", "color"), None if None in codes else codes,
+                                           data.get("ignore_values", ()))
+        return rasters.MapWriter(path, image.height, image.width, where, colors, names, values=values, nodata=nodata)
 
 
-def _load_model_job(settings: dict, model_path, threads: int | None, n_images: int) -> _LoadedModel:
+def _load_model_job(settings: dict, model_path, threads: int | None, n_images: int) -> LoadedModel:
     """The prologue of a prediction job: the device, the model from its checkpoint, the
     mosaic's options (the window is the case's patch size)."""
     from . import mosaic
@@ -493,57 +567,80 @@ def _load_model_job(settings: dict, model_path, threads: int | None, n_images: i
     from . import model as models
 
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    log.info("case %s: predicting %d image(s) on %s (%d CPU threads)", checkpoint["case"], n_images, device, threads)
-    net = devices.channels_last(net)
-    prepare = models.input_transform(spec, device)
+    options = mosaic.MosaicOptions.from_settings(settings, checkpoint["patch_size"])
+    how = devices.compute(device, options.precision, options.memory_format)
+    log.info("case %s: predicting %d image(s) on %s (%d CPU threads), in %s", checkpoint["case"], n_images, device,
+             threads, how.describe())
+    net = how.format(net)
+    prepare = models.input_transform(spec, device, how)
     clock.mark("model")
     clock.report("the first window")
 
     def predictor(batch):
-        with devices.autocast(device):
+        with how.autocast():
             return net(prepare(batch))
 
-    options = mosaic.MosaicOptions.from_settings(settings, checkpoint["patch_size"])
-    return _LoadedModel(checkpoint, options, predictor, spec.n_classes, device)
+    return LoadedModel(checkpoint, options, predictor, spec.n_classes, device)
 
 
 # --- maps of unlabelled images ------------------------------------------------------------
 
 
 def map_files(image_path, out_dir) -> tuple[Path, Path]:
-    """Where the map of an image goes in ``out_dir``: ``{name}.tif`` (a GeoTIFF in the image's
-    CRS and transform) for a georeferenced image, else ``{name}.png`` (class ids); and its
-    coloured preview ``{name}_preview.png``. ``name`` is the image file's stem."""
+    """Where the map of an image goes in ``out_dir``: ``{name}.tif`` (a Cloud-Optimised
+    GeoTIFF in the image's CRS and transform) for a georeferenced image, else ``{name}.png``
+    (class ids); and its coloured preview ``{name}_preview.png``. ``name`` is the image
+    file's stem. With ``predict.vectors`` a georeferenced map also gets ``{name}.gpkg``."""
     name = Path(image_path).stem
     suffix = ".tif" if images.georeference(image_path) is not None else ".png"
     return Path(out_dir) / f"{name}{suffix}", Path(out_dir) / f"{name}_preview.png"
 
 
-PREVIEW_PX = 2048
-"""The longest side of a map's preview (larger maps are shown at a stride)."""
-
-
 def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequence, preview_outs: Sequence,
                threads: int | None = None) -> None:
     """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
-    it) and a coloured preview. The model's checkpoint says what it reads; the images must
+    it) and a coloured preview. A georeferenced image is read and its map written band by band
+    (a Cloud-Optimised GeoTIFF), so memory does not grow with the image; a PNG or JPEG, which
+    is read whole, gets a PNG map. The model's checkpoint says what it reads; the images must
     have the band count of its training images."""
     model = _load_model_job(settings, model_path, threads, len(image_paths))
     for image_path, map_out, preview_out in zip(image_paths, map_outs, preview_outs, strict=True):
         _check_map_input(model.checkpoint, image_path, model_path)
-        ids = model.predict(image_path)
-        colors, names = _classes(model.checkpoint)
-        where = images.georeference(image_path)
-        if Path(map_out).suffix == ".tif":
-            if where is None:
-                raise InputError(f"{image_path}: not georeferenced, so its map is a PNG, not {map_out}")
-            images.write_geotiff(map_out, ids, where, colors, names)
-        else:
-            images.write_png(map_out, ids)
-        stride = max(1, -(-max(ids.shape) // PREVIEW_PX))
-        images.write_png(preview_out, images.colorize(ids[::stride, ::stride], colors))
-        log.info("%s: mapped to %s (%s), preview %s", image_path, map_out, where.crs if where else "no georeference",
-                 preview_out)
+        map_image(model, image_path, map_out, preview_out)
+        if Path(map_out).suffix == ".tif":  # polygons need a CRS
+            _write_vectors(settings, model.checkpoint, map_out)
+
+
+def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
+    """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
+    whole; a PNG for any other."""
+    colors, _ = _classes(model.checkpoint)
+    where = images.georeference(image_path)
+    if (Path(map_out).suffix == ".tif") != (where is not None):
+        raise InputError(f"{image_path}: {'' if where else 'not '}georeferenced, so its map is a "
+                         f"{'GeoTIFF' if where else 'PNG'}, not {map_out}")
+    with model.open(image_path) as image:
+        preview = rasters.Preview(image.height, image.width, colors)
+        whole = np.empty(image.shape, dtype=np.uint8) if where is None else None
+        writer = model.map_writer(map_out, image, where) if where is not None else None
+        try:
+            for top, block in model.iter_ids(image):
+                preview.write(top, block)
+                if writer is not None:
+                    writer.write(top, block)
+                else:
+                    whole[top : top + len(block)] = block
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+    if writer is not None:
+        writer.close()
+    else:
+        images.write_png(map_out, whole)
+    preview.save(preview_out)
+    log.info("%s: mapped to %s (%s), preview %s", image_path, map_out, where.crs if where else "no georeference",
+             preview_out)
 
 
 def best_case(training_csv, out_yaml) -> None:
@@ -649,7 +746,8 @@ def conclude(settings: dict, runs_csv, patch_csvs: Mapping[int, str | Path], mar
     overlapping = any(cfg.training_stride(settings, size) < size for size in experiment["patch_sizes"])
     steps = {size: patches.steps_per_epoch(int((pd.read_csv(path)["split"] == "train").sum()), settings["train"]["batch_size"])
              for size, path in patch_csvs.items()}
-    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping, steps)
+    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping, steps,
+                                         budget=settings["train"]["budget"], epochs=settings["train"]["epochs"])
     write_text(conclusions.to_markdown(blocks), markdown_out)
     write_text(conclusions.to_html(blocks), html_out)
     for number, finding in enumerate(found, 1):
@@ -670,6 +768,14 @@ def figure_confusions(settings: dict, image: str, confusions: Mapping[Case, str 
     matrices = {case.name: read_confusion(path) for case, path in confusions.items()}
     title = f"{image} image: row-normalised confusion matrices"
     figures.save(figures.confusion_grid(matrices, cfg.class_names(settings), title), out)
+
+
+def figure_learning(histories: Mapping[Run, str | Path], out) -> None:
+    """Validation mIoU of every run against its optimiser steps and its training pixels."""
+    from . import figures
+
+    curves = {(run.case.name, run.repeat): pd.read_csv(path) for run, path in histories.items()}
+    figures.save(figures.learning_curves(curves), out)
 
 
 def figure_summary(settings: dict, evaluation_csv, out) -> None:

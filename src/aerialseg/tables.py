@@ -20,13 +20,14 @@ from .metrics import best_index, per_class, summary
 TRAINING_SCORES = ["train_acc", "train_loss", "train_miou", "val_acc", "val_loss", "val_miou", "train_seconds", "best_epoch"]
 TRAINING_COLUMNS = [
     "case", "init", "patch_size", "train_acc", "train_loss", "train_miou",
-    "val_acc", "val_loss", "val_miou", "train_seconds", "best_epoch", "epochs",
+    "val_acc", "val_loss", "val_miou", "train_seconds", "best_epoch", "epochs", "steps", "pixels",
 ]
 EVALUATION_SCORES = ["precision", "recall", "f1", "f1_macro", "miou", "overall_accuracy", "kappa"]
 EVALUATION_COLUMNS = ["case", "init", "patch_size", "image", *EVALUATION_SCORES]
 PER_CLASS_SCORES = ["precision", "recall", "f1", "iou"]
 PER_CLASS_COLUMNS = ["case", "image", "class", *PER_CLASS_SCORES, "support"]
-RUN_COLUMNS = ["case", "init", "patch_size", "repeat", "seed", "image", *EVALUATION_SCORES, *TRAINING_SCORES]
+RUN_COLUMNS = ["case", "init", "patch_size", "repeat", "seed", "image", *EVALUATION_SCORES, *TRAINING_SCORES,
+               "steps", "pixels"]
 
 
 def best_epoch(history: pd.DataFrame) -> int:
@@ -44,6 +45,8 @@ def training_row(case: Case, history: pd.DataFrame) -> dict:
         "train_seconds": float(history["seconds"].sum()),
         "best_epoch": epoch,
         "epochs": int(history["epoch"].max()),
+        "steps": int(history["steps"].iloc[-1]),  # optimiser steps and training pixels of the whole run
+        "pixels": int(history["pixels"].iloc[-1]),
     }
 
 

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import IGNORE_INDEX
-from .device import GraphedStep, autocast, channels_last
+from .device import Compute, GraphedStep, compute
 from .errors import DivergenceError, InputError
 from .files import atomic_path
 from .metrics import best_index, mean_iou, overall_accuracy
@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [
     "epoch", "train_loss", "train_acc", "train_miou", "val_loss", "val_acc", "val_miou", "seconds",
+    "steps", "pixels", "partial",
 ]
+"""Per epoch; ``steps`` and ``pixels`` are the optimiser steps taken and training pixels seen so
+far, ``partial`` marks a last epoch that a step or pixel budget ended early."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class TrainSettings:
     augment: bool = False  # random flips and transpositions (the 8 symmetries of a square)
     capture: bool = True  # on CUDA, replay the steps as captured CUDA graphs
     resume_seconds: float = 0.0  # at most one resume-state write per this many seconds (0: every epoch)
+    budget_steps: int | None = None  # optimiser steps in all (None: epochs x the steps of an epoch)
+    precision: str = "auto"  # auto (bf16 on a GPU that has it, else float32), float32 or bf16
+    memory_format: str = "auto"  # auto (channels-last on a GPU, contiguous on the CPU), channels_last, contiguous
 
 
 def seed_everything(seed: int) -> None:
@@ -178,7 +184,7 @@ class TrainingData:
 @dataclass(frozen=True)
 class StepInputs:
     """What every step reads: the model and its input transform, the image and label on the
-    device, the patch size and the class weights of the loss."""
+    device, the patch size, the class weights of the loss, and how the model runs."""
 
     model: torch.nn.Module
     prepare: Callable[[torch.Tensor], torch.Tensor]
@@ -186,6 +192,7 @@ class StepInputs:
     labels: torch.Tensor
     size: int
     weight: torch.Tensor
+    compute: Compute
 
 
 def _train_step(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Optimizer, *, augment_patches: bool) -> None:
@@ -193,7 +200,7 @@ def _train_step(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Op
     x, y = gather(inputs.image, inputs.labels, batches.current(batches.corners), inputs.size)
     if augment_patches:
         x, y = augment(x, y, batches.current(batches.flags))
-    with autocast(inputs.image.device):
+    with inputs.compute.autocast():
         logits = inputs.model(inputs.prepare(x))
     logits = logits.float()
     loss_sum, weight_sum = weighted_loss(logits, y, inputs.weight)
@@ -209,7 +216,7 @@ def _val_step(batches: _Batches, inputs: StepInputs) -> None:
     """Validation loss terms and confusion counts of one batch; padding patches are ignored."""
     x, y = gather(inputs.image, inputs.labels, batches.current(batches.corners), inputs.size)
     y = torch.where(batches.current(batches.valid).view(-1, 1, 1), y, IGNORE_INDEX)
-    with autocast(inputs.image.device):
+    with inputs.compute.autocast():
         logits = inputs.model(inputs.prepare(x)).float()
     loss_sum, weight_sum = weighted_loss(logits, y, inputs.weight)
     batches.record(torch.stack([loss_sum, weight_sum]), logits, y)
@@ -243,7 +250,9 @@ class Steps:
         self.val_corners = torch.cat([corners["val"], corners["val"][:1].expand(padding, 2)])
         self.val_valid = torch.arange(self.val.steps * self.val.batch, device=device) < n_val
         weight = torch.tensor(data.class_weights, dtype=torch.float32, device=device)
-        inputs = StepInputs(model, input_transform(spec, device), image_t, labels_t, data.size, weight)
+        how = compute(device, settings.precision, settings.memory_format, training=True)
+        inputs = StepInputs(model, input_transform(spec, device, how), image_t, labels_t, data.size, weight, how)
+        self.compute = how
         self.train_step = GraphedStep(partial(_train_step, self.train, inputs, optimizer, augment_patches=settings.augment),
                                       device, settings.capture, name="training step")
         self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, settings.capture, name="validation step")
@@ -257,13 +266,15 @@ class Steps:
         return self.train_corners[order.to(self.device)], flags
 
     def train_epoch(self, corners: torch.Tensor, flags: torch.Tensor | None, progress: bool = False,
-                    desc: str = "epoch") -> dict[str, float]:
-        """Run the epoch's training steps; its loss, accuracy and mIoU."""
+                    desc: str = "epoch", n_steps: int | None = None) -> dict[str, float]:
+        """Run the epoch's training steps, or its first ``n_steps`` (a budget that ends inside
+        the epoch); their loss, accuracy and mIoU."""
+        n_steps = self.train.steps if n_steps is None else n_steps
         self.model.train()
         self.train.start(corners, flags)
-        for _ in tqdm(range(self.train.steps), desc=desc, unit="batch", disable=not progress, leave=False):
+        for _ in tqdm(range(n_steps), desc=desc, unit="batch", disable=not progress, leave=False):
             self.train_step()
-        return _train_figures(self.train)
+        return _train_figures(self.train, n_steps)
 
     def validate(self) -> dict[str, float]:
         """Run every validation step; the validation loss, accuracy and mIoU."""
@@ -294,24 +305,32 @@ def fit(
     an uninterrupted run would. A loss that is not finite, or has exploded, raises
     `DivergenceError` at the end of its epoch.
     """
-    model = channels_last(model.to(device))
+    model = compute(device, settings.precision, settings.memory_format, training=True).format(model.to(device))
     optimizer = make_optimizer(model, settings, device)
     steps = Steps(model, spec, data, settings, optimizer, device)
     generator = torch.Generator().manual_seed(settings.seed)
-    run = _RunState(model, optimizer, generator, settings.epochs)
+    total = settings.budget_steps if settings.budget_steps is not None else settings.epochs * steps.train.steps
+    epochs = -(-total // steps.train.steps)  # the last one partial where the budget ends inside it
+    per_step = steps.train.batch * data.size * data.size  # training pixels of one step
+    run = _RunState(model, optimizer, generator, epochs)
     if resume_path is not None:
         run.restore(resume_path, fingerprint, device)
     saved = time.perf_counter()
-    for epoch in range(len(run.rows) + 1, settings.epochs + 1):
+    for epoch in range(len(run.rows) + 1, epochs + 1):
         start = time.perf_counter()
-        train_row = steps.train_epoch(*steps.draw_epoch(generator), progress=progress, desc=f"epoch {epoch}")
-        row = {"epoch": epoch, **train_row, **steps.validate(), "seconds": time.perf_counter() - start}
+        done = run.rows[-1]["steps"] if run.rows else 0
+        n_steps = min(steps.train.steps, total - done)
+        train_row = steps.train_epoch(*steps.draw_epoch(generator), progress=progress, desc=f"epoch {epoch}",
+                                      n_steps=n_steps)
+        row = {"epoch": epoch, **train_row, **steps.validate(), "seconds": time.perf_counter() - start,
+               "steps": done + n_steps, "pixels": (done + n_steps) * per_step, "partial": n_steps < steps.train.steps}
         _log_epoch(row, settings, steps.train_step.mode)
         _check_diverged(row, spec.n_classes, settings)
         run.finish_epoch(row)
         if resume_path is not None and time.perf_counter() - saved >= settings.resume_seconds:
             run.save(resume_path, fingerprint)
             saved = time.perf_counter()
+    log.info("model in %s on %s", steps.compute.describe(), device)
     log.info("training step: %s", steps.train_step.summary())
     log.info("validation step: %s", steps.val_step.summary())
     return pd.DataFrame(run.rows, columns=HISTORY_COLUMNS), run.best_state, run.best_epoch
@@ -325,10 +344,11 @@ def _log_epoch(row: dict, settings: TrainSettings, mode: str) -> None:
     )
 
 
-def _train_figures(train: _Batches) -> dict[str, float]:
-    """Mean of the batches' losses (as the float64 mean of their float32 values), accuracy, mIoU."""
+def _train_figures(train: _Batches, n_steps: int | None = None) -> dict[str, float]:
+    """Mean of the batches' losses (as the float64 mean of their float32 values; the first
+    ``n_steps`` batches of a partial epoch), accuracy, mIoU."""
     cm = train.matrix()
-    losses = train.losses[:, 0].cpu().numpy().astype(np.float64)
+    losses = train.losses[: n_steps if n_steps is not None else train.steps, 0].cpu().numpy().astype(np.float64)
     return {"train_loss": float(np.mean(losses)), "train_acc": overall_accuracy(cm), "train_miou": mean_iou(cm)}
 
 
@@ -424,7 +444,7 @@ class _RunState:
             return
         done = len(self.rows)
         log.info("resuming from %s: %d epoch(s) done, %s", path, done,
-                 f"continuing at epoch {done + 1}" if done < self.epochs else "all of them: writing the outputs")
+                 "all of them: writing the outputs" if done >= self.epochs else f"continuing at epoch {done + 1}")
 
     def _load(self, state: dict, device: torch.device) -> None:
         self.model.load_state_dict(state["model"])

@@ -38,7 +38,7 @@ def tiled_run(tmp_path_factory) -> Path:
     (work / "tiles.yaml").write_text(yaml.safe_dump({
         "data": {**pairs, "predict": ["new_*.tif"]},
         "experiment": {"patch_sizes": [32], "inits": ["scratch"], "stride": 32},
-        "train": {"epochs": 1, "batch_size": 8, "threads": 2}, "predict": {"stride": 16},
+        "train": {"epochs": 1, "batch_size": 8, "threads": 2}, "predict": {"stride": 16, "vectors": True, "min_area": 4},
     }))
     snakemake("--configfile", work / "tiles.yaml", "--cores", "2", workdir=work)
     return work
@@ -78,14 +78,22 @@ def test_the_best_case_maps_the_unlabelled_image_in_its_crs(tiled_run):
         assert (mapped.crs, mapped.transform, mapped.shape) == (image.crs, image.transform, image.shape)
         assert mapped.count == 1 and mapped.read(1).max() < 5 and mapped.colormap(1)[0][:3] == (0, 0, 255)
     assert (tiled_run / "results/maps/scratch_p32/new_area_preview.png").is_file()
+    import pyogrio
+
+    polygons = pyogrio.read_info(tiled_run / "results/maps/scratch_p32/new_area.gpkg")
+    assert polygons["crs"] == "EPSG:32640" and polygons["features"] > 0 and list(polygons["fields"]) == ["class", "class_id"]
 
 
 def test_the_console_command_writes_what_the_rule_wrote_byte_for_byte(tiled_run):
     out = tiled_run / "by_hand"
     command = [str(Path(sys.executable).parent / "aerialseg"), "predict", "results/cases/scratch_p32/model.pt",
-               "new_area.tif", "-o", str(out), "--stride", "16", "--threads", "2"]
+               "new_area.tif", "-o", str(out), "--stride", "16", "--threads", "2", "--vectors", "--min-area", "4"]
     result = subprocess.run(command, cwd=tiled_run, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "mosaic" in result.stderr  # the progress bar
     for name in ("new_area.tif", "new_area_preview.png"):
         assert (out / name).read_bytes() == (tiled_run / "results/maps/scratch_p32" / name).read_bytes(), name
+    from pyogrio.raw import read  # a GeoPackage records when it was written: its features are compared
+
+    by_rule, by_hand = (read(folder / "new_area.gpkg") for folder in (tiled_run / "results/maps/scratch_p32", out))
+    assert list(by_rule[2]) == list(by_hand[2]) and all(list(a) == list(b) for a, b in zip(by_rule[3], by_hand[3]))

@@ -207,7 +207,8 @@ def test_end_to_end_tiny_study(tiny_run):
     assert record["settings"]["train"]["epochs"] == 1 and record["settings"]["experiment"]["stride"] == 32
     assert "device" not in record["settings"]["train"]  # how it ran is not what made it
     summary = yaml.safe_load((results / "summary/settings.yaml").read_text())
-    assert summary["settings"]["predict"] == {"stride": 16, "blend": "mean", "tta": False}
+    assert summary["settings"]["predict"] == {"stride": 16, "blend": "mean", "tta": False, "vectors": False, "min_area": 0,
+                                              "precision": "auto", "memory_format": "auto"}
     for table in ("training.md", "evaluation.md", "study_tables.md"):
         assert (results / "summary" / table).read_text().rstrip().endswith(
             f"Settings {summary['fingerprint']}: every setting that shaped these results is in results/summary/settings.yaml.")
