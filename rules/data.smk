@@ -24,7 +24,8 @@ rule class_stats:
     """Pixels and shares of each class per split, over all its tiles, and per tile; class
     weights over all training tiles."""
     input:
-        [tile.label for image in IMAGES for tile in TILES[image]],
+        # the images too: where they can have no-data pixels, those are not counted
+        [path for image in IMAGES for tile in TILES[image] for path in (tile.label, tile.image)],
     output:
         stats=report(
             "results/data/class_stats.csv",
@@ -36,7 +37,7 @@ rule class_stats:
         tiles="results/data/class_stats_tiles.csv",
     params:
         settings=settings("class_stats"),
-        labels={image: {tile.name: tile.label for tile in TILES[image]} for image in IMAGES},
+        tiles={image: tile_params(TILES[image]) for image in IMAGES},
     log:
         "results/logs/class_stats.log",
     benchmark:

@@ -83,22 +83,27 @@ def _fit(epochs, resume_path=None, augment=True):
                progress=False, resume_path=resume_path, fingerprint="same")
 
 
-def test_a_killed_run_resumes_after_its_last_epoch_and_ends_the_same(tmp_path, monkeypatch, caplog):
-    uninterrupted, best_state, best_epoch = _fit(3)
-    state = tmp_path / "state.pt"
+def _killed_in_epoch(monkeypatch, epoch, run):
+    """Run ``run`` and kill it at the end of the training steps of ``epoch`` (as Ctrl-C would)."""
     real_figures = train._train_figures
     epochs = []
 
-    def killed_in_epoch_2(*args, **kwargs):
+    def killed(*args, **kwargs):
         epochs.append(None)
-        if len(epochs) == 2:
+        if len(epochs) == epoch:
             raise KeyboardInterrupt
         return real_figures(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_train_figures", killed_in_epoch_2)
+    monkeypatch.setattr(train, "_train_figures", killed)
     with pytest.raises(KeyboardInterrupt):
-        _fit(3, resume_path=state)
+        run()
     monkeypatch.setattr(train, "_train_figures", real_figures)
+
+
+def test_a_killed_run_resumes_after_its_last_epoch_and_ends_the_same(tmp_path, monkeypatch, caplog):
+    uninterrupted, best_state, best_epoch = _fit(3)
+    state = tmp_path / "state.pt"
+    _killed_in_epoch(monkeypatch, 2, lambda: _fit(3, resume_path=state))
     assert state.is_file()
     with caplog.at_level("INFO"):
         resumed, resumed_best, resumed_epoch = _fit(3, resume_path=state)
@@ -385,18 +390,6 @@ def test_a_step_budget_that_ends_inside_an_epoch_ends_with_a_partial_one():
 
 def test_a_run_killed_inside_a_step_budget_resumes_to_the_same_history(tmp_path, monkeypatch):
     uninterrupted, _, _ = _budget_fit(30)
-    real_figures = train._train_figures
-    calls = []
-
-    def killed_in_epoch_3(*args, **kwargs):
-        calls.append(None)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_figures(*args, **kwargs)
-
-    monkeypatch.setattr(train, "_train_figures", killed_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        _budget_fit(30, resume_path=tmp_path / "state.pt")
-    monkeypatch.setattr(train, "_train_figures", real_figures)
+    _killed_in_epoch(monkeypatch, 3, lambda: _budget_fit(30, resume_path=tmp_path / "state.pt"))
     resumed, _, _ = _budget_fit(30, resume_path=tmp_path / "state.pt")
     pd.testing.assert_frame_equal(uninterrupted.drop(columns="seconds"), resumed.drop(columns="seconds"))

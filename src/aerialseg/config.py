@@ -203,8 +203,6 @@ def _stride_problems(config: dict) -> list[str]:
     return []
 
 
-_SEMANTIC_CHECKS = (_class_problems, _range_problems, _stride_problems)
-"""The checks across keys; each runs when its part of the config is well formed."""
 
 
 def _tile_problems(config: dict) -> list[str]:
@@ -227,7 +225,8 @@ def _tile_problems(config: dict) -> list[str]:
     return problems
 
 
-_SEMANTIC_CHECKS = _SEMANTIC_CHECKS + (_tile_problems,)
+_SEMANTIC_CHECKS = (_class_problems, _range_problems, _stride_problems, _tile_problems)
+"""The checks across keys; each runs when its part of the config is well formed."""
 
 
 def _missing_files(config: dict, producible: set[str]) -> list[str]:

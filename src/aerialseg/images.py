@@ -61,7 +61,7 @@ class DataSpec:
     @classmethod
     def from_config(cls, config: dict) -> "DataSpec":
         data = config["data"]
-        classes = data["classes"]
+        classes = data.get("classes", [])  # reading images alone needs none
         values = [c.get("value") for c in classes]
         return cls(
             colors=tuple(tuple(c["color"]) for c in classes),

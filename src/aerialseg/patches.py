@@ -93,13 +93,6 @@ def split_random(index: pd.DataFrame, val_fraction: float, seed: int) -> pd.Data
     return index.assign(split=split)
 
 
-def split_blocks(index: pd.DataFrame, height: int, width: int, size: int, val_fraction: float,
-                 seed: int, block_size: int | None = None) -> pd.DataFrame:
-    """A spatially disjoint split of one image's patches: see `split_blocks_of_tiles`."""
-    return split_blocks_of_tiles(index.assign(tile=""), {"": (height, width)}, size, val_fraction, seed,
-                                 block_size).drop(columns="tile")
-
-
 def split_blocks_of_tiles(index: pd.DataFrame, shapes: dict[str, tuple[int, int]], size: int, val_fraction: float,
                           seed: int, block_size: int | None = None) -> pd.DataFrame:
     """A spatially disjoint split: whole blocks of the tiles go to validation.
