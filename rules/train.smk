@@ -10,7 +10,8 @@ rule train:
         patches=lambda wc: f"results/patches/p{run_of(wc).case.size}.csv",
         weights="results/data/class_weights.json",
         # a step or pixel budget is counted in the epochs of the smallest patch size
-        reference_patches=f"results/patches/p{min(config['experiment']['patch_sizes'])}.csv",
+        **({"reference_patches": f"results/patches/p{cfg.budget_reference(config)}.csv"}
+           if cfg.budget_reference(config) else {}),
     output:
         model="results/{prefix}cases/{case}/model.pt",
         history="results/{prefix}cases/{case}/history.csv",
