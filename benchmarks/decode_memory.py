@@ -25,11 +25,10 @@ IGNORE = [(255, 0, 0)]
 
 CHILD = r"""
 import json, sys, time
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/../benchmarks"]
 import numpy as np
 from aerialseg import images
-mode, image_path, label_path = sys.argv[2:5]
-colors = json.loads(sys.argv[5]); ignore = json.loads(sys.argv[6])
+mode, image_path, label_path = sys.argv[1:4]
+colors = json.loads(sys.argv[4]); ignore = json.loads(sys.argv[5])
 from _memory import peak_kib, rss_kib
 start_kb = rss_kib()
 t = time.perf_counter()
@@ -69,8 +68,11 @@ def make_pair(folder: Path, size: int, fmt: str) -> tuple[Path, Path]:
 
 
 def measure(mode: str, image: Path, label: Path) -> dict:
-    command = [sys.executable, "-c", CHILD, str(ROOT / "src"), mode, str(image), str(label), json.dumps(ISPRS), json.dumps(IGNORE)]
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+    command = [sys.executable, "-c", CHILD, mode, str(image), str(label), json.dumps(ISPRS), json.dumps(IGNORE)]
+    child = subprocess.run(command, capture_output=True, text=True, cwd=ROOT / "benchmarks")  # where _memory is
+    if child.returncode != 0:
+        raise SystemExit(f"the {mode} decode failed:\n{child.stderr[-3000:]}")
+    return json.loads(child.stdout)
 
 
 def main() -> None:

@@ -43,7 +43,6 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 from aerialseg import demo, device as devices, images, mosaic, train  # noqa: E402
 from aerialseg.model import ModelSpec, build, input_transform  # noqa: E402

@@ -4,7 +4,7 @@ for a run that was cut short, whose jobs may have stopped anywhere.
 For each job of the rules train and predict (``results/logs/{train,predict}/*.log``): its GPU
 slot (or the CPU), its start-up seconds, the epochs it finished and their median seconds, how
 its steps ran ("captured, N replays" or "eager, because ..."), and how it ended (done, failed
-with the error's first line, or still running when the log stops).
+with the error's first line, or cut short: still running when the log stops).
 
     python benchmarks/job_logs.py RESULTS        # a results/ folder, finished or not
 """
@@ -17,19 +17,22 @@ import statistics
 from pathlib import Path
 
 GPU = re.compile(r"GPU (\d+) of (\d+) visible \(([^)]*)\)")
+SLOT = re.compile(r"took GPU slot (\d+) of GPU (\d+)")
 SHARING = re.compile(r"sharing GPU (\d+)")
 STARTUP = re.compile(r"start-up: ([\d.]+) s before")
-EPOCH = re.compile(r"epoch (\d+)/(\d+): .* \| ([\d.]+) s \(")
+EPOCH = re.compile(r"epoch (\d+)/(\d+)(?: \(partial[^)]*\))?: .* \| ([\d.]+) s \(")
 STEPS = re.compile(r"(training|validation) step: (.*)$", re.M)
 FAILED_CAPTURE = re.compile(r"capturing a CUDA graph failed \((.*)\)")
-MOSAIC = re.compile(r"predicted with .* in ([\d.]+) s")
+MOSAIC = re.compile(r": predicted(?: with flip TTA)? in ([\d.]+) s")
+PREDICTED = re.compile(r"predicted (\d+) image\(s\) in all")
 ERROR = re.compile(r" (?:ERROR|CRITICAL) [\w.]+: (.*)")
 
 
 def describe(rule: str, text: str) -> dict:
     """The facts one job's log gives."""
     if match := GPU.search(text):
-        where = f"GPU {match[1]} of {match[2]} ({match[3]})" + (" shared" if SHARING.search(text) else "")
+        slot = f", slot {m[1]}" if (m := SLOT.search(text)) else ""
+        where = f"GPU {match[1]} of {match[2]} ({match[3]}{slot})" + (" shared" if SHARING.search(text) else "")
     else:
         where = "CPU" if " on cpu " in text else "?"
     epochs = [(int(m[1]), int(m[2]), float(m[3])) for m in EPOCH.finditer(text)]
@@ -40,7 +43,7 @@ def describe(rule: str, text: str) -> dict:
     elif rule == "train":
         end = "done" if "kept epoch" in text else "cut short"
     else:
-        end = f"done, {len(MOSAIC.findall(text))} image(s)" if "wrote" in text or MOSAIC.search(text) else "cut short"
+        end = f"done, {m[1]} image(s)" if (m := PREDICTED.search(text)) else "cut short"
     return {
         "where": where,
         "startup": float(m[1]) if (m := STARTUP.search(text)) else None,

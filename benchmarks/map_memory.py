@@ -46,7 +46,7 @@ if model_path == "standin":
                   "patch_size": patch}
     model = pipeline.LoadedModel(checkpoint, MosaicOptions.from_settings(settings, patch), predictor, 5, torch.device("cpu"))
 else:
-    model = pipeline._load_model_job(settings, model_path, 2, 1)
+    model = pipeline.load_model(settings, model_path, 2, 1)
     real = model.predictor
     def counted(batch):
         calls[0] += len(batch)

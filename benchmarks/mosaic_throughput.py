@@ -23,11 +23,13 @@ convolution) because the real model would take hours on a CPU, and the memory of
 does not depend on the model beyond one batch of activations.
 
     python benchmarks/mosaic_throughput.py [--size 1024] [--patch 64] [--huge 20000] [--device auto]
-    python benchmarks/mosaic_throughput.py --variants [--image IMG --model model.pt --label LBL --config CFG]
+    python benchmarks/mosaic_throughput.py --variants [--image IMG --model model.pt --label LBL]
 
 With ``--variants`` (the CPU): float32 and bf16 autocast, each in contiguous and channels-last
 memory format, side by side on one image, against float32 contiguous: Mpx/s, the speed-up,
-the share of class ids that differ, and with a trained model and a label the test mIoU.
+the share of class ids that differ, and with a trained model and a label the test mIoU. With a
+model, each variant predicts the image exactly as the predict rule does (`pipeline.load_model`:
+the checkpoint's bands, value range and no-data), after a warm-up on the image itself.
 """
 
 from __future__ import annotations
@@ -39,16 +41,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # the children run here, where they find _memory
 
 CHILD = r"""
 import json, sys, time
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/../benchmarks"]
 import numpy as np, torch
 from aerialseg import device as devices, mosaic
 from aerialseg.model import ModelSpec, build, input_transform
 from aerialseg.patches import grid
-mode, model_kind, size, patch, stride, device_name, ids_path = sys.argv[2], sys.argv[3], *map(int, sys.argv[4:7]), sys.argv[7], sys.argv[8]
+mode, model_kind, size, patch, stride, device_name, ids_path = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6]), sys.argv[6], sys.argv[7]
 device = devices.resolve(device_name)
 torch.manual_seed(0)
 if model_kind == "real":  # as the workflow predicts on this device (device.compute: precision, memory format)
@@ -63,7 +64,7 @@ else:
     conv = torch.nn.Conv2d(3, 5, 1).to(device)
     predictor = lambda x: conv(x.float() / 255)
 from aerialseg.patches import window_starts
-batch = mosaic.default_batch_size(patch, len(window_starts(size, patch, stride)), device.type == "cuda")
+batch = mosaic.default_batch_size(patch, len(window_starts(size, patch, stride)), on_gpu=device.type == "cuda")
 
 def baseline(image):
     height, width = image.shape[:2]
@@ -100,36 +101,37 @@ print(json.dumps({"seconds": seconds, "start_kb": start_kb, "peak_kb": peak_kb, 
 
 VARIANT = r"""
 import json, sys, time
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/../benchmarks"]
 import numpy as np, torch
-from aerialseg import device as devices, images, mosaic, pipeline
-from aerialseg.model import ModelSpec, build, input_transform, load_checkpoint
-precision, memory_format, image_path, model_path, ids_path, patch = sys.argv[2:7] + [int(sys.argv[7])]
-torch.set_num_threads(int(sys.argv[8]))
-device = torch.device("cpu")
-if model_path == "-":
+from aerialseg import device as devices, mosaic, pipeline
+from aerialseg.model import ModelSpec, build, input_transform
+precision, memory_format, image_path, model_path, ids_path, patch, threads = sys.argv[1:6] + [*map(int, sys.argv[6:8])]
+torch.set_num_threads(threads)
+if model_path == "-":  # an untrained model on a random image: speed only
     torch.manual_seed(0)
-    spec, net = ModelSpec(5, "scratch"), None
-    net = build(spec).eval()
-    bands = (0, 1, 2)
-else:
-    net, spec, checkpoint = load_checkpoint(model_path, device)
-    patch, bands = checkpoint["patch_size"], tuple(checkpoint["data"]["bands"])
-how = devices.compute(device, precision, memory_format)
-net = how.format(net)
-prepare = input_transform(spec, device, how)
-def predictor(x):
-    with how.autocast():
-        return net(prepare(x))
-if image_path.startswith("random:"):
+    spec, device = ModelSpec(5, "scratch"), torch.device("cpu")
+    how = devices.compute(device, precision, memory_format)
+    net, prepare = how.format(build(spec).eval()), input_transform(spec, device, how)
+    def predictor(x):
+        with how.autocast():
+            return net(prepare(x))
     side = int(image_path.split(":")[1])
     image = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
-else:
-    image = images.read_image(image_path, images.DataSpec(colors=((0, 0, 0),), bands=bands))
+    run = lambda: mosaic.predict_ids(predictor, image, spec.n_classes, patch, patch // 2)
+else:  # a trained model on a real image, exactly as the predict rule runs it (bands, value range, no-data)
+    settings = {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "device": "cpu",
+                            "threads": threads, "precision": precision, "memory_format": memory_format}}
+    model = pipeline.load_model(settings, model_path, threads)
+    how = devices.compute(model.device, precision, memory_format)
+    def run():
+        with model.open(image_path) as image:
+            ids = np.empty(image.shape, np.uint8)
+            for top, block in model.options.iter_ids(model.predictor, image, model.n_classes, model.device):
+                ids[top : top + len(block)] = block
+        return ids
 with torch.no_grad():
-    mosaic.predict_ids(predictor, image[: 2 * patch, : 2 * patch], spec.n_classes, patch, patch // 2)  # warm-up
+    run()  # warm-up on the timed image itself: every batch shape met once
     start = time.perf_counter()
-    ids = mosaic.predict_ids(predictor, image, spec.n_classes, patch, patch // 2)
+    ids = run()
     seconds = time.perf_counter() - start
 np.save(ids_path, ids)
 print(json.dumps({"seconds": seconds, "pixels": int(ids.size), "how": how.describe()}))
@@ -138,31 +140,32 @@ print(json.dumps({"seconds": seconds, "pixels": int(ids.size), "how": how.descri
 VARIANTS = [("float32", "contiguous"), ("float32", "channels_last"), ("bf16", "contiguous"), ("bf16", "channels_last")]
 
 
-def variants(image: str, model: str, label: str | None, classes: list | None, patch: int, threads: int) -> None:
+def variants(image: str, model: str, label: str | None, patch: int, threads: int) -> None:
     """The CPU's precision x memory format variants on one image, against float32 contiguous:
     throughput, the share of class ids that differ, and with a label and a trained model the
-    test mIoU of each."""
+    test mIoU of each (the label decoded as the checkpoint's classes say)."""
     import numpy as np
 
     from aerialseg.images import DataSpec, read_label
     from aerialseg.metrics import confusion_matrix, mean_iou
+    from aerialseg.model import read_trusted
 
-    truth = None
-    if label and classes:
-        truth = read_label(label, DataSpec(colors=tuple(tuple(c["color"]) for c in classes),
-                                           ignore_colors=((155, 155, 155), (0, 0, 0))))
+    truth, n_classes = None, 5
+    if label and model != "-":
+        data = read_trusted(Path(model), what="checkpoint", remedy="use a model.pt the workflow wrote")["data"]
+        truth, n_classes = read_label(label, DataSpec.from_config({"data": data})), len(data["classes"])
     print(f"\nCPU variants, {threads} threads; {image if not image.startswith('random') else 'a random image'}, "
           f"{'the model ' + model if model != '-' else 'an untrained DeepLabV3+ mobilenet_v2'}")
     print("| precision | memory format | Mpx/s | speed-up over float32 contiguous | class ids differing from float32 contiguous "
           + ("| test mIoU |" if truth is not None else "|"))
     print("|---|---|---:|---:|---:|" + ("---:|" if truth is not None else ""), flush=True)
-    reference, reference_seconds = None, None
+    reference = reference_seconds = None
     with tempfile.TemporaryDirectory() as tmp:
         for precision, memory_format in VARIANTS:
             out = Path(tmp) / f"{precision}_{memory_format}.npy"
-            command = [sys.executable, "-c", VARIANT, str(ROOT / "src"), precision, memory_format, image, model, str(out),
-                       str(patch), str(threads)]
-            child = subprocess.run(command, capture_output=True, text=True)
+            command = [sys.executable, "-c", VARIANT, precision, memory_format, image, model, str(out), str(patch),
+                       str(threads)]
+            child = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
             if child.returncode != 0:
                 raise SystemExit(f"the {precision} {memory_format} prediction failed:\n{child.stderr[-3000:]}")
             result = json.loads(child.stdout.splitlines()[-1])
@@ -173,13 +176,13 @@ def variants(image: str, model: str, label: str | None, classes: list | None, pa
             cells = [precision, memory_format, f"{result['pixels'] / 1e6 / result['seconds']:.2f}",
                      f"{reference_seconds / result['seconds']:.2f}x", f"{differ:.2%}"]
             if truth is not None:
-                cells.append(f"{mean_iou(confusion_matrix(truth, ids, len(classes))):.4f}")
+                cells.append(f"{mean_iou(confusion_matrix(truth, ids, n_classes)):.4f}")
             print("| " + " | ".join(cells) + " |", flush=True)
 
 
 def measure(mode, model, size, patch, stride, device, ids_path="-") -> dict:
-    command = [sys.executable, "-c", CHILD, str(ROOT / "src"), mode, model, str(size), str(patch), str(stride), device, str(ids_path)]
-    child = subprocess.run(command, capture_output=True, text=True)
+    command = [sys.executable, "-c", CHILD, mode, model, str(size), str(patch), str(stride), device, str(ids_path)]
+    child = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
     if child.returncode != 0:  # a CUDA error, say: show what the child said, not only its exit status
         raise SystemExit(f"the {mode} prediction ({model} model, {size} px, on {device}) failed with exit status "
                          f"{child.returncode}:\n{child.stderr[-4000:]}")
@@ -200,14 +203,10 @@ def main() -> None:
     parser.add_argument("--image", default=None, help="with --variants: a real image (default: a random one)")
     parser.add_argument("--label", default=None, help="with --variants and --model: its label, for the test mIoU")
     parser.add_argument("--model", default="-", help="with --variants: a model.pt (default: an untrained model)")
-    parser.add_argument("--config", default=None, help="with --label: the config with the label's classes")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     if args.variants:
-        import yaml
-
-        classes = yaml.safe_load(Path(args.config).read_text())["data"]["classes"] if args.config else None
-        variants(args.image or f"random:{args.size or 1024}", args.model, args.label, classes, args.patch, args.threads)
+        variants(args.image or f"random:{args.size or 1024}", args.model, args.label, args.patch, args.threads)
         return
     stride = args.stride or args.patch // 2
     size = args.size or (2048 if args.device == "cuda" else 1024)

@@ -25,20 +25,16 @@ No pipeline augments, as the study did not (the workflow's default, ``train.augm
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from aerialseg import demo, device as devices, train  # noqa: E402
-from aerialseg.images import decode_colors  # noqa: E402
-from aerialseg.model import ModelSpec, build, input_transform  # noqa: E402
-from aerialseg.patches import grid  # noqa: E402
+from aerialseg import demo, device as devices, train
+from aerialseg.images import decode_colors
+from aerialseg.model import ModelSpec, build, input_transform
+from aerialseg.patches import grid
 
 WARMUP = 5  # on CUDA: three eager warm-up steps, the capture, one replay
 

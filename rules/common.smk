@@ -21,8 +21,10 @@ except (cfg.ConfigError, InputError) as error:
 
 CASES = cfg.cases(config)
 RUNS = cfg.runs(config)
-# A run's files live under results/{prefix}cases/{case}/: the package's Run gives both parts,
-# and the rules look a run up by them (never parse it out of a path).
+# A run's files live in its folder, results/{prefix}cases/{case}/ (the package's Run.PATTERN,
+# which Run.dir fills in): the rules build every path of a run from RUN and look a run up by
+# its two wildcards (never parse it out of a path).
+RUN = cfg.Run.PATTERN
 RUN_OF = {(run.prefix, run.case.name): run for run in RUNS}
 # Repeat 1 has no prefix; the others repeats/{repeat}/.
 PREFIXES = "|".join(re.escape(run.prefix) for run in RUNS if run.prefix)
@@ -36,6 +38,8 @@ GEOREFERENCED = {tile.image for tiles in TILES.values() for tile in tiles if geo
 # Unlabelled images to map (data.predict), by name; a map is a GeoTIFF where the image is georeferenced.
 MAPS = {tile.name: tile.image for tile in cfg.maps(config)}
 MAP_SUFFIX = {name: map_files(image, ".")[0].suffix for name, image in MAPS.items()}
+# With predict.vectors every georeferenced map also gets its polygons in a GeoPackage.
+VECTORS = config["predict"]["vectors"]
 
 
 def alternatives(values):
@@ -80,7 +84,7 @@ def run_file(run, name):
 
 
 def tile_files(run_dir, name, images=IMAGES):
-    """A file of every tile of the splits, e.g. tile_files("results/{prefix}cases/{case}", "prediction.png")."""
+    """A file of every tile of the splits, e.g. tile_files(RUN, "prediction.png")."""
     return [tile.file(f"{run_dir}/{image}", name) for image in images for tile in TILES[image]]
 
 
@@ -96,7 +100,7 @@ def all_outputs():
             for tile in TILES[image]:
                 folder = f"{run.dir}/{image}"
                 outputs += [tile.file(folder, "prediction.tif")] if tile.image in GEOREFERENCED else []
-                outputs += [tile.file(folder, "prediction.gpkg")] if tile.image in GEOREFERENCED and config["predict"]["vectors"] else []
+                outputs += [tile.file(folder, "prediction.gpkg")] if tile.image in GEOREFERENCED and VECTORS else []
                 outputs += [tile.file(folder, name) for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
     outputs += [f"results/summary/confusion_{image}.png" for image in IMAGES]
     outputs += [
@@ -117,7 +121,7 @@ def all_outputs():
 def map_outputs(case):
     """The maps and previews (and polygons) of every image of data.predict, by one case."""
     vectors = [f"results/maps/{case}/{name}.gpkg" for name, suffix in MAP_SUFFIX.items()
-               if suffix == ".tif" and config["predict"]["vectors"]]
+               if suffix == ".tif" and VECTORS]
     return [f"results/maps/{case}/{name}{suffix}" for name, suffix in MAP_SUFFIX.items()] + [
         f"results/maps/{case}/{name}_preview.png" for name in MAPS] + vectors
 

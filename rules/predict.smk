@@ -7,18 +7,20 @@ rule predict:
     GPU once. A georeferenced image also gets prediction.tif (its CRS and transform, a colour
     table)."""
     input:
-        model="results/{prefix}cases/{case}/model.pt",
+        model=f"{RUN}/model.pt",
         images=[tile.image for image in IMAGES for tile in TILES[image]],
     output:
-        ids=tile_files("results/{prefix}cases/{case}", "prediction.png"),
-        color=tile_files("results/{prefix}cases/{case}", "prediction_color.png"),
+        ids=tile_files(RUN, "prediction.png"),
+        color=tile_files(RUN, "prediction_color.png"),
         geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
-                 for path in [tile.file(f"results/{{prefix}}cases/{{case}}/{image}", "prediction.tif")]],
+                 for path in [tile.file(f"{RUN}/{image}", "prediction.tif")]],
         vectors=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED and VECTORS
-                 for path in [tile.file(f"results/{{prefix}}cases/{{case}}/{image}", "prediction.gpkg")]],
+                 for path in [tile.file(f"{RUN}/{image}", "prediction.gpkg")]],
+        record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
-    threads: config["predict"]["threads"] or config["train"]["threads"]
+        run=run_params,
+    threads: cfg.prediction_resources(config)[1]
     resources:
         gpu=1,
     log:
@@ -36,18 +38,18 @@ rule evaluate:
     (image | ground truth | prediction | errors) of one image or tile; ignored pixels are
     left out."""
     input:
-        prediction="results/{prefix}cases/{case}/{place}/prediction.png",
+        prediction=f"{RUN}/{{place}}/prediction.png",
         image=lambda wc: PLACES[wc.place][1].image,
         label=lambda wc: PLACES[wc.place][1].label,
     output:
-        metrics="results/{prefix}cases/{case}/{place}/metrics.csv",
-        confusion="results/{prefix}cases/{case}/{place}/confusion.csv",
+        metrics=f"{RUN}/{{place}}/metrics.csv",
+        confusion=f"{RUN}/{{place}}/confusion.csv",
         mosaic=report(
-            "results/{prefix}cases/{case}/{place}/mosaic.png",
+            f"{RUN}/{{place}}/mosaic.png",
             caption="../report/mosaic.rst",
             category="3. Mosaics",
             subcategory="{place} image",
-            labels={"case": "{case}", "run": "results/{prefix}cases/{case}", "image": "{place}"},
+            labels={"case": "{case}", "run": RUN, "image": "{place}"},
         ),
     params:
         settings=settings("evaluate"),
@@ -68,10 +70,10 @@ rule pool:
     """The scores of a split of several tiles pooled: the sum of their confusion matrices and
     its per-class scores."""
     input:
-        lambda wc: [tile.file(f"results/{wc.prefix}cases/{wc.case}/{wc.pooled}", "confusion.csv") for tile in TILES[wc.pooled]],
+        lambda wc: [tile.file(f"{run_of(wc).dir}/{wc.pooled}", "confusion.csv") for tile in TILES[wc.pooled]],
     output:
-        metrics="results/{prefix}cases/{case}/{pooled}/metrics.csv",
-        confusion="results/{prefix}cases/{case}/{pooled}/confusion.csv",
+        metrics=f"{RUN}/{{pooled}}/metrics.csv",
+        confusion=f"{RUN}/{{pooled}}/confusion.csv",
     params:
         settings=settings("pool"),
     log:
@@ -99,9 +101,7 @@ checkpoint best_case:
         "../scripts/best_case.py"
 
 
-# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files);
-# with predict.vectors a georeferenced map also gets its polygons in a GeoPackage.
-VECTORS = config["predict"]["vectors"]
+# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files).
 GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".tif")
 PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".png")
 
@@ -111,7 +111,7 @@ rule map_geotiff:
     preview: map_geotiff writes a georeferenced image's map as a GeoTIFF in its CRS and
     transform, map_png any other image's as a PNG of class ids."""
     input:
-        model="results/cases/{case}/model.pt",
+        model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.pt"),  # the study's run, repeat 1
         image=lambda wc: MAPS[wc.name],
     output:
         map=f"results/maps/{{case}}/{{name,{GEO_MAPS}}}.tif",
@@ -119,7 +119,7 @@ rule map_geotiff:
         **({"vectors": f"results/maps/{{case}}/{{name,{GEO_MAPS}}}.gpkg"} if VECTORS else {}),
     params:
         settings=settings("map"),
-    threads: config["predict"]["threads"] or config["train"]["threads"]
+    threads: cfg.prediction_resources(config)[1]
     resources:
         gpu=1,
     log:

@@ -13,10 +13,10 @@ rule train:
         **({"reference_patches": f"results/patches/p{cfg.budget_reference(config)}.csv"}
            if cfg.budget_reference(config) else {}),
     output:
-        model="results/{prefix}cases/{case}/model.pt",
-        history="results/{prefix}cases/{case}/history.csv",
-        last="results/{prefix}cases/{case}/last.pt",
-        settings="results/{prefix}cases/{case}/settings.yaml",
+        model=f"{RUN}/model.pt",
+        history=f"{RUN}/history.csv",
+        last=f"{RUN}/last.pt",
+        settings=f"{RUN}/settings.yaml",
     params:
         settings=settings("train"),
         run=run_params,
@@ -39,10 +39,10 @@ rule train:
 rule training_curves:
     """Loss, accuracy and mIoU per epoch, training against validation."""
     input:
-        "results/{prefix}cases/{case}/history.csv",
+        f"{RUN}/history.csv",
     output:
         report(
-            "results/{prefix}cases/{case}/training_curves.png",
+            f"{RUN}/training_curves.png",
             caption="../report/training_curves.rst",
             category="2. Training curves",
             labels={"case": "{case}"},

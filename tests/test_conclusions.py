@@ -109,7 +109,7 @@ def test_the_document_states_verdicts_and_the_validation_gap():
                                          budget="epochs", epochs=8)
     markdown = conclusions.to_markdown(blocks)
     budget = ("Training budget: equal epochs (every case trained 8 epochs (optimiser steps per epoch: 32 px 51, "
-              "64 px 12, 128 px 3); 32 px 408 steps and 3 Mpx, 64 px 96 steps and 3 Mpx, 128 px 24 steps and 3 Mpx).")
+              "64 px 12, 128 px 3); 32 px 408 steps and 3.34 Mpx, 64 px 96 steps and 3.15 Mpx, 128 px 24 steps and 3.15 Mpx).")
     assert markdown.count(budget) == 2  # in the first paragraph and in the patch-size verdict
     assert "## 1. Bigger patches give better results (at equal epochs)." in markdown
     assert markdown.count("**Verdict: supported.**") == 3
@@ -124,9 +124,10 @@ def test_the_document_states_verdicts_and_the_validation_gap():
     assert "validation shares no pixel with training" in conclusions.to_markdown(blocked)
     with_steps = runs.assign(steps=runs.patch_size.map({32: 408, 64: 408, 128: 408}),
                              pixels=runs.patch_size.map({32: 408 * 8 * 32**2, 64: 408 * 8 * 64**2, 128: 408 * 8 * 128**2}))
-    _, budgeted = conclusions.document(with_steps, "random", False, {32: 51, 64: 12, 128: 3}, budget="steps", epochs=8)
+    _, budgeted = conclusions.document(with_steps, "random", overlapping=False, steps={32: 51, 64: 12, 128: 3},
+                                       budget="steps", epochs=8)
     assert ("Training budget: equal optimiser steps (every case trained as many optimiser steps as the 32 px patches "
-            "take in 8 epochs; 32 px 408 steps and 3 Mpx, 64 px 408 steps and 13 Mpx, 128 px 408 steps and 53 Mpx).") \
+            "take in 8 epochs; 32 px 408 steps and 3.34 Mpx, 64 px 408 steps and 13.4 Mpx, 128 px 408 steps and 53.5 Mpx).") \
         in conclusions.to_markdown(budgeted)
 
 

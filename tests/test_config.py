@@ -87,10 +87,11 @@ def test_prediction_runs_where_training_does_unless_told_otherwise(default_confi
 
     config = cfg.validate(default_config, producible=DEMO)
     options = MosaicOptions.from_settings(config, 32)
-    assert (options.device, options.threads, options.batch_size, options.blend) == ("auto", 4, None, "mean")
-    config["predict"].update(device="cpu", threads=2, batch_size=100)
+    assert cfg.prediction_resources(config) == ("auto", 4)
+    assert (options.stride, options.batch_size, options.blend) == (16, None, "mean")
+    config["predict"].update(device="cpu", threads=2, batch_size=100, stride=8)
     options = MosaicOptions.from_settings(config, 32)
-    assert (options.device, options.threads, options.batch_size) == ("cpu", 2, 100)
+    assert cfg.prediction_resources(config) == ("cpu", 2) and (options.stride, options.batch_size) == (8, 100)
 
 
 def test_each_job_gets_the_settings_that_shape_it_and_nothing_else(default_config):

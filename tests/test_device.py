@@ -49,6 +49,20 @@ def test_concurrent_jobs_land_on_different_gpus_then_share_evenly(tmp_path, monk
     assert _run_jobs(tmp_path, gpus=4, n=1) == [0]  # slots are free again once their jobs end
 
 
+def test_a_gpu_job_logs_its_slot_and_lets_cudnn_pick_its_fastest_kernels(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(device.LOCK_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored after the test
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="GPU-fake-0"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "fake")
+    monkeypatch.setattr(device, "_open", lambda index: None)
+    with caplog.at_level("INFO"):
+        assert device.resolve("auto") == torch.device("cuda", 0)
+    assert torch.backends.cudnn.benchmark is True
+    assert f"took GPU slot 0 of GPU 0 ({tmp_path / 'GPU-fake-0.0.lock'})" in caplog.text
+
+
 def test_gpus_are_named_by_uuid_else_by_their_visible_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")

@@ -163,3 +163,24 @@ def test_confusion_grid_labels_stay_inside_the_figure(n_cases):
         box = ax.get_tightbbox(canvas.get_renderer())
         assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
 
+
+
+def test_learning_curves_draw_every_run_against_steps_and_pixels():
+    from aerialseg.config import Case, Run
+    from aerialseg.figures import learning_curves
+
+    histories = {}
+    for repeat in (1, 2):
+        for size, per_epoch in ((32, 10), (128, 3)):
+            history = _history(4)
+            steps = per_epoch * history.epoch
+            histories[Run(Case("scratch", size), repeat)] = history.assign(steps=steps, pixels=steps * 8 * size * size)
+    fig = learning_curves(histories)
+    by_steps, by_pixels = fig.axes
+    assert by_steps.get_xlabel() == "optimiser steps" and by_pixels.get_xscale() == "log"
+    assert len(by_steps.lines) == len(by_pixels.lines) == 4  # every run, repeats included
+    big = histories[Run(Case("scratch", 128), 1)]
+    line = next(line for line in by_pixels.lines if line.get_label() == "scratch_p128")
+    np.testing.assert_allclose(line.get_xdata(), big.pixels / 1e6)  # what each run saw, in megapixels
+    np.testing.assert_allclose(line.get_ydata(), big.val_miou)
+    assert [t.get_text() for t in by_steps.get_legend().get_texts()] == ["scratch_p128", "scratch_p32"]

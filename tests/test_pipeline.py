@@ -54,6 +54,28 @@ def test_patch_index_follows_the_configured_split(small_config, tmp_path):
     assert list(index.columns) == ["row", "col", "split"] and len(index) == 5 * 4
 
 
+@pytest.mark.parametrize("budget, steps", [("epochs", {32: None, 64: None}), ("steps", {32: 12, 64: 12}),
+                                           ("pixels", {32: 12, 64: 3})])
+def test_a_training_budget_is_counted_in_the_smallest_patch_size_s_epochs(small_config, tmp_path, budget, steps):
+    """96 x 80 px, stride 16, 20 % for validation: 16 training patches of 32 px (4 steps of 4
+    an epoch), 5 of 64 px (1 step). Three epochs of the 32 px patches are 12 steps, or
+    12 x 4 x 32^2 pixels, which batches of four 64 px patches see in 3 steps; under the epochs
+    budget each case takes its own epochs (no step count is set)."""
+    small_config["experiment"].update(stride=16, val_fraction=0.2)
+    small_config["train"].update(budget=budget, epochs=3, batch_size=4)
+    settings = cfg.job_settings(small_config, "train")
+    for size in (32, 64):
+        pipeline.patch_index(small_config, size, {"train": small_config["data"]["train"]["image"]}, tmp_path / f"p{size}.csv")
+    (tmp_path / "w.json").write_text('{"a": 1.0, "b": 1.0, "c": 1.0}')
+    for size in (32, 64):
+        files = pipeline.TrainFiles(tiles=cfg.tiles(small_config, "train"), patches=tmp_path / f"p{size}.csv",
+                                    weights=tmp_path / "w.json", model=tmp_path / "m.pt", history=tmp_path / "h.csv",
+                                    reference_patches=tmp_path / "p32.csv" if budget != "epochs" else None)
+        data = pipeline._training_data(settings, files, size)
+        train = pipeline._train_settings(cfg.with_run_options(settings, small_config, "train"), 0, data, files)
+        assert (train.epochs, train.budget_steps) == (3, steps[size])
+
+
 def test_a_class_without_training_pixels_is_an_input_error(small_config, tmp_path):
     small_config["data"]["classes"].append({"name": "d", "color": [9, 9, 9]})
     with pytest.raises(InputError, match="train_label.png: class\\(es\\) 'd' have no pixels"):
@@ -146,7 +168,7 @@ def test_a_tiff_without_georeference_still_works_and_says_so(small_config, tmp_p
     with caplog.at_level("INFO"):
         pipeline.predict_images(small_config, tmp_path / "model.pt", [small_config["data"]["test"]["image"]], *outputs)
     assert (tmp_path / "prediction.png").is_file() and not (tmp_path / "prediction.tif").exists()
-    assert caplog.text.count("a TIFF without a CRS or geotransform; the prediction is written as PNG only") == 1
+    assert caplog.text.count("a raster without a CRS or geotransform; the prediction is written as PNG only") == 1
 
 
 def _tile(path, name, rng, shape, label_ids=None):
@@ -172,6 +194,21 @@ def test_training_tiles_lie_side_by_side_on_one_canvas(small_config, tmp_path):
     assert (ids[30:, 50:] == cfg.IGNORE_INDEX).all() and (image[30:, 50:] == 0).all()  # below the short tile: nothing
 
 
+def test_tiles_named_like_numbers_keep_their_place_on_the_canvas(small_config, tmp_path):
+    """Tiles named "0001" and "0002" (as many datasets number them): the patch index's tile
+    column is read as names, not numbers, so each patch lands on its own tile."""
+    rng = np.random.default_rng(3)
+    small_config["data"].update(bands=[0, 1, 2], value_range=None)
+    small_config["experiment"].update(stride=None)
+    tiles = [_tile(tmp_path, "0001", rng, (64, 64)), _tile(tmp_path, "0002", rng, (64, 96))]
+    pipeline.patch_index(small_config, 32, {t.name: t.image for t in tiles}, tmp_path / "p32.csv", tiled=True)
+    (tmp_path / "w.json").write_text('{"a": 1.0, "b": 1.0, "c": 1.0}')
+    files = pipeline.TrainFiles(tiles=tiles, patches=tmp_path / "p32.csv", weights=tmp_path / "w.json",
+                                model=tmp_path / "m.pt", history=tmp_path / "h.csv")
+    data = pipeline._training_data(small_config, files, 32)
+    assert sorted(data.index.col.unique().tolist()) == [0, 32, 64, 96, 128]  # 0001 at 0, 0002 from column 64
+
+
 def test_class_statistics_of_tiles_are_their_sums(small_config, tmp_path):
     rng = np.random.default_rng(4)
     tiles = [_tile(tmp_path, name, rng, (20, 30), np.full((20, 30), k)) for k, name in enumerate(["a", "b"])]
@@ -186,7 +223,9 @@ def test_class_statistics_of_tiles_are_their_sums(small_config, tmp_path):
     assert per_tile[(per_tile.image == "train") & (per_tile.tile == "b")].pixels.tolist() == [0, 600, 0]
 
 
-def test_an_image_to_map_with_other_bands_stops_before_any_job_and_another_crs_warns(geotiff_pair, tmp_path):
+def test_an_image_with_other_bands_stops_before_any_job_and_another_crs_warns(geotiff_pair, tmp_path):
+    import rasterio
+    from rasterio.enums import ColorInterp
     from rasterio.transform import Affine
 
     config, _ = geotiff_pair
@@ -195,12 +234,26 @@ def test_an_image_to_map_with_other_bands_stops_before_any_job_and_another_crs_w
                   Affine(0.3, 0, 5e5, 0, -0.3, 5e6))
     config["data"]["predict"] = [str(tmp_path / "elsewhere.tif")]
     warnings = pipeline.check_inputs(config)
-    assert warnings == [f"{tmp_path}/elsewhere.tif: its {what}, the training tiles' {ours} ({tmp_path}/train.tif); the "
-                        "map is made anyway, but a model sees pixels, not metres"
+    assert warnings == [f"{tmp_path}/elsewhere.tif: its {what}, the training tiles' {ours} ({tmp_path}/train.tif); it "
+                        "is used anyway, but a model sees pixels, not metres"
                         for what, ours in (("CRS is EPSG:32633", "EPSG:32640"), ("pixel size is (0.3, 0.3)", "(0.3, 0.4)"))]
     write_geotiff(tmp_path / "four.tif", rng.integers(0, 256, (64, 64, 4), dtype=np.uint8))
+    with rasterio.open(tmp_path / "four.tif", "r+") as dataset:  # GDAL's default for 4 bytes is RGBA: say RGB + IR
+        dataset.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
     config["data"]["predict"] = [str(tmp_path / "four.tif")]
-    with pytest.raises(InputError, match="four.tif: the image to map has 4 band\\(s\\), the training images 3"):
+    with pytest.raises(InputError, match="four.tif: the image to map \\(data.predict\\) has 4 data band\\(s\\), the "
+                                         "training images 3"):
+        pipeline.check_inputs(config)
+    # an alpha band is no data band: it marks no-data pixels
+    with rasterio.open(tmp_path / "four.tif", "r+") as dataset:
+        dataset.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    assert pipeline.check_inputs(config) == []
+    # a test tile is held to the training images too
+    config["data"]["predict"] = []
+    write_geotiff(tmp_path / "two.tif", rng.integers(0, 256, (70, 90, 2), dtype=np.uint8))
+    config["data"]["test"] = {"image": str(tmp_path / "two.tif"), "label": config["data"]["test"]["label"]}
+    config["data"]["bands"] = [0, 1]
+    with pytest.raises(InputError, match="two.tif: the image has 2 data band\\(s\\), the training images 3"):
         pipeline.check_inputs(config)
 
 
@@ -218,7 +271,7 @@ def test_the_console_command_maps_an_image_or_says_what_is_wrong(tmp_path, capsy
     assert "no such image file" in capsys.readouterr().err
     write_png(tmp_path / "grey.png", image[:, :, 0])
     assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "grey.png"), "-o", str(tmp_path / "m2")]) == 1
-    assert "grey.png: 1 band(s), but" in capsys.readouterr().err and not (tmp_path / "m2").exists()
+    assert "grey.png: 1 data band(s), but" in capsys.readouterr().err and not (tmp_path / "m2").exists()
 
 
 def test_no_data_pixels_are_left_out_of_the_counts_the_patches_and_every_metric(geotiff_pair, tmp_path):
@@ -264,13 +317,14 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
     write_geotiff(tmp_path / "tile_label.tif", labels[:, :, None], "EPSG:4326", transform)
     classes = [{"name": n, "color": [30 * i, 200, 255 - 30 * i], "value": v} for i, (n, v) in enumerate(OEM_VALUES.items())]
     spec = ModelSpec(len(classes), "scratch", decoder_channels=32)
-    torch_seed = __import__("torch").manual_seed(3)
+    __import__("torch").manual_seed(3)
     save_checkpoint(tmp_path / "model.pt", build(spec), spec, case="scratch_p32", patch_size=32, data={
         "classes": classes, "label_format": "index", "ignore_colors": [], "ignore_values": [0], "bands": [0, 1, 2],
         "value_range": None, "nodata": None, "image_bands": 3})
     ids_png = tmp_path / "out/prediction.png"
     with caplog.at_level("DEBUG"):
-        pipeline.predict_images({"predict": {"stride": 16, "blend": "mean", "tta": False, "batch_size": None},
+        pipeline.predict_images({"predict": {"stride": 16, "blend": "mean", "tta": False, "batch_size": None,
+                                             "vectors": True, "min_area": 0},
                                  "train": {"device": "cpu", "threads": 1}},
                                 tmp_path / "model.pt", [tmp_path / "tile.tif"], [ids_png], [tmp_path / "out/color.png"])
     gdal_trouble = [r.getMessage() for r in caplog.records
@@ -289,6 +343,11 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
     decoded = read_label(tmp_path / "out/prediction.tif", spec_index)  # the map read back as a label
     np.testing.assert_array_equal(confusion_matrix(truth, decoded, 6), confusion_matrix(truth, ids, 6))
     assert ids.max() < 6  # prediction.png keeps the class ids
+    from pyogrio.raw import read
+
+    meta, _, _, (names, values) = read(tmp_path / "out/prediction.gpkg", layer="map")  # polygons keyed by the codes too
+    assert list(meta["fields"]) == ["class", "class_id"] and len(names)
+    assert {(name, OEM_VALUES[name]) for name in names} == set(zip(names, values.tolist()))
 
 
 def test_the_nodata_value_of_a_map_never_collides_with_a_class_value():
@@ -299,3 +358,16 @@ def test_the_nodata_value_of_a_map_never_collides_with_a_class_value():
     assert map_codes("index", [2, 3, 8]) == ([2, 3, 8], 255)
     assert map_codes("index", [0, 255, 7]) == ([0, 255, 7], 254)  # the largest value no class takes
     assert map_codes("index", [1, 300], [300]) == ([1, 300], 255)  # an ignore value that is a class does not count
+
+
+def test_the_console_command_names_an_unreadable_image_in_one_line(tmp_path, capsys, monkeypatch):
+    import logging
+
+    from aerialseg import cli
+
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a fresh process: no handler of an earlier test
+    _untrained_checkpoint(tmp_path / "model.pt")
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00 not a tiff")
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "broken.tif"), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aerialseg: {tmp_path}/broken.tif: cannot read image") and "Traceback" not in err

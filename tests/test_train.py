@@ -125,6 +125,20 @@ def test_a_state_of_another_configuration_is_not_resumed(tmp_path, caplog):
     assert "starting from epoch 1" in caplog.text and history.epoch.tolist() == [1]
 
 
+def test_a_state_whose_best_model_does_not_fit_is_discarded_not_kept(tmp_path, caplog):
+    """A resume state that reads and matches, but whose best model is not this run's, would
+    fail later, when the model is written, on every rerun: it is discarded up front."""
+    state = tmp_path / "state.pt"
+    _fit(1, resume_path=state)
+    saved = torch.load(state, weights_only=True)
+    saved["best_state"] = {"junk": torch.zeros(1)}
+    torch.save(saved, state)
+    with caplog.at_level("INFO"):
+        history, best_state, _ = _fit(1, resume_path=state)
+    assert "its best model does not fit this run's model" in caplog.text and "starting from epoch 1" in caplog.text
+    assert history.epoch.tolist() == [1] and "junk" not in best_state
+
+
 def test_augment_applies_the_same_symmetry_to_image_and_label():
     x = torch.arange(2 * 3 * 8 * 8).view(2, 3, 8, 8)
     y = x[:, 0].clone()

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     from . import pipeline
+    from .errors import InputError
 
     settings = {"predict": {"stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
                             "device": args.device, "threads": args.threads or os.cpu_count() or 1,
@@ -62,7 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"aerialseg: no such image file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    outputs = [pipeline.map_files(path, args.out) for path in args.images]
+    taken = sorted({name for name in names if f"{name}_preview" in names})
+    if taken:
+        print(f"aerialseg: the previews of {', '.join(taken)} would overwrite the maps of the images named "
+              f"{', '.join(name + '_preview' for name in taken)}: rename one of each", file=sys.stderr)
+        return 2
+    try:
+        outputs = [pipeline.map_files(path, args.out) for path in args.images]
+    except InputError as error:  # an unreadable image: one line, no traceback
+        print(f"aerialseg: {error}", file=sys.stderr)
+        return 2
     try:
         pipeline.run(pipeline.map_images, None, settings, args.model, args.images,
                      [m for m, _ in outputs], [p for _, p in outputs])

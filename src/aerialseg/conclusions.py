@@ -143,14 +143,14 @@ def budget_sentence(runs: pd.DataFrame, budget: str, epochs: int, steps: dict[in
     first = runs[(runs["repeat"] == runs["repeat"].min()) & (runs["image"] == "test")]
     per_size = first.groupby("patch_size")[["steps", "pixels"]].first() if {"steps", "pixels"} <= set(runs) else None
     got = "" if per_size is None else "; " + ", ".join(
-        f"{size} px {int(row.steps)} steps and {row.pixels / 1e6:.0f} Mpx" for size, row in per_size.iterrows())
+        f"{size} px {int(row.steps)} steps and {row.pixels / 1e6:.3g} Mpx" for size, row in per_size.iterrows())
     per_epoch = "" if not steps else " (optimiser steps per epoch: " + ", ".join(
         f"{size} px {n}" for size, n in sorted(steps.items())) + ")"
-    reference = min(steps) if steps else "the smallest"
+    reference = f"{min(steps)} px" if steps else "smallest"
     what = {
         "epochs": f"every case trained {epochs} epochs{per_epoch}",
-        "steps": f"every case trained as many optimiser steps as the {reference} px patches take in {epochs} epochs",
-        "pixels": f"every case saw as many training pixels as the {reference} px patches see in {epochs} epochs",
+        "steps": f"every case trained as many optimiser steps as the {reference} patches take in {epochs} epochs",
+        "pixels": f"every case saw as many training pixels as the {reference} patches see in {epochs} epochs",
     }[budget]
     return f"Training budget: {BUDGETS[budget]} ({what}{got})."
 
@@ -219,7 +219,7 @@ def time_finding(runs: pd.DataFrame) -> Finding:
     return Finding(claim, time_verdict(ratios), evidence)
 
 
-def generalisation_notes(runs: pd.DataFrame, split: str, overlapping: bool) -> list[str]:
+def generalisation_notes(runs: pd.DataFrame, split: str, *, overlapping: bool) -> list[str]:
     """The gap between validation and test mIoU, and what the split does to it."""
     test = runs[runs["image"] == "test"].groupby("case", sort=False)[["val_miou", "miou"]].mean()
     lines = [f"{case}: validation mIoU {row.val_miou:.4f}, test mIoU {row.miou:.4f}, gap {row.val_miou - row.miou:+.4f}"
@@ -261,7 +261,7 @@ Block = tuple[str, object]
 """One piece of the document: ("h1" | "h2", text), ("p", text), ("list", lines) or ("table", frame)."""
 
 
-def document(runs: pd.DataFrame, split: str, overlapping: bool, steps: dict[int, int] | None = None,
+def document(runs: pd.DataFrame, split: str, *, overlapping: bool, steps: dict[int, int] | None = None,
              budget: str = "epochs", epochs: int = 0) -> tuple[list[Finding], list[Block]]:
     """The findings and the conclusions document, as blocks to render (`to_markdown`, `to_html`);
     ``steps`` are the optimiser steps per epoch of each patch size, ``budget`` and ``epochs``
@@ -288,7 +288,7 @@ def document(runs: pd.DataFrame, split: str, overlapping: bool, steps: dict[int,
     for number, finding in enumerate(found, 1):
         blocks += [("h2", f"{number}. {finding.claim}"), ("p", f"Verdict: {finding.verdict}."), ("list", finding.evidence)]
     blocks += [("h2", "What a reviewer asks next: validation against test"),
-               ("list", generalisation_notes(runs, split, overlapping))]
+               ("list", generalisation_notes(runs, split, overlapping=overlapping))]
     return found, blocks
 
 

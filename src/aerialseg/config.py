@@ -137,7 +137,8 @@ def load(*paths: str | Path, **kwargs: Any) -> dict:
     """The validated config of one or more YAML files, each merged over the ones before as
     Snakemake merges ``--configfile`` over ``config.yaml`` (sections merged key by key, lists
     and values replaced): ``load("config.yaml", "config/quick.yaml")`` is the quick study.
-    ``kwargs`` go to `validate`."""
+    ``kwargs`` go to `validate`; the demo scene need not exist yet (``producible``)."""
+    kwargs.setdefault("producible", demo_files())
     config: dict = {}
     for path in map(Path, paths):
         try:
@@ -215,6 +216,8 @@ def _tile_problems(config: dict) -> list[str]:
     names = [tile.name for tile in maps(config)]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"data.predict: two images are named {name!r} (after their files): their maps would be one")
+    for name in sorted({n for n in names if f"{n}_preview" in names}):
+        problems.append(f"data.predict: the preview of {name!r} would be the map of {name + '_preview'!r}: rename one")
     cases_run = {case.name for case in cases(config)}
     for i, name in enumerate(config["predict"]["cases"]):
         if name not in cases_run:
@@ -355,12 +358,33 @@ def _slice(config: dict, keys: dict[str, tuple[str, ...] | None]) -> dict:
             for section, names in keys.items()}
 
 
+def _without_inert(config: dict) -> dict:
+    """The config with the settings that the rest of it makes inert set to their neutral
+    value, so that changing one reruns nothing: the colours ignored in index labels and the
+    values ignored in colour labels, the classes' values outside index labels, the block
+    size outside the blocks split, the smallest polygon without polygons."""
+    config = copy.deepcopy(config)
+    data, experiment, predict = config["data"], config["experiment"], config["predict"]
+    if data["label_format"] == "index":
+        data["ignore_colors"] = []
+    else:
+        data["ignore_values"] = []
+        data["classes"] = [{k: v for k, v in c.items() if k != "value"} for c in data["classes"]]
+    if experiment["split"] != "blocks":
+        experiment["block_size"] = None
+    if not predict["vectors"]:
+        predict["min_area"] = 0
+    return config
+
+
 def job_settings(config: dict, job: str) -> dict:
     """The slice of the validated config that shapes ``job``'s outputs (`JOB_SETTINGS`), with
-    the settings of the jobs it learns from (`UPSTREAM`) for the record."""
+    the settings of the jobs it learns from (`UPSTREAM`) for the record; settings that the
+    rest of the config makes inert are neutral (`_without_inert`)."""
     settings: dict[str, dict] = {}
+    active = _without_inert(config)
     for name in (*UPSTREAM.get(job, ()), job):
-        for section, values in _slice(config, JOB_SETTINGS[name]).items():
+        for section, values in _slice(active, JOB_SETTINGS[name]).items():
             settings.setdefault(section, {}).update(values)
     if job in ("train", "summary"):  # derived: the patch size a step or pixel budget is counted in
         settings["train"]["budget_size"] = budget_reference(config)
@@ -389,6 +413,13 @@ def demo_files() -> set[str]:
 def uses_demo(config: dict) -> bool:
     return any(os.path.normpath(path) in demo_files()
                for image in IMAGES for tile in tiles(config, image) for path in (tile.image, tile.label))
+
+
+def prediction_resources(config: dict) -> tuple[str, int]:
+    """The device and CPU threads of a prediction job: ``predict.device`` and
+    ``predict.threads``, where null (or absent) those of training."""
+    predict, train = config["predict"], config.get("train", {})
+    return predict.get("device") or train.get("device", "auto"), predict.get("threads") or train.get("threads", 1)
 
 
 def with_run_options(settings: dict, config: dict, job: str) -> dict:
@@ -451,6 +482,9 @@ class Run:
         if self.repeat < 1:
             raise ValueError(f"repeat {self.repeat}: repeats count from 1")
 
+    PATTERN = "results/{prefix}cases/{case}"
+    """`dir` as a pattern of the rules' wildcards (``prefix``, ``case``)."""
+
     @property
     def prefix(self) -> str:
         """Where the run's files (and its logs, below ``results/logs/``) go: nowhere special
@@ -460,7 +494,7 @@ class Run:
     @property
     def dir(self) -> str:
         """``results/cases/{case}`` for repeat 1, ``results/repeats/{repeat}/cases/{case}`` else."""
-        return f"results/{self.prefix}cases/{self.case.name}"
+        return self.PATTERN.format(prefix=self.prefix, case=self.case.name)
 
     @property
     def label(self) -> str:

@@ -228,7 +228,7 @@ def _add_tree(cv: _Canvas, cy: float, cx: float, r: float | None = None) -> None
     cv.trees.append((int(cy), int(cx), max(2.0, r), cv.px(cv.rng.uniform(6, 12)) + r))
 
 
-def _car(cv: _Canvas, y0: int, x0: int, length: int, width: int, horiz: bool, on_road: bool) -> bool:
+def _car(cv: _Canvas, y0: int, x0: int, length: int, width: int, *, horiz: bool, on_road: bool) -> bool:
     """Draw one car (body, windscreen, rear window) if its footprint is free pavement."""
     h, w = (width, length) if horiz else (length, width)
     if y0 < 0 or x0 < 0 or y0 + h > cv.size or x0 + w > cv.size:
@@ -251,7 +251,7 @@ def _car_dims(cv: _Canvas) -> tuple[int, int]:
     return cv.upx(8, 10.5, lo=6), cv.upx(4, 5.5, lo=3)
 
 
-def _draw_parking(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) -> None:
+def _draw_parking(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, *, tr: bool) -> None:
     """Parking lot in local coordinates; stalls in rows along b, cars along a."""
     cv.fill(R(a0, a1, b0, b1), _IMP, cv.jitter([(106, 104, 100)], 0.06))
     sd, sw = cv.px(10.5, lo=6) + cv.px(3), max(cv.px(5.5, lo=3) + 2, cv.px(7))
@@ -271,7 +271,7 @@ def _draw_parking(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) 
                 _car(cv, y, x, cl, cw, horiz=tr, on_road=False)
 
 
-def _residential(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) -> None:
+def _residential(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, *, tr: bool) -> None:
     """Detached houses facing the roads on both long sides, gardens, driveways."""
     sides = [(a0, 1), (a1, -1)] if a1 - a0 >= cv.px(70) else [(a0, 1)]
     depth = (a1 - a0) // len(sides)
@@ -306,11 +306,11 @@ def _residential(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) -
             b += lw
 
 
-def _apartments(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) -> None:
+def _apartments(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, *, tr: bool) -> None:
     """Long slabs parallel to the block's long side, lawn, trees, a parking strip."""
     if cv.rng.random() < 0.35 and a1 - a0 > cv.px(70):
         strip = cv.px(10.5, lo=6) + cv.px(7)
-        _draw_parking(cv, R, a0, a0 + strip, b0 + cv.px(4), b1 - cv.px(4), tr)
+        _draw_parking(cv, R, a0, a0 + strip, b0 + cv.px(4), b1 - cv.px(4), tr=tr)
         a0 += strip
     band = max(cv.upx(50, 70, lo=10), 1)
     for k in range(max(1, (a1 - a0) // band)):
@@ -323,15 +323,15 @@ def _apartments(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) ->
                         else (cv.rng.uniform(a0, a1), cv.rng.uniform(b0, b1))))
 
 
-def _commercial(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) -> None:
+def _commercial(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, *, tr: bool) -> None:
     """One or two flat-roofed halls with a parking lot towards one road."""
     m = cv.upx(5, 10)
     lot = int((a1 - a0) * cv.rng.uniform(0.25, 0.4))
     if cv.rng.random() < 0.5:
-        _draw_parking(cv, R, a0 + m, a0 + m + lot, b0 + m, b1 - m, tr)
+        _draw_parking(cv, R, a0 + m, a0 + m + lot, b0 + m, b1 - m, tr=tr)
         ha0, ha1 = a0 + lot + 2 * m, a1 - m
     else:
-        _draw_parking(cv, R, a1 - m - lot, a1 - m, b0 + m, b1 - m, tr)
+        _draw_parking(cv, R, a1 - m - lot, a1 - m, b0 + m, b1 - m, tr=tr)
         ha0, ha1 = a0 + m, a1 - lot - 2 * m
     cuts = [b0 + m, b1 - m]
     if cv.rng.random() < 0.5 and b1 - b0 > cv.px(120):
@@ -342,7 +342,7 @@ def _commercial(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) ->
         _building(cv, [R(ha0, ha1, cuts[i], cuts[i + 1])], pitched_p=0.1, tile_p=0.2, h=h)
 
 
-def _park(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, tr: bool) -> None:
+def _park(cv: _Canvas, R, a0: int, a1: int, b0: int, b1: int, *, tr: bool) -> None:
     """Lawn or crop field with paths, maybe a plaza, and clusters of trees."""
     local = lambda a, b: (b, a) if tr else (a, b)  # noqa: E731
     if cv.rng.random() < 0.15:  # field: crop / soil stripes along b
@@ -378,7 +378,7 @@ def _draw_blocks(cv: _Canvas, hroads, vroads) -> None:
             tr = (y1 - y0) > (x1 - x0)  # local b axis along the block's long side
             a0, a1, b0, b1 = (x0, x1, y0, y1) if tr else (y0, y1, x0, x1)
             kind = kinds[cv.rng.choice(4, p=[0.4, 0.2, 0.22, 0.18])]
-            kind(cv, _frame(tr), a0, a1, b0, b1, tr)
+            kind(cv, _frame(tr), a0, a1, b0, b1, tr=tr)
 
 
 def _street_trees(cv: _Canvas, roads, horiz: bool) -> None:
@@ -407,7 +407,8 @@ def _road_cars(cv: _Canvas, roads, horiz: bool) -> None:
             while u < cv.size:
                 cl, cw = _car_dims(cv)
                 c = int(round(lane - cw / 2))
-                _car(cv, c, int(u), cl, cw, True, True) if horiz else _car(cv, int(u), c, cl, cw, False, True)
+                _car(cv, c, int(u), cl, cw, horiz=True, on_road=True) if horiz else \
+                    _car(cv, int(u), c, cl, cw, horiz=False, on_road=True)
                 u += cl + cv.px(3) + cv.rng.exponential(gap)
 
 

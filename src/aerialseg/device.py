@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ def claim_gpu(keys: Sequence[str], folder: str | Path | None = None) -> int:
                 os.close(fd)
                 continue
             _held.append(fd)
+            log.info("took GPU slot %d of GPU %d (%s)", slot, index, path)
             if slot:
                 log.info("every visible GPU is in use by another job: sharing GPU %d", index)
             return index
@@ -161,12 +162,13 @@ class Compute:
                               cache_enabled=False)
 
     def format(self, x):
-        """A 4-D tensor or a module in this memory format."""
-        if not self.channels_last:
-            return x
+        """A 4-D tensor or a module in this memory format (contiguous: NCHW, whatever the
+        strides the tensor came with, such as the channels-last ones of windows cut from an
+        (H, W, C) image)."""
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
         if isinstance(x, torch.nn.Module):
-            return x.to(memory_format=torch.channels_last)
-        return x.contiguous(memory_format=torch.channels_last)
+            return x.to(memory_format=layout)
+        return x.contiguous(memory_format=layout)
 
     def describe(self) -> str:
         return f"{'bf16 autocast' if self.bf16 else 'float32'}, {'channels-last' if self.channels_last else 'contiguous'}"
@@ -200,8 +202,8 @@ def autocast(device: torch.device):
 
 
 def channels_last(x):
-    """A 4-D tensor or a module in channels-last memory format on CUDA; unchanged on the CPU
-    (the default memory format of training, `compute`)."""
+    """A 4-D tensor or a module in channels-last memory format on CUDA, contiguous (NCHW) on
+    the CPU: the default memory formats of training (`compute`)."""
     on_cuda = any(p.is_cuda for p in x.parameters()) if isinstance(x, torch.nn.Module) else x.is_cuda
     return Compute(torch.device("cuda" if on_cuda else "cpu"), channels_last=on_cuda).format(x)
 
@@ -237,17 +239,13 @@ def capture_graph(step: Callable[[], None], device: torch.device) -> "torch.cuda
                 graph.capture_end()  # ends the broken capture; its own error only repeats the root
             except Exception:
                 pass
-            raise CaptureError(f"{type(root).__name__}: {_first_line(root)}") from root
+            raise CaptureError(f"{type(root).__name__}: {first_line(root)}") from root
         try:
             graph.capture_end()
         except Exception as root:
-            raise CaptureError(f"ending the capture: {type(root).__name__}: {_first_line(root)}") from root
+            raise CaptureError(f"ending the capture: {type(root).__name__}: {first_line(root)}") from root
     current.wait_stream(side)
     return graph
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else "(no message)"
 
 
 class GraphedStep:
@@ -266,7 +264,7 @@ class GraphedStep:
     `summary` says how the calls ran, for the job's log.
     """
 
-    def __init__(self, step: Callable[[], None], device: torch.device, enabled: bool = True,
+    def __init__(self, step: Callable[[], None], device: torch.device, *, enabled: bool = True,
                  warmup: int = 3, name: str = "step", strict: bool | None = None):
         self.step, self.device, self.warmup, self.name = step, device, warmup, name
         self.strict = strict_capture() if strict is None else strict
@@ -286,7 +284,8 @@ class GraphedStep:
             return (f"captured, {self.replays} replays (after {self.warmup} eager warm-up calls; "
                     f"{self.calls} calls in all)")
         if self.why_eager is None:
-            return f"eager, because only {self.calls} call(s) came, fewer than the {self.warmup} warm-up calls before capture"
+            return (f"eager, because only {self.calls} call(s) came, no more than the {self.warmup} eager warm-up "
+                    "calls before capture")
         return f"eager, because {self.why_eager} ({self.calls} calls)"
 
     def __call__(self) -> None:

@@ -24,3 +24,9 @@ class DivergenceError(RuntimeError):
 class WriteError(OSError):
     """An output could not be written (a full disk, a folder without write permission); the
     message names the file and what to do."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, for one-line reports (a log line, a table cell)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "(no message)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .files import atomic_path
+
+if TYPE_CHECKING:
+    from .config import Run
 from .images import colorize
 from .metrics import best_index
 
@@ -206,21 +210,19 @@ def metric_vs_patch_size(evaluation: pd.DataFrame,
 SIZE_MARKERS = "osD^v<>"
 
 
-def learning_curves(histories: Mapping[tuple[str, int], pd.DataFrame], title: str = "") -> Figure:
+def learning_curves(histories: Mapping["Run", pd.DataFrame], title: str = "") -> Figure:
     """Validation mIoU against optimiser steps and against training pixels seen, one line per
-    run (``histories``: (case, repeat) -> history with ``steps`` and ``pixels``), coloured by
+    run (``histories``: `config.Run` -> history with ``steps`` and ``pixels``), coloured by
     initialisation, marked by patch size; repeats after the first thinner. A patch size that
     learns faster per step and one that learns faster per pixel can be told apart at a glance."""
-    from .config import Case
-
     fig = Figure(figsize=(12, 4.4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    sizes = sorted({Case.parse(case).size for case, _ in histories})
-    for (case, repeat), history in sorted(histories.items()):
-        parsed = Case.parse(case)
-        style = dict(color=INIT_COLORS.get(parsed.init, "grey"), marker=SIZE_MARKERS[sizes.index(parsed.size) % 7],
-                     markersize=4 if repeat == 1 else 2, linewidth=1.6 if repeat == 1 else 0.6,
-                     alpha=1.0 if repeat == 1 else 0.45, label=case if repeat == 1 else None)
+    sizes = sorted({run.case.size for run in histories})
+    for run, history in sorted(histories.items(), key=lambda item: (item[0].repeat, item[0].case.name)):
+        first = run.repeat == 1
+        style = dict(color=INIT_COLORS.get(run.case.init, "grey"), marker=SIZE_MARKERS[sizes.index(run.case.size) % 7],
+                     markersize=4 if first else 2, linewidth=1.6 if first else 0.6,
+                     alpha=1.0 if first else 0.45, label=run.case.name if first else None)
         axes[0].plot(history["steps"], history["val_miou"], **style)
         axes[1].plot(history["pixels"] / 1e6, history["val_miou"], **style)
     for ax, label in zip(axes, ("optimiser steps", "training pixels seen (millions)")):

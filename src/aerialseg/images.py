@@ -1,7 +1,7 @@
 """Reading images and labels, decoding labels to class ids, writing PNGs and GeoTIFFs.
 
-Images (PNG and JPEG through Pillow; TIFF, GeoTIFF and cloud-optimised GeoTIFF through
-rasterio/GDAL; any integer dtype, or floats with a value range; any number of bands) are
+Images (PNG and JPEG through Pillow; TIFF, GeoTIFF, cloud-optimised GeoTIFF and any other
+raster GDAL reads through rasterio, `read_by_gdal`; any integer dtype, or floats with a value range; any number of bands) are
 returned as ``uint8`` arrays (H, W, C) holding the configured bands, scaled from
 ``data.value_range``. A GeoTIFF's CRS and geotransform (`georeference`) go to the
 predictions written as GeoTIFF (`rasters.MapWriter`).
@@ -41,7 +41,14 @@ Image.MAX_IMAGE_PIXELS = None  # aerial tiles are legitimately huge
 Color = Sequence[int]
 UNKNOWN = 254  # lookup-table entry of a label value that is neither a class nor ignored
 CHUNK_ROWS = 512
-TIFF_SUFFIXES = (".tif", ".tiff")
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""Images that Pillow reads (whole); every other raster goes through GDAL (`read_by_gdal`)."""
+
+
+def read_by_gdal(path: str | Path) -> bool:
+    """Whether an image is read through rasterio/GDAL (GeoTIFF, COG, JPEG 2000, ERDAS .img,
+    ... with windows, a CRS and a no-data mask) rather than whole through Pillow (PNG, JPEG)."""
+    return Path(path).suffix.lower() not in PILLOW_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,8 @@ def _read_raster(path: str | Path) -> np.ndarray:
     path = Path(path)
     _check_file(path)
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
-            return _read_tiff(path)
+        if read_by_gdal(path):
+            return _read_gdal(path)
         with Image.open(path) as image:
             if image.mode in ("P", "PA", "RGBA", "LA", "CMYK", "YCbCr"):
                 image = image.convert("RGBA" if image.mode in ("PA", "RGBA") else "RGB")
@@ -116,8 +123,8 @@ def _gdal(path: Path):
             yield dataset
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """A TIFF, GeoTIFF or cloud-optimised GeoTIFF through GDAL: (H, W) or (H, W, C)."""
+def _read_gdal(path: Path) -> np.ndarray:
+    """A raster through GDAL (TIFF, GeoTIFF, COG, ...): (H, W) or (H, W, C)."""
     with _gdal(path) as dataset:
         array = dataset.read()  # (bands, H, W), either interleaving
     return array[0] if len(array) == 1 else np.moveaxis(array, 0, -1)
@@ -128,7 +135,7 @@ def image_header(path: str | Path) -> tuple[int, int, int]:
     path = Path(path)
     _check_file(path)
     try:
-        if path.suffix.lower() in TIFF_SUFFIXES:
+        if read_by_gdal(path):
             with _gdal(path) as dataset:
                 return dataset.height, dataset.width, dataset.count
         with Image.open(path) as image:
@@ -148,10 +155,11 @@ class Georeference:
 
 
 def georeference(path: str | Path) -> Georeference | None:
-    """The CRS and geotransform of a GeoTIFF; None for a PNG or JPEG, or for a TIFF that
-    carries no CRS or only the identity transform (GDAL's default for plain TIFFs)."""
+    """The CRS and geotransform of a GeoTIFF (or any GDAL raster); None for a PNG or JPEG, or
+    for a raster that carries no CRS or only the identity transform (GDAL's default for plain
+    TIFFs)."""
     path = Path(path)
-    if path.suffix.lower() not in TIFF_SUFFIXES or not path.is_file():
+    if not read_by_gdal(path) or not path.is_file():
         return None
     try:
         with _gdal(path) as dataset:
@@ -160,6 +168,19 @@ def georeference(path: str | Path) -> Georeference | None:
             return Georeference(dataset.crs, dataset.transform)
     except Exception as error:
         raise InputError(f"{path}: cannot read image ({type(error).__name__}: {error})") from None
+
+
+def data_bands(path: str | Path) -> int:
+    """The bands of an image that hold data: all but an alpha band (which marks no-data,
+    `rasters`), from the header only."""
+    path = Path(path)
+    bands = image_header(path)[2]
+    if read_by_gdal(path):
+        from rasterio.enums import ColorInterp
+
+        with _gdal(path) as dataset:
+            return bands - sum(interp == ColorInterp.alpha for interp in dataset.colorinterp)
+    return bands - 1 if path.suffix.lower() == ".png" and bands in (2, 4) else bands
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -57,44 +57,35 @@ GPU_BATCH_PIXELS = 1 << 22
 class MosaicOptions:
     """How a job predicts whole images, decided once from ``predict.*`` (and the case's patch
     size): windows of ``size`` every ``stride`` px, ``blend``, flip ``tta``, windows per batch
-    (None: the device's default, `default_batch_size`), and the device and CPU threads."""
+    (None: the device's default, `default_batch_size`), and the model's precision and memory
+    format (`device.compute`). The job's device and CPU threads are
+    `config.prediction_resources`."""
 
     size: int
     stride: int
     blend: str = "mean"
     tta: bool = False
     batch_size: int | None = None
-    device: str = "auto"
-    threads: int = 1
     precision: str = "auto"  # device.compute: bf16 or float32
     memory_format: str = "auto"  # device.compute: channels-last or contiguous
 
     @classmethod
     def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
-        """``settings`` holds ``predict`` (stride null: half the patch) and, for the device
-        and threads, ``train`` (`job_resources`)."""
+        """``settings`` holds ``predict`` (stride null: half the patch)."""
         predict = settings["predict"]
-        device, threads = job_resources(settings)
         return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
-                   batch_size=predict["batch_size"], device=device, threads=threads,
-                   precision=predict.get("precision", "auto"), memory_format=predict.get("memory_format", "auto"))
+                   batch_size=predict["batch_size"], precision=predict.get("precision", "auto"),
+                   memory_format=predict.get("memory_format", "auto"))
 
     def iter_ids(self, predictor: Predictor, image, n_classes: int, device: torch.device,
                  progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """The class ids of ``image`` (an array or a `rasters.Image`) with these options, on
-        ``device`` (resolved from `device`), block by block (`iter_ids`)."""
+        ``device``, block by block (`iter_ids`)."""
         return iter_ids(with_flips(predictor) if self.tta else predictor, image, n_classes, self.size, self.stride,
                         batch_size=self.batch_size, device=device, blend=self.blend, progress=progress)
 
 
-def job_resources(settings: dict) -> tuple[str, int]:
-    """The device and CPU threads of a prediction job: ``predict.device`` and
-    ``predict.threads``, where null those of training."""
-    predict, train = settings["predict"], settings.get("train", {})
-    return predict.get("device") or train.get("device", "auto"), predict.get("threads") or train.get("threads", 1)
-
-
-def default_batch_size(size: int, row_windows: int, on_gpu: bool) -> int:
+def default_batch_size(size: int, row_windows: int, *, on_gpu: bool) -> int:
     """Windows per batch when ``predict.batch_size`` is null: about `GPU_BATCH_PIXELS` of
     windows on a GPU; one window row of at most `CPU_BATCH` windows on the CPU."""
     if on_gpu:
@@ -175,7 +166,7 @@ def iter_strips(
         raise ValueError(f"a stride of {stride} px would leave pixels unpredicted between {size} px windows")
     device = torch.device(device)
     rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
-    batch_size = batch_size or default_batch_size(size, len(cols), device.type == "cuda")
+    batch_size = batch_size or default_batch_size(size, len(cols), on_gpu=device.type == "cuda")
     log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on %s", width, height,
              len(rows) * len(cols), size, stride, batch_size, blend, device)
     weights = window_weights(size, blend).to(device)
@@ -220,9 +211,13 @@ def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, c
             logits[i : i + batch_size] = predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False))
         return logits
     kept = torch.from_numpy(np.flatnonzero(keep)).to(pixels.device)
+    shape = min(batch_size, len(corners))  # the batch of a band without no-data
     for i in range(0, len(kept), batch_size):
         batch = kept[i : i + batch_size]
-        logits[batch] = predictor(cut(pixels, corners[batch], size, channels_first=False)).float()
+        windows = corners[batch]
+        if pixels.is_cuda and len(batch) < shape:  # pad with copies of a window: on CUDA every new batch shape
+            windows = torch.cat([windows, windows[-1:].expand(shape - len(batch), 2)])  # costs a cuDNN benchmark
+        logits[batch] = predictor(cut(pixels, windows, size, channels_first=False))[: len(batch)].float()
     return logits
 
 

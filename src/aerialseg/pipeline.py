@@ -24,7 +24,7 @@ import pandas as pd
 from . import config as cfg
 from . import demo, images, patches, rasters, stats, tables
 from .config import Case, Run
-from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError
+from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError, first_line
 from .files import write_csv, write_json, write_markdown, write_text, write_yaml
 from .metrics import confusion_matrix, mean_iou, per_class
 
@@ -54,8 +54,8 @@ def run(step, log_path, *args, **kwargs) -> None:
     except (InputError, ConfigError, WeightsError, DivergenceError, WriteError) as error:
         log.error("%s", error)
         sys.exit(1)
-    except Exception:
-        log.exception("%s failed", step.__name__)
+    except Exception as error:  # unforeseen (CUDA out of memory, say): its type and message first, then the traceback
+        log.exception("%s failed: %s: %s", step.__name__, type(error).__name__, first_line(error))
         raise
     finally:
         root = logging.getLogger()
@@ -141,29 +141,38 @@ def check_inputs(config: dict, producible: Sequence[str] = ()) -> list[str]:
             _check_patch_fits(tile.image, (height, width), largest)
             images.check_bands(tile.image, spec.bands, bands)
     _check_split(config, [headers[tile.image][:2] for tile in cfg.tiles(config, "train")])
-    return _check_maps(config, headers, producible)
+    return _check_like_training(config, producible)
 
 
-def _check_maps(config: dict, headers: dict, producible: Sequence[str]) -> list[str]:
-    """The images to map must have the training images' band count; a CRS or pixel size that
-    differs from the first training tile's is worth a warning."""
+def _check_like_training(config: dict, producible: Sequence[str]) -> list[str]:
+    """Every other image (the other training tiles, the test tiles, the images to map) must
+    have the data bands of the first training tile (alpha bands aside, which mark no-data);
+    a CRS or pixel size that differs from its is worth a warning. The images to map must also
+    be at least as large as the largest patch."""
     first = cfg.tiles(config, "train")[0]
-    bands = headers[first.image][2]
+    bands = _data_bands(first.image, producible)
     where = images.georeference(first.image) if first.image not in producible else None
+    others = [(tile.image, "") for image in cfg.IMAGES for tile in cfg.tiles(config, image)[image == "train":]]
+    others += [(tile.image, " to map (data.predict)") for tile in cfg.maps(config)]
     warnings = []
-    for tile in cfg.maps(config):
-        height, width, count = images.image_header(tile.image)
+    for path, role in others:
+        count = _data_bands(path, producible)
         if count != bands:
-            raise InputError(f"{tile.image}: the image to map has {count} band(s), the training images {bands} "
-                             f"({first.image}): the model cannot read it (data.predict)")
-        _check_patch_fits(tile.image, (height, width), max(config["experiment"]["patch_sizes"]))
-        other = images.georeference(tile.image)
+            raise InputError(f"{path}: the image{role} has {count} data band(s), the training images {bands} "
+                             f"({first.image}): one model cannot read both")
+        if role:
+            _check_patch_fits(path, images.image_size(path), max(config["experiment"]["patch_sizes"]))
+        other = images.georeference(path) if path not in producible else None
         if where is not None and other is not None:
             for what, theirs, ours in (("CRS", other.crs, where.crs), ("pixel size", _pixel_size(other), _pixel_size(where))):
                 if theirs != ours:
-                    warnings.append(f"{tile.image}: its {what} is {theirs}, the training tiles' {ours} ({first.image}); "
-                                    "the map is made anyway, but a model sees pixels, not metres")
+                    warnings.append(f"{path}: its {what} is {theirs}, the training tiles' {ours} ({first.image}); "
+                                    "it is used anyway, but a model sees pixels, not metres")
     return warnings
+
+
+def _data_bands(path, producible: Sequence[str]) -> int:
+    return 3 if path in producible else images.data_bands(path)
 
 
 def _pixel_size(where) -> tuple[float, float]:
@@ -333,10 +342,11 @@ def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) ->
     net = models.build(spec, settings["model"]["weights"])
     clock.mark("model")
     clock.report("the first epoch")
-    record = _settings_record(settings, run, seed, files)
+    record = _settings_record(settings, run, seed)
     try:
         history, best_state, best_epoch = train.fit(net, spec, data, _train_settings(settings, seed, data, files),
-                                                    device, resume_path=files.resume, fingerprint=record["fingerprint"])
+                                                    device, resume_path=files.resume,
+                                                    fingerprint=_resume_key(record, files))
     except DivergenceError as error:
         raise DivergenceError(f"case {run.label}: {error}") from None
     _write_training(net, spec, history, best_state, best_epoch, settings, record, files)
@@ -350,7 +360,7 @@ def _training_data(settings: dict, files: TrainFiles, size: int):
     image, ids, offsets = read_tiles(settings, files.tiles)
     for tile in files.tiles:
         _check_patch_fits(tile.image, images.image_size(tile.image), size)
-    index = pd.read_csv(files.patches)
+    index = pd.read_csv(files.patches, dtype={"tile": str}, keep_default_na=False)  # a tile may be named "0001"
     if "tile" in index:  # tiles: a patch's column on the canvas is its column in its tile plus the tile's offset
         index = index.assign(col=index.col + index.tile.astype(str).map(offsets))
     names = cfg.class_names(settings)
@@ -406,18 +416,22 @@ def _budget_steps(settings: dict, data, files: TrainFiles) -> int | None:
     return steps
 
 
-def _settings_record(settings: dict, run: Run, seed: int, files: TrainFiles) -> dict:
-    """What made a run's model: its case, repeat and seed, the settings that shape it, and the
-    fingerprint of those and of its input files (what a saved training state must match to be
-    resumed). How the job runs (device, threads) is left out: it does not define the result."""
+def _settings_record(settings: dict, run: Run, seed: int) -> dict:
+    """What made a run's model: its case, repeat and seed, the settings that shape it, and
+    their fingerprint (`config.fingerprint` of ``settings``). How the job runs (device,
+    threads) is left out: it does not define the result."""
     shaping = cfg.without_run_options(settings, "train")
-    inputs = [_file_id(files.patches, content=True), _file_id(files.weights, content=True)]
+    return {"case": run.case.name, "repeat": run.repeat, "seed": seed, "fingerprint": cfg.fingerprint(shaping),
+            "settings": shaping}
+
+
+def _resume_key(record: dict, files: TrainFiles) -> str:
+    """What a saved training state must match to be resumed: the run's record and its input
+    files (the patch indexes and class weights by content, the tiles by path, size and time)."""
+    indexes = [files.patches] + ([files.reference_patches] if files.reference_patches else [])
+    inputs = [_file_id(path, content=True) for path in (*indexes, files.weights)]
     inputs += [_file_id(path) for tile in files.tiles for path in (tile.image, tile.label)]
-    return {
-        "case": run.case.name, "repeat": run.repeat, "seed": seed,
-        "fingerprint": cfg.fingerprint({"settings": shaping, "case": run.case.name, "seed": seed, "inputs": inputs}),
-        "settings": shaping,
-    }
+    return cfg.fingerprint({"record": record, "inputs": inputs})
 
 
 def _file_id(path, content: bool = False) -> str:
@@ -436,8 +450,9 @@ def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epo
     from . import model as models
 
     data = {key: settings["data"][key] for key in cfg.LABEL_KEYS + cfg.IMAGE_KEYS}
-    data["image_bands"] = images.image_header(files.tiles[0].image)[2]
-    extra = dict(case=record["case"], patch_size=Case.parse(record["case"]).size, data=data)
+    data["image_bands"] = images.data_bands(files.tiles[0].image)
+    extra = dict(case=record["case"], patch_size=Case.parse(record["case"]).size, data=data,
+                 fingerprint=record["fingerprint"])
     if files.last:
         models.save_checkpoint(files.last, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
     net.load_state_dict(best_state)
@@ -447,7 +462,7 @@ def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epo
         write_yaml(record, files.settings, "What made this run's model.pt, last.pt and history.csv (aerialseg).")
     if files.resume:
         Path(files.resume).unlink(missing_ok=True)
-    log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, settings["train"]["epochs"])
+    log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, len(history))
 
 
 def _model_spec(settings: dict, init: str, n_classes: int, in_channels: int):
@@ -464,15 +479,16 @@ def _model_spec(settings: dict, init: str, n_classes: int, in_channels: int):
 
 
 def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: Sequence, color_outs: Sequence,
-                   threads: int | None = None) -> None:
+                   threads: int | None = None, record: tuple[Run, str | Path] | None = None) -> None:
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
     one job predicts them all, so the model and the device are set up once. Each image gets
     its class ids and their colours as PNG; a georeferenced one also ``prediction.tif``, a
     Cloud-Optimised GeoTIFF written band by band (`geotiff_path`), and with
     ``predict.vectors`` its polygons, ``prediction.gpkg``. What the model reads (bands, value
     range, no-data, classes, patch size) comes from the checkpoint; how to predict from
-    ``predict.*`` (`mosaic.MosaicOptions`)."""
-    model = _load_model_job(settings, model_path, threads, len(image_paths))
+    ``predict.*`` (`mosaic.MosaicOptions`). ``record`` is the run and where to write the
+    settings that made its predictions (``prediction_settings.yaml``)."""
+    model = load_model(settings, model_path, threads, len(image_paths))
     colors, _ = _classes(model.checkpoint)
     for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
         with model.open(image_path) as image:
@@ -484,18 +500,25 @@ def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: 
                     ids[top : top + len(block)] = block
                     if geotiff is not None:
                         geotiff.write(top, block)
-            except BaseException:
+                images.write_png(ids_out, ids)
+                images.write_png(color_out, images.colorize(ids, colors))
+            except BaseException:  # a killed job, a full disk: no half-written GeoTIFF is left behind
                 if geotiff is not None:
                     geotiff.abort()
                 raise
-        images.write_png(ids_out, ids)
-        images.write_png(color_out, images.colorize(ids, colors))
         if geotiff is not None:
             geotiff.close()
             log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
             _write_vectors(settings, model.checkpoint, geotiff_path(ids_out))
-        elif Path(image_path).suffix.lower() in images.TIFF_SUFFIXES:
-            log.info("%s: a TIFF without a CRS or geotransform; the prediction is written as PNG only", image_path)
+        elif images.read_by_gdal(image_path):
+            log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", image_path)
+    if record is not None:
+        run, path = record
+        shaping = cfg.without_run_options(settings, "predict")
+        write_yaml({"case": run.case.name, "repeat": run.repeat, "model_settings": model.checkpoint.get("fingerprint"),
+                    "fingerprint": cfg.fingerprint(shaping), "settings": shaping}, path,
+                   "What made this run's predictions from its model.pt (aerialseg).")
+    log.info("predicted %d image(s) in all", len(image_paths))
 
 
 def geotiff_path(ids_png) -> Path:
@@ -509,10 +532,13 @@ def vectors_path(map_path) -> Path:
 
 
 def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
+    """The polygons of a map, named by class and keyed by the values the map holds."""
     if not settings["predict"].get("vectors"):
         return
     _, names = _classes(checkpoint)
-    count = rasters.write_polygons(map_path, vectors_path(map_path), names, settings["predict"].get("min_area", 0))
+    values, _ = _map_codes(checkpoint)
+    count = rasters.write_polygons(map_path, vectors_path(map_path), names, settings["predict"].get("min_area", 0),
+                                   values=values)
     log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count,
              settings["predict"].get("min_area", 0), vectors_path(map_path))
 
@@ -520,6 +546,15 @@ def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
 def _classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
     classes = checkpoint["data"]["classes"]
     return [tuple(c["color"]) for c in classes], [c["name"] for c in classes]
+
+
+def _map_codes(checkpoint: dict) -> tuple[list[int] | None, int]:
+    """What the GeoTIFF maps of a model hold (`rasters.map_codes`): the dataset's own class
+    values for index labels, else the class ids; and the nodata value."""
+    data = checkpoint["data"]
+    codes = [c.get("value") for c in data["classes"]]
+    return rasters.map_codes(data.get("label_format", "color"), None if None in codes else codes,
+                             data.get("ignore_values", ()))
 
 
 @dataclass
@@ -548,19 +583,17 @@ class LoadedModel:
     def map_writer(self, path, image: "rasters.Image", where) -> "rasters.MapWriter":
         """A GeoTIFF map of the image, in the dataset's class codes (`rasters.map_codes`)."""
         colors, names = _classes(self.checkpoint)
-        data = self.checkpoint["data"]
-        codes = [c.get("value") for c in data["classes"]]
-        values, nodata = rasters.map_codes(data.get("label_format", "color"), None if None in codes else codes,
-                                           data.get("ignore_values", ()))
+        values, nodata = _map_codes(self.checkpoint)
         return rasters.MapWriter(path, image.height, image.width, where, colors, names, values=values, nodata=nodata)
 
 
-def _load_model_job(settings: dict, model_path, threads: int | None, n_images: int) -> LoadedModel:
-    """The prologue of a prediction job: the device, the model from its checkpoint, the
-    mosaic's options (the window is the case's patch size)."""
+def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1) -> LoadedModel:
+    """The prologue of a prediction job (and of the benchmarks that time one): the device,
+    the model from its checkpoint, the mosaic's options (the window is the case's patch
+    size), from ``settings["predict"]`` (`mosaic.MosaicOptions`)."""
     from . import mosaic
 
-    device_name, configured_threads = mosaic.job_resources(settings)
+    device_name, configured_threads = cfg.prediction_resources(settings)
     threads = threads or configured_threads
     clock, device = _start_model_job(device_name, threads)
     from . import device as devices
@@ -603,7 +636,7 @@ def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequ
     (a Cloud-Optimised GeoTIFF), so memory does not grow with the image; a PNG or JPEG, which
     is read whole, gets a PNG map. The model's checkpoint says what it reads; the images must
     have the band count of its training images."""
-    model = _load_model_job(settings, model_path, threads, len(image_paths))
+    model = load_model(settings, model_path, threads, len(image_paths))
     for image_path, map_out, preview_out in zip(image_paths, map_outs, preview_outs, strict=True):
         _check_map_input(model.checkpoint, image_path, model_path)
         map_image(model, image_path, map_out, preview_out)
@@ -656,10 +689,10 @@ def best_case(training_csv, out_yaml) -> None:
 
 
 def _check_map_input(checkpoint: dict, image_path, model_path) -> None:
-    height, width, bands = images.image_header(image_path)
-    trained = checkpoint["data"]["image_bands"]
+    height, width = images.image_size(image_path)
+    bands, trained = images.data_bands(image_path), checkpoint["data"]["image_bands"]
     if bands != trained:
-        raise InputError(f"{image_path}: {bands} band(s), but {model_path} was trained on images of {trained}: "
+        raise InputError(f"{image_path}: {bands} data band(s), but {model_path} was trained on images of {trained}: "
                          "the model cannot read it")
     if min(height, width) < checkpoint["patch_size"]:
         raise InputError(f"{image_path}: {width} x {height} px, smaller than the model's {checkpoint['patch_size']} px windows")
@@ -746,7 +779,7 @@ def conclude(settings: dict, runs_csv, patch_csvs: Mapping[int, str | Path], mar
     overlapping = any(cfg.training_stride(settings, size) < size for size in experiment["patch_sizes"])
     steps = {size: patches.steps_per_epoch(int((pd.read_csv(path)["split"] == "train").sum()), settings["train"]["batch_size"])
              for size, path in patch_csvs.items()}
-    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping, steps,
+    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping=overlapping, steps=steps,
                                          budget=settings["train"]["budget"], epochs=settings["train"]["epochs"])
     write_text(conclusions.to_markdown(blocks), markdown_out)
     write_text(conclusions.to_html(blocks), html_out)
@@ -774,8 +807,7 @@ def figure_learning(histories: Mapping[Run, str | Path], out) -> None:
     """Validation mIoU of every run against its optimiser steps and its training pixels."""
     from . import figures
 
-    curves = {(run.case.name, run.repeat): pd.read_csv(path) for run, path in histories.items()}
-    figures.save(figures.learning_curves(curves), out)
+    figures.save(figures.learning_curves({run: pd.read_csv(path) for run, path in histories.items()}), out)
 
 
 def figure_summary(settings: dict, evaluation_csv, out) -> None:

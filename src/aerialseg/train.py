@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .config import IGNORE_INDEX
 from .device import Compute, GraphedStep, compute
-from .errors import DivergenceError, InputError
+from .errors import DivergenceError, InputError, first_line
 from .files import atomic_path
 from .metrics import best_index, mean_iou, overall_accuracy
 from .model import ModelSpec, cpu_state, input_transform, read_trusted
@@ -254,8 +254,9 @@ class Steps:
         inputs = StepInputs(model, input_transform(spec, device, how), image_t, labels_t, data.size, weight, how)
         self.compute = how
         self.train_step = GraphedStep(partial(_train_step, self.train, inputs, optimizer, augment_patches=settings.augment),
-                                      device, settings.capture, name="training step")
-        self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, settings.capture, name="validation step")
+                                      device, enabled=settings.capture, name="training step")
+        self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, enabled=settings.capture,
+                                    name="validation step")
 
     def draw_epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         """An epoch's batches from the seeded generator: the corners of every step's patches
@@ -316,31 +317,34 @@ def fit(
     if resume_path is not None:
         run.restore(resume_path, fingerprint, device)
     saved = time.perf_counter()
-    for epoch in range(len(run.rows) + 1, epochs + 1):
-        start = time.perf_counter()
-        done = run.rows[-1]["steps"] if run.rows else 0
-        n_steps = min(steps.train.steps, total - done)
-        train_row = steps.train_epoch(*steps.draw_epoch(generator), progress=progress, desc=f"epoch {epoch}",
-                                      n_steps=n_steps)
-        row = {"epoch": epoch, **train_row, **steps.validate(), "seconds": time.perf_counter() - start,
-               "steps": done + n_steps, "pixels": (done + n_steps) * per_step, "partial": n_steps < steps.train.steps}
-        _log_epoch(row, settings, steps.train_step.mode)
-        _check_diverged(row, spec.n_classes, settings)
-        run.finish_epoch(row)
-        if resume_path is not None and time.perf_counter() - saved >= settings.resume_seconds:
-            run.save(resume_path, fingerprint)
-            saved = time.perf_counter()
     log.info("model in %s on %s", steps.compute.describe(), device)
-    log.info("training step: %s", steps.train_step.summary())
-    log.info("validation step: %s", steps.val_step.summary())
+    try:
+        for epoch in range(len(run.rows) + 1, epochs + 1):
+            start = time.perf_counter()
+            done = run.rows[-1]["steps"] if run.rows else 0
+            n_steps = min(steps.train.steps, total - done)
+            train_row = steps.train_epoch(*steps.draw_epoch(generator), progress=progress, desc=f"epoch {epoch}",
+                                          n_steps=n_steps)
+            row = {"epoch": epoch, **train_row, **steps.validate(), "seconds": time.perf_counter() - start,
+                   "steps": done + n_steps, "pixels": (done + n_steps) * per_step, "partial": n_steps < steps.train.steps}
+            _log_epoch(row, epochs, steps.train_step.mode)
+            _check_diverged(row, spec.n_classes, settings)
+            run.finish_epoch(row)
+            if resume_path is not None and time.perf_counter() - saved >= settings.resume_seconds:
+                run.save(resume_path, fingerprint)
+                saved = time.perf_counter()
+    finally:  # how the steps ran is evidence also when the run fails
+        log.info("training step: %s", steps.train_step.summary())
+        log.info("validation step: %s", steps.val_step.summary())
     return pd.DataFrame(run.rows, columns=HISTORY_COLUMNS), run.best_state, run.best_epoch
 
 
-def _log_epoch(row: dict, settings: TrainSettings, mode: str) -> None:
+def _log_epoch(row: dict, epochs: int, mode: str) -> None:
     log.info(
-        "epoch %d/%d: train loss %.4f acc %.4f mIoU %.4f | val loss %.4f acc %.4f mIoU %.4f | %.1f s (%s steps)",
-        row["epoch"], settings.epochs, row["train_loss"], row["train_acc"], row["train_miou"],
-        row["val_loss"], row["val_acc"], row["val_miou"], row["seconds"], mode,
+        "epoch %d/%d%s: train loss %.4f acc %.4f mIoU %.4f | val loss %.4f acc %.4f mIoU %.4f | %.1f s (%s steps)",
+        row["epoch"], epochs, f" (partial: {row['steps']} steps in all)" if row["partial"] else "",
+        row["train_loss"], row["train_acc"], row["train_miou"], row["val_loss"], row["val_acc"], row["val_miou"],
+        row["seconds"], mode,
     )
 
 
@@ -433,7 +437,7 @@ class _RunState:
             try:
                 self._load(state, device)
             except (KeyError, TypeError, ValueError, RuntimeError) as error:
-                problem = f"does not fit this run's model or optimiser ({type(error).__name__})"
+                problem = f"does not fit this run's model or optimiser ({type(error).__name__}: {first_line(error)})"
                 self.model.load_state_dict(fresh[0])  # nothing of a half-loaded state stays
                 self.optimizer.load_state_dict(fresh[1])
                 self.generator.set_state(fresh[2])
@@ -447,6 +451,10 @@ class _RunState:
                  "all of them: writing the outputs" if done >= self.epochs else f"continuing at epoch {done + 1}")
 
     def _load(self, state: dict, device: torch.device) -> None:
+        ours = {name: value.shape for name, value in self.model.state_dict().items()}
+        best = state["best_state"]
+        if best is not None and (not isinstance(best, dict) or {k: getattr(v, "shape", None) for k, v in best.items()} != ours):
+            raise ValueError("its best model does not fit this run's model")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

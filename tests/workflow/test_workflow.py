@@ -169,9 +169,13 @@ def test_end_to_end_tiny_study(tiny_run):
     label = np.asarray(Image.open(results / "demo/test/label.png"))
     for case in cases:
         history = pd.read_csv(results / f"cases/{case}/history.csv")
+        # the contract's columns, then what a step or pixel budget needs (issue 21)
         assert list(history.columns) == [
-            "epoch", "train_loss", "train_acc", "train_miou", "val_loss", "val_acc", "val_miou", "seconds"]
+            "epoch", "train_loss", "train_acc", "train_miou", "val_loss", "val_acc", "val_miou", "seconds",
+            "steps", "pixels", "partial"]
         assert history.epoch.tolist() == [1]
+        assert history.steps.tolist() == [(index.split == "train").sum() // 8]  # full batches of 8
+        assert history.pixels.tolist() == [history.steps[0] * 8 * 32 * 32] and not history.partial.any()
         assert history.train_loss.gt(0).all() and history.val_acc.between(0, 1).all()
         assert (results / f"cases/{case}/model.pt").stat().st_size > 1_000_000
         assert (results / f"cases/{case}/last.pt").stat().st_size > 1_000_000
@@ -272,13 +276,15 @@ AFTER_TRAINING = {"predict": 4, "evaluate": 8, "confusion_figure": 2, "summary":
 @pytest.mark.parametrize("change, jobs, params_changed", [
     ("", {}, set()),
     ("train: {threads: 1, resume_seconds: 0, device: cpu}\npredict: {batch_size: 7, threads: 1}\n", {}, set()),
-    ("train: {epochs: 2}\n", {"train": 4, "training_curves": 2, **AFTER_TRAINING}, {"train"}),
+    ("experiment: {block_size: 64}\npredict: {min_area: 10}\ndata: {ignore_values: [7]}\n", {}, set()),
+    ("train: {epochs: 2}\n", {"train": 4, "training_curves": 2, "learning_figure": 1, **AFTER_TRAINING}, {"train"}),
     ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"predict"}),
-    ("experiment: {stride: 16}\n", {"patches": 1, "train": 4, "training_curves": 2, **AFTER_TRAINING}, {"patches"}),
+    ("experiment: {stride: 16}\n", {"patches": 1, "train": 4, "training_curves": 2, "learning_figure": 1,
+                                    **AFTER_TRAINING}, {"patches"}),
     ("demo: {size: 256}\n", {"demo_scene": 2, "class_stats": 1, "patches": 1, "train": 4, "training_curves": 2,
-                             **AFTER_TRAINING}, {"demo_scene"}),
+                             "learning_figure": 1, **AFTER_TRAINING}, {"demo_scene"}),
     ("figures: {metrics: [miou]}\n", {"summary_figure": 1, "all": 1}, {"summary_figure"}),
-], ids=["unchanged", "how jobs run", "train.epochs", "predict.blend", "experiment.stride", "demo.size",
+], ids=["unchanged", "how jobs run", "inert settings", "train.epochs", "predict.blend", "experiment.stride", "demo.size",
         "a figure's look"])
 def test_a_changed_setting_reruns_exactly_the_jobs_it_affects(tiny_run, change, jobs, params_changed):
     """Snakemake names "params changed" where a change enters (the first jobs that read it);
@@ -291,7 +297,8 @@ def test_a_changed_setting_reruns_exactly_the_jobs_it_affects(tiny_run, change, 
 
 REPORT_FILES = [
     "class_stats.csv", "training_curves.png", "mosaic.png", "confusion_train.png", "confusion_test.png",
-    "metrics_vs_patch_size.png", "training.csv", "evaluation.csv", "per_class.csv", "runs.csv", "conclusions.html",
+    "metrics_vs_patch_size.png", "learning_curves.png", "training.csv", "evaluation.csv", "per_class.csv", "runs.csv",
+    "conclusions.html",
 ]
 
 
