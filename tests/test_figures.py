@@ -183,4 +183,4 @@ def test_learning_curves_draw_every_run_against_steps_and_pixels():
     line = next(line for line in by_pixels.lines if line.get_label() == "scratch_p128")
     np.testing.assert_allclose(line.get_xdata(), big.pixels / 1e6)  # what each run saw, in megapixels
     np.testing.assert_allclose(line.get_ydata(), big.val_miou)
-    assert [t.get_text() for t in by_steps.get_legend().get_texts()] == ["scratch_p128", "scratch_p32"]
+    assert [t.get_text() for t in by_steps.get_legend().get_texts()] == ["scratch_p32", "scratch_p128"]  # by size

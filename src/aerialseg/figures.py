@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .files import atomic_path
 
@@ -218,7 +218,8 @@ def learning_curves(histories: Mapping["Run", pd.DataFrame], title: str = "") ->
     fig = Figure(figsize=(12, 4.4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     sizes = sorted({run.case.size for run in histories})
-    for run, history in sorted(histories.items(), key=lambda item: (item[0].repeat, item[0].case.name)):
+    order = sorted(histories, key=lambda run: (run.repeat, run.case.init, run.case.size))
+    for run, history in ((run, histories[run]) for run in order):
         first = run.repeat == 1
         style = dict(color=INIT_COLORS.get(run.case.init, "grey"), marker=SIZE_MARKERS[sizes.index(run.case.size) % 7],
                      markersize=4 if first else 2, linewidth=1.6 if first else 0.6,
@@ -231,9 +232,17 @@ def learning_curves(histories: Mapping["Run", pd.DataFrame], title: str = "") ->
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation mIoU")
     axes[1].set_xscale("log")
+    axes[1].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 1, 10, 100: plain numbers
+    axes[1].xaxis.set_minor_formatter(FuncFormatter(_two_and_five))
     axes[0].legend(fontsize="small")
     fig.suptitle(title or "Learning curves: patch size at equal steps and at equal pixels", fontweight="bold")
     return fig
+
+
+def _two_and_five(value: float, _position) -> str:
+    """A log axis' minor tick label: only 2 and 5 times a power of ten (20, 50, ...), plainly."""
+    leading = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
+    return f"{value:g}" if leading in (2, 5) else ""
 
 
 def save(fig: Figure, path) -> None:
