@@ -104,10 +104,15 @@ if [[ $parts == *b* ]]; then
   extra=()
   [ "$device" = cpu ] && { printf 'train:\n  device: cpu\n' > "$work/cpu.yaml"; extra=("$work/cpu.yaml"); }
   study_start=$SECONDS
-  timeout --signal=INT --kill-after=3 "$study_limit" \
+  # In a session of its own, so that whatever of the study outlives its timeout (a job that
+  # ignored the interrupt) is killed with it instead of holding the GPU after the check.
+  setsid timeout --signal=INT --kill-after=3 "$study_limit" \
     snakemake -s "$root/Snakefile" -d "$work/study" --cores 16 --resources gpu=4 \
-    --configfile "$root/config/dubai.yaml" "${extra[@]}" > "$work/snakemake.log" 2>&1
+    --configfile "$root/config/dubai.yaml" "${extra[@]}" > "$work/snakemake.log" 2>&1 &
+  study_pid=$!
+  wait "$study_pid"
   status=$?
+  kill -KILL -- "-$study_pid" 2>/dev/null
   study_seconds=$((SECONDS - study_start))
   results="$work/study/results"
   say "(b) every GPU job, from its log"

@@ -174,7 +174,7 @@ def variants(image: str, model: str, label: str | None, patch: int, threads: int
                 reference, reference_seconds = ids, result["seconds"]
             differ = float((ids != reference).mean())
             cells = [precision, memory_format, f"{result['pixels'] / 1e6 / result['seconds']:.2f}",
-                     f"{reference_seconds / result['seconds']:.2f}x", f"{differ:.2%}"]
+                     f"{reference_seconds / result['seconds']:.2f}x", f"{differ:.3%}"]
             if truth is not None:
                 cells.append(f"{mean_iou(confusion_matrix(truth, ids, n_classes)):.4f}")
             print("| " + " | ".join(cells) + " |", flush=True)
