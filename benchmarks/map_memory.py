@@ -30,7 +30,7 @@ CHILD = r"""
 import json, sys, time
 import numpy as np, torch
 from aerialseg import pipeline, rasters
-from aerialseg.mosaic import MosaicOptions
+from aerialseg.inference import MosaicOptions
 image_path, map_path, model_path, patch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(2)
 settings = {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "device": "cpu", "threads": 2}}

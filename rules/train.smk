@@ -36,6 +36,27 @@ rule train:
         "../scripts/train.py"
 
 
+rule export_onnx:
+    """One run's model as an ONNX file that maps imagery without this project: aerialseg
+    predict (ONNX Runtime) and QGIS's Deepness plugin read everything they need from it. Built
+    when asked for (a target), not by default."""
+    input:
+        model=f"{RUN}/model.pt",
+    output:
+        f"{RUN}/model.onnx",
+    params:
+        settings=settings("export_onnx"),
+        run=run_params,
+    log:
+        "results/logs/{prefix}export_onnx/{case}.log",
+    benchmark:
+        "results/benchmarks/{prefix}export_onnx/{case}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/export_onnx.py"
+
+
 rule training_curves:
     """Loss, accuracy and mIoU per epoch, training against validation."""
     input:

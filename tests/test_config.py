@@ -71,7 +71,7 @@ def test_case_names_round_trip():
 
 
 def test_strides_default_from_patch_size(default_config):
-    from aerialseg.mosaic import MosaicOptions
+    from aerialseg.inference import MosaicOptions
 
     config = cfg.validate(default_config, producible=DEMO)
     assert cfg.training_stride(config, 64) == 16
@@ -83,7 +83,7 @@ def test_strides_default_from_patch_size(default_config):
 
 
 def test_prediction_runs_where_training_does_unless_told_otherwise(default_config):
-    from aerialseg.mosaic import MosaicOptions
+    from aerialseg.inference import MosaicOptions
 
     config = cfg.validate(default_config, producible=DEMO)
     options = MosaicOptions.from_settings(config, 32)

@@ -1,13 +1,18 @@
-"""The ``aerialseg`` command: map new imagery with a trained model, outside Snakemake.
+"""The ``aerialseg`` command: map new imagery with a trained model, outside Snakemake, and
+export a model to ONNX.
 
     aerialseg predict results/cases/imagenet_p64/model.pt photo1.tif photo2.tif -o maps/
+    aerialseg predict model.onnx photo1.tif -o maps/
+    aerialseg export results/cases/imagenet_p64/model.pt -o imagenet_p64.onnx
 
 writes, for each image, exactly what the workflow's map rules write: its map (``{name}.tif``,
 a Cloud-Optimised GeoTIFF in the image's CRS and transform, written band by band, for a
 georeferenced image; ``{name}.png``, the class ids, for any other), a coloured preview
 ``{name}_preview.png``, and with ``--vectors`` the polygons ``{name}.gpkg``. Everything the model reads
-(classes, bands, value range, normalisation, patch size) comes from the checkpoint; the options
-are the mosaic's. A thin entry point like the rule scripts: the work is `pipeline.map_images`.
+(classes, bands, value range, normalisation, patch size) comes from the checkpoint or the ONNX
+file's metadata; the options are the mosaic's. On the CPU the model runs on ONNX Runtime by
+default (--backend); a model.onnx needs no torch at all. A thin entry point like the rule
+scripts: the work is `pipeline.map_images` and `export.export`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="map images with a trained model (model.pt)",
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    predict.add_argument("model", type=Path, help="a model.pt the workflow wrote")
+    predict.add_argument("model", type=Path, help="a model.pt the workflow wrote, or a model.onnx exported from one")
     predict.add_argument("images", type=Path, nargs="+", help="images to map (PNG, JPEG, TIFF, GeoTIFF, ...)")
     predict.add_argument("-o", "--out", type=Path, required=True, help="folder for the maps and previews")
     predict.add_argument("--stride", type=int, default=None, help="px between windows (default: half the patch size)")
@@ -38,13 +43,43 @@ def parser() -> argparse.ArgumentParser:
                          help="auto: bf16 on a GPU that has it, float32 on the CPU (predict.precision)")
     predict.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto",
                          help="auto: channels-last (predict.memory_format)")
+    predict.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                         help="auto: ONNX Runtime on the CPU, torch on a GPU (predict.backend)")
+    predict.add_argument("--no-fold-batchnorm", dest="fold_batchnorm", action="store_false",
+                         help="torch backend: keep batch norm apart from the convolutions (predict.fold_batchnorm)")
     predict.add_argument("--vectors", action="store_true", help="also write each georeferenced map as polygons (.gpkg)")
     predict.add_argument("--min-area", type=int, default=0, help="with --vectors: merge regions under this many px first")
+    export = commands.add_parser("export", help="write a model.pt as an ONNX file (for aerialseg predict and QGIS)",
+                                 description="Write a trained model.pt as one ONNX file that carries everything mapping "
+                                 "needs (classes, bands, value range, normalisation, window size and stride) and the "
+                                 "keys the QGIS Deepness plugin reads.")
+    export.add_argument("model", type=Path, help="a model.pt the workflow wrote")
+    export.add_argument("-o", "--out", type=Path, required=True, help="the ONNX file to write (model.onnx)")
+    export.add_argument("--stride", type=int, default=None,
+                        help="px between windows to record (default: the study's, from prediction_settings.yaml beside "
+                        "the model, else half the patch size)")
+    export.add_argument("--blend", choices=["mean", "gaussian"], default=None, help="the blend to record (default: the study's)")
     return main
+
+
+def export_model(args) -> int:
+    from .errors import InputError
+    from .export import export
+
+    predict = {"stride": args.stride, "blend": args.blend} if args.stride or args.blend else None
+    try:
+        export(args.model, args.out, predict)
+    except InputError as error:
+        print(f"aerialseg: {error}", file=sys.stderr)
+        return 2
+    print(f"aerialseg: wrote {args.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "export":
+        return export_model(args)
     import os
 
     from . import pipeline
@@ -53,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"predict": {"stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
                             "device": args.device, "threads": args.threads or os.cpu_count() or 1,
                             "vectors": args.vectors, "min_area": args.min_area, "precision": args.precision,
-                            "memory_format": args.memory_format}}
+                            "memory_format": args.memory_format, "backend": args.backend,
+                            "fold_batchnorm": args.fold_batchnorm}}
     names = [path.stem for path in args.images]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:

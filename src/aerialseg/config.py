@@ -327,6 +327,7 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "evaluate": {"data": LABEL_KEYS + IMAGE_KEYS},
     "pool": {"data": ("classes",)},
     "map": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format")},
+    "export_onnx": {"predict": ("stride", "blend")},
     "training_curves": {},
     "summary": {"data": ("classes",), "experiment": ("seed", "repeats")},
     "conclusions": {"experiment": ("split", "stride", "patch_sizes"), "train": ("batch_size", "budget", "epochs")},
@@ -342,11 +343,13 @@ shapes its results; how it runs (`RUN_OPTIONS`) is read from the config and reru
 
 RUN_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "train": {"train": ("device", "threads", "capture", "resume_seconds")},
-    "predict": {"train": ("device", "threads"), "predict": ("batch_size", "device", "threads")},
-    "map": {"train": ("device", "threads"), "predict": ("batch_size", "device", "threads")},
+    "predict": {"train": ("device", "threads"),
+                "predict": ("batch_size", "device", "threads", "backend", "fold_batchnorm")},
+    "map": {"train": ("device", "threads"), "predict": ("batch_size", "device", "threads", "backend", "fold_batchnorm")},
 }
 """The keys that say how a job runs, not what it computes (the device, threads, capture, the
-resume interval, the prediction batch): a change reruns nothing."""
+resume interval, the prediction batch, the prediction backend and batch-norm folding, which
+change class ids by rounding at most): a change reruns nothing."""
 
 UPSTREAM = {"train": ("class_stats", "patches"), "summary": tuple(JOB_SETTINGS)}
 """Jobs whose settings a job also records: a training job, those of the data it learns from;

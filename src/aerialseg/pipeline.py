@@ -25,6 +25,8 @@ from . import config as cfg
 from . import demo, images, patches, rasters, stats, tables
 from .config import Case, Run
 from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError, first_line
+from .inference import LoadedModel, classes, load_model, map_codes
+from .startup import StartupClock
 from .files import write_csv, write_json, write_markdown, write_text, write_yaml
 from .metrics import confusion_matrix, mean_iou, per_class
 
@@ -62,35 +64,6 @@ def run(step, log_path, *args, **kwargs) -> None:
         for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
             root.removeHandler(handler)
             handler.close()
-
-
-class StartupClock:
-    """Times what a job spends before its real work: from the process's start (Python, the
-    Snakemake script wrapper) to the step function, then each phase marked in it."""
-
-    def __init__(self):
-        self.phases = [("launch", seconds_since_process_start())]
-        self.last = time.perf_counter()
-
-    def mark(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.phases.append((phase, now - self.last))
-        self.last = now
-
-    def report(self, before: str) -> None:
-        total = sum(seconds for _, seconds in self.phases)
-        log.info("start-up: %.1f s before %s (%s)", total, before,
-                 ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.phases))
-
-
-def seconds_since_process_start() -> float:
-    """How long this process has been running (NaN where the OS does not say)."""
-    try:
-        import psutil
-
-        return time.time() - psutil.Process().create_time()
-    except Exception:  # psutil missing or the OS unsupported: the figure is only informative
-        return float("nan")
 
 
 def _start_model_job(device_name: str, threads: int):
@@ -451,8 +424,8 @@ def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epo
 
     data = {key: settings["data"][key] for key in cfg.LABEL_KEYS + cfg.IMAGE_KEYS}
     data["image_bands"] = images.data_bands(files.tiles[0].image)
-    extra = dict(case=record["case"], patch_size=Case.parse(record["case"]).size, data=data,
-                 fingerprint=record["fingerprint"])
+    extra = dict(case=record["case"], repeat=record["repeat"], patch_size=Case.parse(record["case"]).size, data=data,
+                 fingerprint=record["fingerprint"], resolution=_resolution(files.tiles[0].image))
     if files.last:
         models.save_checkpoint(files.last, net, spec, epoch=int(history.epoch.iloc[-1]), **extra)
     net.load_state_dict(best_state)
@@ -463,6 +436,19 @@ def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epo
     if files.resume:
         Path(files.resume).unlink(missing_ok=True)
     log.info("kept epoch %d of %d (best validation mIoU)", best_epoch, len(history))
+
+
+def _resolution(image_path) -> float | None:
+    """The pixel size in metres of a training image in a projected CRS in metres, else None
+    (an exported model tells GIS software the resolution it was trained at)."""
+    where = images.georeference(image_path)
+    if where is None or where.crs is None or not where.crs.is_projected:
+        return None
+    try:
+        metres = where.crs.linear_units_factor[1]
+    except Exception:  # a CRS whose units GDAL cannot name
+        return None
+    return round(abs(where.transform.a) * metres, 6)
 
 
 def _model_spec(settings: dict, init: str, n_classes: int, in_channels: int):
@@ -489,7 +475,7 @@ def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: 
     ``predict.*`` (`mosaic.MosaicOptions`). ``record`` is the run and where to write the
     settings that made its predictions (``prediction_settings.yaml``)."""
     model = load_model(settings, model_path, threads, len(image_paths))
-    colors, _ = _classes(model.checkpoint)
+    colors, _ = classes(model.checkpoint)
     for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
         with model.open(image_path) as image:
             ids = np.empty(image.shape, dtype=np.uint8)
@@ -535,85 +521,12 @@ def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
     """The polygons of a map, named by class and keyed by the values the map holds."""
     if not settings["predict"].get("vectors"):
         return
-    _, names = _classes(checkpoint)
-    values, _ = _map_codes(checkpoint)
+    _, names = classes(checkpoint)
+    values, _ = map_codes(checkpoint)
     count = rasters.write_polygons(map_path, vectors_path(map_path), names, settings["predict"].get("min_area", 0),
                                    values=values)
     log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count,
              settings["predict"].get("min_area", 0), vectors_path(map_path))
-
-
-def _classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
-    classes = checkpoint["data"]["classes"]
-    return [tuple(c["color"]) for c in classes], [c["name"] for c in classes]
-
-
-def _map_codes(checkpoint: dict) -> tuple[list[int] | None, int]:
-    """What the GeoTIFF maps of a model hold (`rasters.map_codes`): the dataset's own class
-    values for index labels, else the class ids; and the nodata value."""
-    data = checkpoint["data"]
-    codes = [c.get("value") for c in data["classes"]]
-    return rasters.map_codes(data.get("label_format", "color"), None if None in codes else codes,
-                             data.get("ignore_values", ()))
-
-
-@dataclass
-class LoadedModel:
-    """A prediction job's model on its device, with the checkpoint that describes it."""
-
-    checkpoint: dict
-    options: object  # mosaic.MosaicOptions
-    predictor: object
-    n_classes: int
-    device: object
-
-    def open(self, image_path) -> "rasters.Image":
-        """An image open for reading as the model was trained to read it (bands, value range,
-        no-data)."""
-        spec = images.DataSpec.from_config({"data": self.checkpoint["data"]})
-        return rasters.open_image(image_path, spec, spec.nodata)
-
-    def iter_ids(self, image: "rasters.Image"):
-        """The image's class ids, block by block, logging the time when done."""
-        start = time.perf_counter()
-        yield from self.options.iter_ids(self.predictor, image, self.n_classes, self.device, progress=True)
-        log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if self.options.tta else "",
-                 time.perf_counter() - start)
-
-    def map_writer(self, path, image: "rasters.Image", where) -> "rasters.MapWriter":
-        """A GeoTIFF map of the image, in the dataset's class codes (`rasters.map_codes`)."""
-        colors, names = _classes(self.checkpoint)
-        values, nodata = _map_codes(self.checkpoint)
-        return rasters.MapWriter(path, image.height, image.width, where, colors, names, values=values, nodata=nodata)
-
-
-def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1) -> LoadedModel:
-    """The prologue of a prediction job (and of the benchmarks that time one): the device,
-    the model from its checkpoint, the mosaic's options (the window is the case's patch
-    size), from ``settings["predict"]`` (`mosaic.MosaicOptions`)."""
-    from . import mosaic
-
-    device_name, configured_threads = cfg.prediction_resources(settings)
-    threads = threads or configured_threads
-    clock, device = _start_model_job(device_name, threads)
-    from . import device as devices
-    from . import model as models
-
-    net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    options = mosaic.MosaicOptions.from_settings(settings, checkpoint["patch_size"])
-    how = devices.compute(device, options.precision, options.memory_format)
-    log.info("case %s: predicting %d image(s) on %s (%d CPU threads), in %s", checkpoint["case"], n_images, device,
-             threads, how.describe())
-    net = how.format(net)
-    prepare = models.input_transform(spec, device, how)
-    clock.mark("model")
-    clock.report("the first window")
-
-    def predictor(batch):
-        with how.autocast():
-            return net(prepare(batch))
-
-    return LoadedModel(checkpoint, options, predictor, spec.n_classes, device)
 
 
 # --- maps of unlabelled images ------------------------------------------------------------
@@ -647,7 +560,7 @@ def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequ
 def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
     """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
     whole; a PNG for any other."""
-    colors, _ = _classes(model.checkpoint)
+    colors, _ = classes(model.checkpoint)
     where = images.georeference(image_path)
     if (Path(map_out).suffix == ".tif") != (where is not None):
         raise InputError(f"{image_path}: {'' if where else 'not '}georeferenced, so its map is a "

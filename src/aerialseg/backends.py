@@ -1,0 +1,189 @@
+"""Where a trained model runs when it predicts: PyTorch or ONNX Runtime (``predict.backend``).
+
+``auto`` is ONNX Runtime on the CPU, where it runs this network 2-4x faster than PyTorch, and
+PyTorch on a CUDA GPU, where the device mosaic and bf16 run. A ``model.onnx`` runs only on ONNX
+Runtime; a ``model.pt`` runs on either: for ONNX Runtime it is exported (`aerialseg.export`),
+or taken from a ``model.onnx`` beside it, or from the user's cache, that was exported from
+exactly this file (its ``source_sha256``).
+
+Nothing here imports torch: choosing the backend and running an ONNX file need only NumPy and
+ONNX Runtime, so mapping with a ``model.onnx`` starts without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, InputError
+from .export import INPUT, read_metadata, sha256_of
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+CACHE_ENV = "AERIALSEG_CACHE"
+"""Environment variable naming the folder of ONNX files exported from model.pt files (default:
+``$XDG_CACHE_HOME/aerialseg`` or ``~/.cache/aerialseg``)."""
+
+INSTALL_HINT = "install it with `pip install onnxruntime` (it is in requirements.txt), or set predict.backend: torch"
+TINY = np.float32(1e-30)
+"""Probabilities are clamped to this before their log, so that a class with probability 0 (in
+float32) gets a finite score: log p - log q = logit p - logit q wherever neither is clamped."""
+
+
+def cuda_possible() -> bool:
+    """Whether a CUDA GPU can be visible to this process, known without importing torch: an
+    NVIDIA driver and a ``CUDA_VISIBLE_DEVICES`` that does not hide every GPU."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
+def choose(backend: str, device: str, model_path) -> str:
+    """The backend that runs ``model_path`` on ``device`` (``predict.device`` or train's)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"predict.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    onnx_file = Path(model_path).suffix == ".onnx"
+    if onnx_file and backend == "torch":
+        raise ConfigError(f"{model_path}: an ONNX file runs on ONNX Runtime only; give its model.pt for "
+                          "predict.backend torch, or use backend auto or onnxruntime")
+    if backend == "auto":
+        on_gpu = device == "cuda" or (device == "auto" and cuda_possible() and _torch_sees_cuda())
+        backend = "onnxruntime" if onnx_file or not on_gpu else "torch"
+        if backend == "onnxruntime" and not onnx_file and not runtime_installed():
+            log.warning("ONNX Runtime is not installed: predicting with torch (%s)", INSTALL_HINT)
+            backend = "torch"
+    if backend == "onnxruntime" and device == "cuda":
+        raise ConfigError("predict.backend onnxruntime runs on the CPU here; set predict.device to cpu or auto, or "
+                          "predict.backend to torch for the GPU")
+    return backend
+
+
+def _torch_sees_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def runtime_installed() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cache_dir() -> Path:
+    base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aerialseg"
+    return Path(base)
+
+
+def onnx_bytes(model_path, predict: dict | None = None) -> bytes:
+    """The ONNX file of ``model_path``: the file itself for a model.onnx; for a model.pt, a
+    ``model.onnx`` beside it or in the cache that was exported from exactly this file, else
+    exported now (in memory) and kept in the cache for the next time."""
+    path = Path(model_path)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise InputError(f"{path}: model file does not exist")
+        return path.read_bytes()
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint does not exist")
+    source = sha256_of(path)
+    cached = cache_dir() / f"{source}.onnx"
+    for candidate in (path.with_suffix(".onnx"), cached):
+        if candidate.is_file() and _source_of(candidate) == source:
+            log.info("%s: ONNX graph from %s", path, candidate)
+            return candidate.read_bytes()
+    from .export import to_bytes
+
+    data = to_bytes(path, predict)
+    _keep(cached, data)
+    return data
+
+
+def _source_of(path: Path) -> str | None:
+    """The ``source_sha256`` an ONNX file records, None for any file that cannot tell."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False)
+        props = {p.key: p.value for p in graph.metadata_props}
+        return json.loads(props.get("aerialseg", "{}")).get("source_sha256")
+    except Exception:  # a truncated or foreign file is simply not a match
+        return None
+
+
+def _keep(path: Path, data: bytes) -> None:
+    """Write a cache entry atomically; a cache that cannot be written is only logged."""
+    from .files import atomic_path
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
+        log.info("exported ONNX graph cached as %s", path)
+    except OSError as error:
+        log.info("could not cache the exported ONNX graph in %s (%s): it is exported again next time", path.parent, error)
+
+
+@dataclass
+class OnnxModel:
+    """An ONNX file open in ONNX Runtime, with its aerialseg metadata (`export.read_metadata`),
+    which says everything a checkpoint says about what the model reads."""
+
+    session: object
+    meta: dict
+    mean: np.ndarray  # (1, C, 1, 1) float32
+    std: np.ndarray
+
+    @classmethod
+    def load(cls, data: bytes, name, threads: int) -> "OnnxModel":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ConfigError(f"predict.backend onnxruntime: ONNX Runtime is not installed; {INSTALL_HINT}") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, min(threads, _cores()))
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # not an ONNX graph, or one ONNX Runtime cannot run
+            raise InputError(f"{name}: ONNX Runtime cannot load this model ({type(error).__name__}: "
+                             f"{str(error).splitlines()[0]})") from None
+        meta = read_metadata(name, session.get_modelmeta().custom_metadata_map)
+        from .model_spec import standardization
+
+        mean, std = standardization(meta["spec"])
+        return cls(session, meta, mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1))
+
+    @property
+    def bands(self) -> int:
+        return int(self.meta["spec"]["in_channels"])
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Per-class probabilities (B, K, s, s) of uint8 windows (B, s, s, C)."""
+        x = windows.transpose(0, 3, 1, 2).astype(np.float32)
+        x = (x / 255.0 - self.mean) / self.std
+        return self.session.run(None, {INPUT: np.ascontiguousarray(x)})[0]
+
+    def log_probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """The scores the mosaic blends: log-probabilities, clamped away from log 0. A window's
+        log-softmax differs from its logits by one constant per pixel, so blended it gives the
+        argmax and the softmax of blended logits."""
+        p = self.probabilities(windows)
+        return np.log(np.maximum(p, TINY, out=p), out=p)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,158 @@
+"""The mosaic on the host, in NumPy: sliding windows for runtimes that take and give arrays
+(ONNX Runtime), without torch.
+
+Windows, their order, the blend and the results are those of `aerialseg.mosaic`: windows of
+``size`` every ``stride`` px, the last of each row and column snapped to the image edge,
+scores blended by ``mean`` or ``gaussian`` weights, finished rows handed on band by band.
+Each window's weighted scores are added to the band's sums one window at a time in row-major
+order, which is the order in which `mosaic` gathers them, so on the same scores both give the
+same sums bit for bit. Windows wholly in no-data are not predicted and add nothing; their
+pixels are no-data anyway.
+
+Memory stays flat in image size: besides the image's band of rows, a band holds its windows'
+scores (``windows x classes x size^2`` floats, one batch of window rows) and the sums of its
+rows (``classes x band height x width`` floats).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .patches import window_starts
+
+log = logging.getLogger(__name__)
+
+BatchPredictor = Callable[[np.ndarray], np.ndarray]
+"""Maps uint8 windows (B, s, s, C) to float32 scores (B, K, s, s) whose largest is the class:
+logits or log-probabilities."""
+
+NODATA_ID = 255
+CPU_BATCH = 64
+"""Windows per model call when no batch size is given: one window row of at most this many."""
+
+
+def window_weights(size: int, blend: str) -> np.ndarray:
+    """(s, s) float32 weights of one window: ones, or a Gaussian centred on it (sigma s / 4),
+    computed as `mosaic.window_weights` computes them."""
+    if blend == "mean":
+        return np.ones((size, size), np.float32)
+    if blend == "gaussian":
+        x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+        g = np.exp(-0.5 * (x / (size / 4)) ** 2)
+        return (g[:, None] * g[None, :] / g.max() ** 2).astype(np.float32)
+    raise ValueError(f"unknown predict.blend {blend!r}: expected mean or gaussian")
+
+
+def with_flips(predict: BatchPredictor) -> BatchPredictor:
+    """Test-time augmentation: the mean scores of the windows and their three flips."""
+
+    def flipped(windows: np.ndarray) -> np.ndarray:
+        total = predict(windows).astype(np.float32, copy=True)
+        for axes in ((2,), (1,), (1, 2)):  # width, height, both (windows are (B, s, s, C))
+            back = tuple(a + 1 for a in axes)  # the same axes of the scores (B, K, s, s)
+            total += np.flip(predict(np.ascontiguousarray(np.flip(windows, axes))), back)
+        return total / 4
+
+    return flipped
+
+
+class _Array:
+    """An (H, W, C) array read like a `rasters.Image`; every pixel is valid."""
+
+    def __init__(self, array: np.ndarray):
+        self.array, self.shape = array, array.shape[:2]
+
+    def rows(self, top: int, bottom: int):
+        return self.array[top:bottom], None
+
+
+def iter_strips(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, batch_size: int | None = None,
+                blend: str = "mean", progress: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Yield (first row, blended scores (K, rows, W) float32, valid pixels (rows, W) or None)
+    for consecutive blocks of finished rows, top to bottom (`mosaic.iter_strips`, on the host)."""
+    source = image if hasattr(image, "rows") else _Array(image)
+    height, width = source.shape
+    if height < size or width < size:
+        raise ValueError(f"image of {width} x {height} px is smaller than the {size} px patch")
+    if stride > size:
+        raise ValueError(f"a stride of {stride} px would leave pixels unpredicted between {size} px windows")
+    rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
+    batch_size = batch_size or min(CPU_BATCH, len(cols))
+    log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on the host", width, height,
+             len(rows) * len(cols), size, stride, batch_size, blend)
+    band = _Band(n_classes, width, window_weights(size, blend))
+    per_band = max(1, batch_size // len(cols))
+    bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not progress)
+    for first in range(0, len(rows), per_band):
+        band_rows = rows[first : first + per_band]
+        top, bottom = int(band_rows[0]), int(band_rows[-1]) + size
+        pixels, valid = source.rows(top, bottom)
+        band.extend(top, bottom)
+        corners = [(int(r), int(c)) for r in band_rows for c in cols]
+        if valid is not None:
+            corners = [(r, c) for r, c in corners if valid[r - top : r - top + size, c : c + size].any()]
+        for i in range(0, len(corners), batch_size):
+            batch = corners[i : i + batch_size]
+            band.add(batch, predict(_cut(pixels, batch, top, size)))
+        bar.update(len(band_rows) * len(cols))
+        done = int(rows[first + per_band]) if first + per_band < len(rows) else height
+        yield top, band.finish(done), None if valid is None else valid[: done - top]
+    bar.close()
+
+
+def _cut(pixels: np.ndarray, corners, top: int, size: int) -> np.ndarray:
+    """The windows at ``corners`` (image rows and columns) of a band starting at row ``top``,
+    as one contiguous (B, s, s, C) array."""
+    out = np.empty((len(corners), size, size, pixels.shape[2]), pixels.dtype)
+    for i, (r, c) in enumerate(corners):
+        out[i] = pixels[r - top : r - top + size, c : c + size]
+    return out
+
+
+class _Band:
+    """The running sums of the rows that windows still touch: ``total`` (K, rows, W) of weighted
+    scores and ``count`` (rows, W) of weights, starting at image row ``top``."""
+
+    def __init__(self, n_classes: int, width: int, weights: np.ndarray):
+        self.weights, self.size, self.top = weights, weights.shape[0], 0
+        self.unit = bool((weights == 1).all())  # mean blend: x * 1 is x, the product is skipped
+        self.total = np.zeros((n_classes, 0, width), np.float32)
+        self.count = np.zeros((0, width), np.float32)
+
+    def extend(self, top: int, bottom: int) -> None:
+        """Make room for rows up to ``bottom`` (the band's rows start at or before ``top``)."""
+        more = bottom - (self.top + self.count.shape[0])
+        if more > 0:
+            k, _, w = self.total.shape
+            self.total = np.concatenate([self.total, np.zeros((k, more, w), np.float32)], axis=1)
+            self.count = np.concatenate([self.count, np.zeros((more, w), np.float32)])
+
+    def add(self, corners, scores: np.ndarray) -> None:
+        s = self.size
+        for (r, c), window in zip(corners, scores):
+            rows = slice(r - self.top, r - self.top + s)
+            self.total[:, rows, c : c + s] += window if self.unit else window * self.weights
+            self.count[rows, c : c + s] += self.weights
+
+    def finish(self, done: int) -> np.ndarray:
+        """The blended scores of rows ``top:done``, which no later window touches; they leave the band."""
+        n = done - self.top
+        with np.errstate(invalid="ignore", divide="ignore"):  # rows of unpredicted (no-data) windows: 0 / 0
+            blended = self.total[:, :n] / self.count[None, :n]
+        self.total, self.count, self.top = self.total[:, n:], self.count[n:], done
+        return blended
+
+
+def iter_ids(predict: BatchPredictor, image, n_classes: int, size: int, stride: int,
+             **kwargs) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, class ids (rows, W) uint8) of consecutive blocks of finished rows: the argmax
+    of the blended scores, `NODATA_ID` where the image has no data."""
+    for top, block, valid in iter_strips(predict, image, n_classes, size, stride, **kwargs):
+        ids = block.argmax(0).astype(np.uint8)
+        if valid is not None:
+            ids[~valid] = NODATA_ID
+        yield top, ids

@@ -1,0 +1,170 @@
+"""A trained model ready to predict whole images: its backend (`backends`), its options
+(``predict.*``), and the class ids of an image, block by block, from the right mosaic.
+
+PyTorch predicts through the device mosaic (`mosaic`: on a GPU everything stays there); ONNX
+Runtime through the host mosaic (`host_mosaic`, NumPy), which needs no torch. Both read the
+same windows and blend them in the same order; ONNX Runtime blends log-probabilities, torch
+logits, whose argmax is the same class.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import backends, host_mosaic, images, rasters
+from .config import prediction_resources
+from .startup import StartupClock
+
+log = logging.getLogger("aerialseg")
+
+
+@dataclass(frozen=True)
+class MosaicOptions:
+    """How a job predicts whole images, decided once from ``predict.*`` (and the case's patch
+    size): windows of ``size`` every ``stride`` px, ``blend``, flip ``tta``, windows per batch
+    (None: the device's default), and the model's precision and memory format (torch only,
+    `device.compute`)."""
+
+    size: int
+    stride: int
+    blend: str = "mean"
+    tta: bool = False
+    batch_size: int | None = None
+    precision: str = "auto"
+    memory_format: str = "auto"
+
+    @classmethod
+    def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
+        """``settings`` holds ``predict`` (stride null: half the patch)."""
+        predict = settings["predict"]
+        return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
+                   batch_size=predict["batch_size"], precision=predict.get("precision", "auto"),
+                   memory_format=predict.get("memory_format", "auto"))
+
+
+def classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
+    """The colours and names of a model's classes, in id order."""
+    found = checkpoint["data"]["classes"]
+    return [tuple(c["color"]) for c in found], [c["name"] for c in found]
+
+
+def map_codes(checkpoint: dict) -> tuple[list[int] | None, int]:
+    """What the GeoTIFF maps of a model hold (`rasters.map_codes`): the dataset's own class
+    values for index labels, else the class ids; and the nodata value."""
+    data = checkpoint["data"]
+    codes = [c.get("value") for c in data["classes"]]
+    return rasters.map_codes(data.get("label_format", "color"), None if None in codes else codes,
+                             data.get("ignore_values", ()))
+
+
+@dataclass
+class LoadedModel:
+    """A prediction job's model on its backend, with the checkpoint (or the ONNX file's
+    metadata, which holds the same) that describes it."""
+
+    checkpoint: dict
+    options: MosaicOptions
+    predictor: Callable
+    n_classes: int
+    device: object  # a torch.device, or "cpu" for ONNX Runtime
+    backend: str = "torch"
+
+    def open(self, image_path) -> "rasters.Image":
+        """An image open for reading as the model was trained to read it (bands, value range,
+        no-data)."""
+        spec = images.DataSpec.from_config({"data": self.checkpoint["data"]})
+        return rasters.open_image(image_path, spec, spec.nodata)
+
+    def iter_ids(self, image: "rasters.Image") -> Iterator[tuple[int, np.ndarray]]:
+        """The image's class ids, block by block, logging the time when done."""
+        start = time.perf_counter()
+        o = self.options
+        if self.backend == "onnxruntime":
+            predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
+            yield from host_mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
+                                            blend=o.blend, progress=True)
+        else:
+            from . import mosaic
+
+            predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
+            yield from mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
+                                       device=self.device, blend=o.blend, progress=True)
+        log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
+
+    def map_writer(self, path, image: "rasters.Image", where) -> "rasters.MapWriter":
+        """A GeoTIFF map of the image, in the dataset's class codes (`rasters.map_codes`)."""
+        colors, names = classes(self.checkpoint)
+        values, nodata = map_codes(self.checkpoint)
+        return rasters.MapWriter(path, image.height, image.width, where, colors, names, values=values, nodata=nodata)
+
+
+def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1) -> LoadedModel:
+    """The prologue of a prediction job: the backend (``predict.backend``, `backends.choose`),
+    the model on it, and the mosaic's options (the window is the case's patch size)."""
+    device_name, configured_threads = prediction_resources(settings)
+    threads = threads or configured_threads
+    backend = backends.choose(settings["predict"].get("backend", "auto"), device_name, model_path)
+    load = _load_onnx if backend == "onnxruntime" else _load_torch
+    model = load(settings, model_path, threads)
+    log.info("case %s: predicting %d image(s) with %s", model.loaded.checkpoint["case"], n_images, model.describe)
+    return model.loaded
+
+
+@dataclass
+class _Loading:
+    loaded: LoadedModel
+    describe: str
+
+
+def _load_onnx(settings: dict, model_path, threads: int) -> _Loading:
+    clock = StartupClock()
+    data = backends.onnx_bytes(model_path, settings["predict"])
+    clock.mark("export" if Path(model_path).suffix == ".pt" else "read")
+    model = backends.OnnxModel.load(data, model_path, threads)
+    options = MosaicOptions.from_settings(settings, model.meta["patch_size"])
+    ignored = [f"{key} {value}" for key, value in (("precision", options.precision),
+                                                   ("memory_format", options.memory_format)) if value != "auto"]
+    if ignored:
+        log.info("predict.%s: not used by ONNX Runtime, which runs float32 in its own layout", ", ".join(ignored))
+    clock.mark("model")
+    clock.report("the first window")
+    loaded = LoadedModel(model.meta, options, model.log_probabilities, int(model.meta["spec"]["n_classes"]), "cpu",
+                         backend="onnxruntime")
+    return _Loading(loaded, f"ONNX Runtime on the CPU ({model.session.get_session_options().intra_op_num_threads} "
+                            "threads), float32")
+
+
+def _load_torch(settings: dict, model_path, threads: int) -> _Loading:
+    clock = StartupClock()
+    import torch
+
+    from . import device as devices
+    from . import model as models
+
+    clock.mark("imports")
+    torch.set_num_threads(threads)
+    device = devices.resolve(prediction_resources(settings)[0])
+    clock.mark("device")
+    net, spec, checkpoint = models.load_checkpoint(model_path, device)
+    if settings["predict"].get("fold_batchnorm"):
+        net = models.fold_batchnorm(net)
+    options = MosaicOptions.from_settings(settings, checkpoint["patch_size"])
+    how = devices.compute(device, options.precision, options.memory_format)
+    net = how.format(net)
+    prepare = models.input_transform(spec, device, how)
+    clock.mark("model")
+    clock.report("the first window")
+
+    def predictor(batch):
+        with how.autocast():
+            return net(prepare(batch))
+
+    folded = ", batch norm folded" if settings["predict"].get("fold_batchnorm") else ""
+    return _Loading(LoadedModel(checkpoint, options, predictor, spec.n_classes, device),
+                    f"torch on {device} ({threads} CPU threads), in {how.describe()}{folded}")

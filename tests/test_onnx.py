@@ -1,0 +1,273 @@
+"""ONNX export, the ONNX Runtime back-end and the host mosaic (issue: models that leave the project)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aerialseg import host_mosaic
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (requirements.txt)")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
+torch = pytest.importorskip("torch")
+
+from aerialseg import backends, export, images, mosaic, pipeline  # noqa: E402
+from aerialseg.errors import ConfigError, InputError  # noqa: E402
+
+COLORS = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
+DATA = {"classes": [{"name": n, "color": c} for n, c in zip(["road", "tree", "water"], COLORS)],
+        "label_format": "color", "ignore_colors": [], "ignore_values": [], "bands": [0, 1, 2], "value_range": None,
+        "nodata": None, "image_bands": 3}
+
+
+def _checkpoint(path, init="scratch", bands=3, data=None, seed=0):
+    """A small model with random weights and batch-norm statistics (so folding them matters)."""
+    from aerialseg.model import ModelSpec, build, save_checkpoint
+
+    torch.manual_seed(seed)
+    spec = ModelSpec(3, init, decoder_channels=32, in_channels=bands)
+    net = build(spec)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+    head = net.segmentation_head[0]  # a head that separates the classes: maps of several classes
+    head.weight.data.normal_(0, 1.0)
+    head.bias.data.zero_()
+    save_checkpoint(path, net, spec, case=f"{init}_p32", patch_size=32, data=data or DATA, repeat=2)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    model_pt = _checkpoint(folder / "model.pt", init="imagenet")
+    export.export(model_pt, folder / "model.onnx", {"stride": 24, "blend": "gaussian"})
+    return model_pt, folder / "model.onnx"
+
+
+def _props(path):
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def test_the_exported_graph_is_valid_has_dynamic_shapes_and_no_batch_norm(exported):
+    graph = onnx.load(str(exported[1]))
+    onnx.checker.check_model(graph)
+    assert graph.opset_import[0].version == export.OPSET
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (graph.graph.input[0],
+                                                                                          graph.graph.output[0])]
+    assert dims == [["batch", 3, "height", "width"], ["batch", 3, "height", "width"]]
+    ops = {node.op_type for node in graph.graph.node}
+    assert "BatchNormalization" not in ops and "Softmax" in ops
+
+
+def test_the_file_carries_what_mapping_needs_and_the_deepness_keys(exported):
+    props = _props(exported[1])
+    meta = json.loads(props["aerialseg"])
+    assert meta["case"] == "imagenet_p32" and meta["repeat"] == 2 and meta["patch_size"] == 32
+    assert meta["predict"] == {"stride": 24, "blend": "gaussian"}
+    assert meta["data"]["classes"][2] == {"name": "water", "color": [0, 0, 255]}
+    assert meta["source_sha256"] == export.sha256_of(exported[0])
+    deepness = {key: json.loads(props[key]) for key in ("model_type", "class_names", "tile_size", "tiles_overlap",
+                                                        "standardization_mean", "standardization_std")}
+    assert deepness == {"model_type": "Segmentor", "class_names": {"0": "road", "1": "tree", "2": "water"},
+                        "tile_size": 32, "tiles_overlap": 25, "standardization_mean": [0.485, 0.456, 0.406],
+                        "standardization_std": [0.229, 0.224, 0.225]}
+    assert "resolution" not in props  # the training imagery had no georeference
+
+
+def test_deepness_standardisation_folds_a_value_range_into_mean_and_std():
+    """Deepness feeds raw / 255; with a value range 0..4095 the model wants raw / 4095."""
+    spec = {"n_classes": 2, "init": "scratch", "in_channels": 2}
+    mean, std = export.deepness_standardization(spec, [0, 4095])
+    raw = np.array([0.0, 1000.0, 4095.0])
+    np.testing.assert_allclose((raw / 255 - mean[0]) / std[0], raw / 4095, rtol=1e-6)
+    mean, std = export.deepness_standardization({**spec, "init": "imagenet"}, [100, 355])
+    np.testing.assert_allclose((np.array([100.0, 355.0]) / 255 - mean[0]) / std[0],
+                               (np.array([0.0, 1.0]) - 0.485) / 0.229, rtol=1e-6)
+
+
+def test_onnx_runtime_gives_torch_softmax_and_the_same_argmax(exported):
+    from aerialseg.model import load_checkpoint
+
+    net, spec, _ = load_checkpoint(exported[0])
+    model = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=1)
+    windows = np.random.default_rng(0).integers(0, 256, (5, 48, 80, 3), dtype=np.uint8)
+    with torch.no_grad():
+        from aerialseg.model import normalize
+
+        logits = net(normalize(torch.from_numpy(windows).permute(0, 3, 1, 2), spec)).numpy()
+    probabilities = model.probabilities(windows)
+    np.testing.assert_allclose(probabilities, torch.softmax(torch.from_numpy(logits), 1).numpy(), atol=1e-5)
+    assert (probabilities.argmax(1) == logits.argmax(1)).mean() > 0.9999
+
+
+def _scores(windows):
+    """A deterministic stand-in model on the host: (B, s, s, C) uint8 -> (B, 3, s, s) float32."""
+    x = windows.astype(np.float32) / 255
+    return np.stack([x[..., 0] - x[..., 1], np.sin(7 * x[..., 2]), x.mean(-1) * 0.3], axis=1).astype(np.float32)
+
+
+def _torch_scores(batch):
+    return torch.from_numpy(_scores(batch.permute(0, 2, 3, 1).numpy()))
+
+
+@pytest.mark.parametrize("blend", ["mean", "gaussian"])
+@pytest.mark.parametrize("tta", [False, True])
+def test_the_host_mosaic_sums_as_the_device_mosaic_does(blend, tta):
+    """Same windows, same order, same arithmetic: the blended scores equal the torch mosaic's
+    (bit for bit with the mean blend), on an image that is no multiple of window or stride,
+    in batches that split window rows."""
+    image = np.random.default_rng(1).integers(0, 256, (77, 101, 3), dtype=np.uint8)
+    host_predict = host_mosaic.with_flips(_scores) if tta else _scores
+    torch_predict = mosaic.with_flips(_torch_scores) if tta else _torch_scores
+    host = np.concatenate([b for _, b, _ in host_mosaic.iter_strips(host_predict, image, 3, 32, 12, 5, blend)], 1)
+    device = mosaic.predict_logits(torch_predict, image, 3, 32, 12, batch_size=5, blend=blend).numpy()
+    if blend == "mean":
+        np.testing.assert_array_equal(host, device)
+    else:
+        np.testing.assert_allclose(host, device, rtol=1e-6, atol=1e-7)
+    assert (host.argmax(0) == device.argmax(0)).all()
+
+
+class _Image:
+    """An array with no-data: the left 40 columns and a block are invalid."""
+
+    def __init__(self, array):
+        self.array, self.shape = array, array.shape[:2]
+        self.valid = np.ones(self.shape, bool)
+        self.valid[:, :40] = False
+        self.valid[50:, 60:] = False
+
+    def rows(self, top, bottom):
+        return self.array[top:bottom], self.valid[top:bottom]
+
+
+def test_windows_wholly_in_no_data_are_not_predicted_and_the_rest_is_unchanged():
+    image = _Image(np.random.default_rng(2).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    calls = []
+
+    def counting(windows):
+        calls.append(len(windows))
+        return _scores(windows)
+
+    ids = np.concatenate([b for _, b in host_mosaic.iter_ids(counting, image, 3, 32, 16)])
+    whole = np.concatenate([b for _, b in host_mosaic.iter_ids(_scores, image.array, 3, 32, 16)])
+    assert (ids[image.valid] == whole[image.valid]).all() and (ids[~image.valid] == host_mosaic.NODATA_ID).all()
+    assert sum(calls) < 6 * 7  # of the 42 windows, those in the collar and the block were skipped
+
+
+def _settings(backend, **predict):
+    return {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "vectors": False,
+                        "min_area": 0, "backend": backend, "fold_batchnorm": False, **predict},
+            "train": {"device": "cpu", "threads": 1}}
+
+
+def test_a_map_from_onnx_runtime_equals_torch_float32(tmp_path, exported):
+    """The same model on both back-ends: the class ids agree (at most 0.01 % may differ where
+    scores tie to rounding), and a model.onnx maps exactly as its model.pt on ONNX Runtime."""
+    image = np.random.default_rng(3).integers(0, 256, (150, 170, 3), dtype=np.uint8)
+    images.write_png(tmp_path / "area.png", image)
+    maps = {}
+    for name, model, backend in (("torch", exported[0], "torch"), ("ort_pt", exported[0], "onnxruntime"),
+                                 ("ort_onnx", exported[1], "auto")):
+        pipeline.map_images(_settings(backend), model, [tmp_path / "area.png"], [tmp_path / f"{name}.png"],
+                            [tmp_path / f"{name}_preview.png"])
+        maps[name] = np.asarray(images.read_image(tmp_path / f"{name}.png"))[:, :, 0]
+    assert (maps["torch"] != maps["ort_pt"]).mean() <= 1e-4
+    assert len(np.unique(maps["torch"])) > 1  # a map with several classes, or the comparison says little
+    assert (maps["ort_pt"] == maps["ort_onnx"]).all()
+
+
+def test_an_onnx_file_without_the_project_metadata_is_refused_naming_it(tmp_path, exported):
+    graph = onnx.load(str(exported[1]))
+    del graph.metadata_props[:]
+    onnx.save(graph, str(tmp_path / "bare.onnx"))
+    with pytest.raises(InputError, match="bare.onnx: an ONNX model without aerialseg's metadata.*aerialseg export"):
+        backends.OnnxModel.load((tmp_path / "bare.onnx").read_bytes(), tmp_path / "bare.onnx", threads=1)
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "aerialseg", json.dumps({"format": 1, "case": "x", "spec": {}})
+    onnx.save(graph, str(tmp_path / "partial.onnx"))
+    with pytest.raises(InputError, match="lacks patch_size, data, predict"):
+        backends.OnnxModel.load((tmp_path / "partial.onnx").read_bytes(), tmp_path / "partial.onnx", threads=1)
+
+
+def test_an_image_whose_bands_differ_from_the_models_is_refused(tmp_path, exported):
+    images.write_png(tmp_path / "gray.png", np.zeros((64, 64), np.uint8))
+    with pytest.raises(InputError, match="gray.png: 1 data band.*trained on images of 3"):
+        pipeline.map_images(_settings("auto"), exported[1], [tmp_path / "gray.png"], [tmp_path / "m.png"],
+                            [tmp_path / "p.png"])
+
+
+def test_exporting_a_corrupt_checkpoint_fails_cleanly(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(InputError, match="model.pt: cannot read this checkpoint"):
+        export.export(tmp_path / "model.pt", tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_backend_choice(monkeypatch, tmp_path):
+    monkeypatch.setattr(backends, "cuda_possible", lambda: False)
+    assert backends.choose("auto", "auto", "m.pt") == "onnxruntime"
+    assert backends.choose("auto", "cuda", "m.pt") == "torch"
+    assert backends.choose("auto", "auto", "m.onnx") == "onnxruntime"
+    with pytest.raises(ConfigError, match="onnxruntime runs on the CPU here"):
+        backends.choose("auto", "cuda", "m.onnx")
+    with pytest.raises(ConfigError, match="m.onnx: an ONNX file runs on ONNX Runtime only"):
+        backends.choose("torch", "cpu", "m.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    assert backends.choose("auto", "cpu", "m.pt") == "torch"
+    with pytest.raises(ConfigError, match="ONNX Runtime is not installed.*pip install onnxruntime"):
+        backends.OnnxModel.load(b"", "m.onnx", threads=1)
+
+
+def test_a_model_pt_is_exported_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "cache"))
+    model_pt = _checkpoint(tmp_path / "model.pt", seed=4)
+    first = backends.onnx_bytes(model_pt)
+    cached = list((tmp_path / "cache").glob("*.onnx"))
+    assert [p.name for p in cached] == [f"{export.sha256_of(model_pt)}.onnx"]
+    monkeypatch.setattr(export, "to_bytes", lambda *a, **k: pytest.fail("exported again"))
+    assert backends.onnx_bytes(model_pt) == first
+    _checkpoint(model_pt, seed=5)  # a new model.pt at the same path is not served the old graph
+    monkeypatch.undo()
+    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "cache"))
+    assert backends.onnx_bytes(model_pt) != first
+
+
+def test_the_console_command_maps_with_a_model_onnx_without_importing_torch(tmp_path, exported):
+    images.write_png(tmp_path / "area.png", np.random.default_rng(5).integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    code = ("import sys; from aerialseg.cli import main; status = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(status)")
+    done = subprocess.run([sys.executable, "-c", code, "predict", str(exported[1]), str(tmp_path / "area.png"),
+                           "-o", str(tmp_path / "maps"), "--threads", "1"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert np.asarray(images.read_image(tmp_path / "maps/area.png")).shape[:2] == (70, 90)
+
+
+def test_the_console_command_exports(tmp_path):
+    from aerialseg.cli import main
+
+    model_pt = _checkpoint(tmp_path / "model.pt", seed=6)
+    assert main(["export", str(model_pt), "-o", str(tmp_path / "out.onnx"), "--stride", "8"]) == 0
+    assert json.loads(_props(tmp_path / "out.onnx")["aerialseg"])["predict"] == {"stride": 8, "blend": "mean"}
+
+
+def test_folding_batch_norm_keeps_the_function():
+    from aerialseg.model import ModelSpec, build, fold_batchnorm
+
+    torch.manual_seed(7)
+    net = build(ModelSpec(3, "scratch", decoder_channels=32)).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        before = net(x)
+        folded = fold_batchnorm(net)
+        after = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
