@@ -140,7 +140,8 @@ class ReliabilityCounts:
         return cls(*(np.zeros(n_bins) for _ in fields(cls)))
 
     @classmethod
-    def of(cls, confidence: np.ndarray, correct: np.ndarray, valid: np.ndarray | None = None) -> ReliabilityCounts:
+    def of(cls, confidence: np.ndarray, correct: np.ndarray,
+           valid: np.ndarray | None = None) -> ReliabilityCounts:
         """Counts of one set of pixels (15 bins): ``empty().add(confidence, correct, valid)``."""
         return cls.empty().add(confidence, correct, valid)
 
@@ -153,7 +154,8 @@ class ReliabilityCounts:
         """All counted pixels."""
         return int(self.pixels.sum())
 
-    def add(self, confidence: np.ndarray, correct: np.ndarray, valid: np.ndarray | None = None) -> ReliabilityCounts:
+    def add(self, confidence: np.ndarray, correct: np.ndarray,
+            valid: np.ndarray | None = None) -> ReliabilityCounts:
         """These counts plus the pixels given: ``confidence`` in [0, 1], ``correct`` (bool,
         same shape: predicted class = ground truth), and optionally ``valid`` (bool, same
         shape): only its True pixels count (pass ``truth != IGNORE_INDEX``, and the map's
