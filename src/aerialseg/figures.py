@@ -25,7 +25,9 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from .files import atomic_path
 
 if TYPE_CHECKING:
+    from .calibration import ReliabilityCounts
     from .config import Run
+from .calibration import bin_edges
 from .images import colorize
 from .metrics import best_index
 
@@ -37,6 +39,8 @@ TRAIN_COLOR, VAL_COLOR = "#4c72b0", "#dd8452"
 ERROR_RGB = (230, 30, 30)
 MAX_DISPLAY_PX = 1024
 DPI = 120
+CASE_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf")  # matplotlib's tab10, one colour per case in the order given
 METRIC_LABELS = {"miou": "mIoU", "f1": "F1", "f1_macro": "macro F1", "precision": "precision",
                  "recall": "recall", "overall_accuracy": "overall accuracy"}
 
@@ -243,6 +247,38 @@ def _two_and_five(value: float, _position) -> str:
     """A log axis' minor tick label: only 2 and 5 times a power of ten (20, 50, ...), plainly."""
     leading = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
     return f"{value:g}" if leading in (2, 5) else ""
+
+
+def reliability_diagram(counts_by_case: Mapping[str, "ReliabilityCounts"], title: str = "") -> Figure:
+    """Calibration of each case at a glance. Top: accuracy against mean confidence per
+    confidence bin, one line per case (its ECE in the legend; an empty bin leaves a gap),
+    and the diagonal a calibrated model would follow: below it is over-confidence. Bottom:
+    the pixels in each bin, one bar per case side by side within the bin, on a log axis,
+    since confident bins usually hold most pixels. The lines' data are exactly
+    `ReliabilityCounts.confidence_per_bin` and `accuracy_per_bin`, the bars' heights ``pixels``."""
+    fig = Figure(figsize=(8.5, 7.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
+    top.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    share = 0.85 / max(len(counts_by_case), 1)  # of a bin's width, per case's bar
+    for i, (case, counts) in enumerate(counts_by_case.items()):
+        color, edges = CASE_PALETTE[i % len(CASE_PALETTE)], bin_edges(counts.n_bins)
+        top.plot(counts.confidence_per_bin(), counts.accuracy_per_bin(), marker="o", markersize=4,
+                 color=color, label=f"{case} (ECE {counts.ece():.3f})", gid=case)
+        bin_width = edges[1] - edges[0]
+        bottom.bar(edges[:-1] + bin_width * (0.075 + i * share), counts.pixels, width=bin_width * share,
+                   align="edge", color=color, label=case, gid=case)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.set_title("accuracy against confidence, per confidence bin")
+    top.grid(alpha=0.3)
+    top.legend(fontsize="small", loc="upper left")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("pixels per bin")
+    bottom.set_xlabel(f"confidence (softmax at the chosen class; {len(edges) - 1} equal-width bins)")
+    bottom.grid(alpha=0.3, axis="y")
+    fig.suptitle(title or "Reliability diagram", fontweight="bold")
+    return fig
 
 
 def save(fig: Figure, path) -> None:
