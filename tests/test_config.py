@@ -175,3 +175,45 @@ def test_images_to_map_are_paths_or_glob_patterns(default_config, tmp_path):
     maps = cfg.maps(cfg.validate(config))
     assert [(m.name, m.label) for m in maps] == [("photo_a", None), ("photo_b", None), ("other", None)]
     assert cfg.map_cases(cfg.validate(config)) is None  # the best case, once known
+
+
+# --- errors that teach ------------------------------------------------------------------------
+
+
+def _problems(config: dict) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config, check_files=False)
+    return str(error.value).splitlines()[1:]
+
+
+def test_an_unknown_key_names_the_closest_known_one(default_config):
+    default_config["experiment"]["patch_size"] = default_config["experiment"].pop("patch_sizes")
+    default_config["trian"] = default_config.pop("train")
+    problems = _problems(default_config)
+    assert "  - experiment: unknown key(s) 'patch_size' (did you mean 'patch_sizes'?)" in problems
+    assert "  - (top level): unknown key(s) 'trian' (did you mean 'train'?)" in problems
+
+
+def test_an_unknown_key_like_none_lists_the_known_ones(default_config):
+    default_config["model"]["zzz"] = 1
+    assert _problems(default_config) == [
+        "  - model: unknown key(s) 'zzz'; known keys: architecture, encoder, encoder_depth, decoder_channels, weights"]
+
+
+def test_a_malformed_tile_names_its_index_and_the_missing_or_unknown_field(default_config):
+    default_config["data"]["train"] = [{"image": "a.png", "label": "a_label.png"}, {"image": "b.png"},
+                                       {"image": "c.png", "lable": "c_label.png"}]
+    default_config["data"]["test"] = {"image": "d.png"}
+    assert _problems(default_config) == [
+        "  - data.test: 'label' is a required property",
+        "  - data.train[1]: 'label' is a required property",
+        "  - data.train[2]: unknown key(s) 'lable' (did you mean 'label'?)",
+        "  - data.train[2]: 'label' is a required property",
+    ]
+
+
+def test_a_value_of_no_accepted_type_names_the_types(default_config):
+    default_config["data"]["train"] = "tiles/*.tif"
+    default_config["model"]["decoder_channels"] = "wide"
+    assert _problems(default_config) == ["  - data.train: 'tiles/*.tif' has none of the accepted types (object, array)",
+                                         "  - model.decoder_channels: 'wide' has none of the accepted types (integer, array)"]

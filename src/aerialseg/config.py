@@ -9,6 +9,7 @@ or the file, so a bad config stops the workflow before any job starts.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -71,16 +72,64 @@ def _key(error: jsonschema.ValidationError) -> str:
     return key.lstrip(".") or "(top level)"
 
 
+def _problems(error: jsonschema.ValidationError) -> list[str]:
+    """The lines that report ``error``: for a value that fits none of a oneOf/anyOf's forms,
+    those of the form it was meant to be (`_meant_form`), each naming its own key (a tile
+    list's entry by index), rather than jsonschema's "is not valid under any of the given
+    schemas"."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        meant = _meant_form(error)
+        if meant:
+            return [line for sub in sorted(meant, key=lambda e: list(map(str, e.path))) for line in _problems(sub)]
+    return [f"{_key(error)}: {_message(error)}"]
+
+
+def _meant_form(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors of the oneOf/anyOf branch that ``error.instance`` was meant to fit: of the
+    branches whose type it has, the one that knows most of its keys, then the one with the
+    fewest errors; [] when it has the type of none (jsonschema's message says so)."""
+    branches: dict[int, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    candidates = [subs for subs in branches.values()
+                  if not any(sub.validator == "type" and not sub.path for sub in subs)]
+
+    def fit(subs):
+        known = subs[0].schema.get("properties", {}) if not subs[0].path else {}
+        keys = error.instance if isinstance(error.instance, dict) else {}
+        return -sum(key in known for key in keys), len(subs)
+
+    return min(candidates, key=fit, default=[])
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "multipleOf":
         return f"{error.instance} is not a multiple of {error.validator_value}"
     if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return "unknown key(s) " + ", ".join(map(repr, unknown))
+        return _unknown_keys(error)
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        types = [sub.validator_value for sub in error.context if sub.validator == "type" and not sub.path]
+        if types:
+            return f"{error.instance!r} has none of the accepted types ({', '.join(map(str, types))})"
     if error.validator == "type" and isinstance(error.instance, str) and _is_number(error.instance):
         return (f"{error.instance!r} is a string, not a number: YAML reads {error.instance} as text "
                 f"(exponents need a dot and a sign, write e.g. 1.0e-3 or 0.001)")
     return error.message
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> str:
+    """Name each unknown key with the known one it is closest to ("did you mean ...?"), or,
+    where none is close, list the known keys."""
+    known = list(error.schema.get("properties", {}))
+    unknown = sorted(set(error.instance) - set(known))
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=1)
+        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    text = "unknown key(s) " + ", ".join(named)
+    if len(named) > sum("did you mean" in n for n in named):
+        text += f"; known keys: {', '.join(known)}"
+    return text
 
 
 def _is_number(text: str) -> bool:
@@ -103,7 +152,7 @@ def validate(config: dict, *, producible: Iterable[str] = (), check_files: bool 
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [f"{_key(e)}: {_message(e)}" for e in errors]
+    problems = [line for e in errors for line in _problems(e)]
     _normalise_paths(config)
     for check in _SEMANTIC_CHECKS:
         try:
