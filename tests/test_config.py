@@ -212,8 +212,68 @@ def test_a_malformed_tile_names_its_index_and_the_missing_or_unknown_field(defau
     ]
 
 
-def test_a_value_of_no_accepted_type_names_the_types(default_config):
+def test_a_value_of_no_accepted_type_names_the_types_and_what_was_expected(default_config):
     default_config["data"]["train"] = "tiles/*.tif"
     default_config["model"]["decoder_channels"] = "wide"
-    assert _problems(default_config) == ["  - data.train: 'tiles/*.tif' has none of the accepted types (object, array)",
-                                         "  - model.decoder_channels: 'wide' has none of the accepted types (integer, array)"]
+    train, decoder = _problems(default_config)
+    assert train.startswith("  - data.train: 'tiles/*.tif' has none of the accepted types (object, array); expected "
+                            "one image/label pair; a list of them")
+    assert decoder.startswith("  - model.decoder_channels: 'wide' has none of the accepted types (integer, array); "
+                              "expected the decoder's width")
+
+
+# --- many tiles by pattern --------------------------------------------------------------------
+
+
+def _pattern_config(default_config, tmp_path, stems=("area3", "area1", "area11"), labelled=None):
+    """Images top/{stem}.tif and labels gts/{stem}.tif (for the ``labelled`` stems, default all)."""
+    for folder in ("top", "gts"):
+        (tmp_path / folder).mkdir()
+    for stem in stems:
+        (tmp_path / "top" / f"{stem}.tif").touch()
+    for stem in stems if labelled is None else labelled:
+        (tmp_path / "gts" / f"{stem}.tif").touch()
+    default_config["data"]["train"] = {"images": f"{tmp_path}/top/*.tif", "labels": f"{tmp_path}/gts/{{stem}}.tif"}
+    return default_config
+
+
+def test_a_tile_pattern_expands_into_the_sorted_list_of_pairs(default_config, tmp_path):
+    config = cfg.validate(_pattern_config(default_config, tmp_path), producible=DEMO)
+    assert config["data"]["train"] == [{"image": f"{tmp_path}/top/{stem}.tif", "label": f"{tmp_path}/gts/{stem}.tif"}
+                                       for stem in ("area1", "area11", "area3")]
+    assert cfg.tiled(config, "train") and [t.name for t in cfg.tiles(config, "train")] == ["area1", "area11", "area3"]
+    assert cfg.validate(config, producible=DEMO) == config  # the list form validates as it is
+
+
+def test_a_tile_pattern_that_matches_nothing_is_named(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path)
+    config["data"]["train"]["images"] = f"{tmp_path}/top/*.png"
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config, producible=DEMO)
+    assert str(error.value).splitlines()[1:] == [f"  - data.train.images: the pattern {tmp_path}/top/*.png matches no file"]
+
+
+def test_an_image_of_a_tile_pattern_without_its_label_is_named_with_the_label_expected(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path, labelled=("area1", "area3"))
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config, producible=DEMO)
+    assert str(error.value).splitlines()[1:] == [
+        f"  - data.train.labels: image {tmp_path}/top/area11.tif has no label {tmp_path}/gts/area11.tif "
+        f"(file not found; labels: {tmp_path}/gts/{{stem}}.tif)"]
+
+
+def test_a_tile_pattern_needs_stem_in_its_labels_and_its_two_keys(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path)
+    config["data"]["train"]["labels"] = f"{tmp_path}/gts/all.tif"
+    config["data"]["test"] = {"images": "top/*.tif", "lables": "gts/{stem}.tif"}
+    assert _problems(config) == [
+        "  - data.test: unknown key(s) 'lables' (did you mean 'labels'?)",
+        "  - data.test: 'labels' is a required property",
+        f"  - data.train.labels: {tmp_path}/gts/all.tif has no {{stem}}, so every image would get the same label "
+        "(write e.g. labels/{stem}.png)"]
+
+
+def test_without_file_checks_a_pattern_that_matches_nothing_stays_as_written(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path)
+    config["data"]["train"]["images"] = f"{tmp_path}/elsewhere/*.tif"
+    assert cfg.validate(config, check_files=False)["data"]["train"] == config["data"]["train"]
