@@ -108,7 +108,8 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return _unknown_keys(error)
     if error.validator in ("oneOf", "anyOf") and error.context:
-        types = dict.fromkeys(str(sub.validator_value) for sub in error.context if sub.validator == "type" and not sub.path)
+        types = dict.fromkeys(str(sub.validator_value) for sub in error.context
+                              if sub.validator == "type" and not sub.path)
         if types:
             expected = " ".join(error.schema.get("description", "").split())
             return f"{error.instance!r} has none of the accepted types ({', '.join(types)})" + (
