@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 
 from aerialseg import config as cfg
@@ -245,6 +247,13 @@ def test_a_tile_pattern_expands_into_the_sorted_list_of_pairs(default_config, tm
     assert cfg.validate(config, producible=DEMO) == config  # the list form validates as it is
 
 
+def test_a_tile_pattern_merged_over_a_pair_replaces_it(default_config, tmp_path):
+    """As Snakemake merges a --configfile with a pattern over config.yaml's pair (the demo scene)."""
+    pattern = _pattern_config(copy.deepcopy(default_config), tmp_path)["data"]["train"]
+    config = cfg.validate(cfg.merge(default_config, {"data": {"train": pattern}}), producible=DEMO)
+    assert [tile.name for tile in cfg.tiles(config, "train")] == ["area1", "area11", "area3"]
+
+
 def test_a_tile_pattern_that_matches_nothing_is_named(default_config, tmp_path):
     config = _pattern_config(default_config, tmp_path)
     config["data"]["train"]["images"] = f"{tmp_path}/top/*.png"
@@ -277,3 +286,26 @@ def test_without_file_checks_a_pattern_that_matches_nothing_stays_as_written(def
     config = _pattern_config(default_config, tmp_path)
     config["data"]["train"]["images"] = f"{tmp_path}/elsewhere/*.tif"
     assert cfg.validate(config, check_files=False)["data"]["train"] == config["data"]["train"]
+
+
+VAIHINGEN_AREAS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30,
+                   31, 32, 33, 34, 35, 37, 38)
+
+
+def test_the_many_tile_vaihingen_config_validates_and_splits_the_33_tiles(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    files = (root / "config.yaml", root / "config/isprs_vaihingen_tiles.yaml")
+    as_written = cfg.load(*files, check_files=False)  # the schema part: no data here
+    assert as_written["data"]["train"]["labels"] == "data/vaihingen/gts/{stem}.tif"
+    for folder in ("top", "gts"):
+        (tmp_path / "data/vaihingen" / folder).mkdir(parents=True)
+        for area in VAIHINGEN_AREAS:
+            (tmp_path / f"data/vaihingen/{folder}/top_mosaic_09cm_area{area}.tif").touch()
+    config = cfg.load(*files)
+    train, test = ([int(t.name.removeprefix("top_mosaic_09cm_area")) for t in cfg.tiles(config, s)] for s in cfg.IMAGES)
+    assert sorted(train) == [a for a in VAIHINGEN_AREAS if a % 2] and sorted(test) == [a for a in VAIHINGEN_AREAS
+                                                                                         if not a % 2]
+    assert cfg.tiles(config, "test")[0].label == "data/vaihingen/gts/top_mosaic_09cm_area10.tif"  # sorted by path

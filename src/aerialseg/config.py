@@ -154,6 +154,7 @@ def validate(config: dict, *, producible: Iterable[str] = (), check_files: bool 
     ``check_files=False`` reports no missing file (a pattern that matches none stays as written).
     """
     config = copy.deepcopy(config)
+    _pattern_over_pair(config)
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
@@ -204,6 +205,18 @@ def load(*paths: str | Path, **kwargs: Any) -> dict:
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
         merge(config, layer or {})
     return validate(config, **kwargs)
+
+
+def _pattern_over_pair(config: dict) -> None:
+    """Drop ``image`` and ``label`` from a split that also has a tile pattern's keys: Snakemake
+    merges a ``--configfile`` over config.yaml key by key, so a pattern given over config.yaml's
+    pair (the demo scene) arrives with that pair's keys beside its own, and the pattern is what
+    the later file meant."""
+    for image in IMAGES:
+        split = config.get("data", {}).get(image) if isinstance(config.get("data"), dict) else None
+        if isinstance(split, dict) and ("images" in split or "labels" in split):
+            split.pop("image", None)
+            split.pop("label", None)
 
 
 def expand_tile_patterns(config: dict, check_files: bool = True) -> list[str]:
