@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 
 from aerialseg import config as cfg
@@ -175,3 +177,135 @@ def test_images_to_map_are_paths_or_glob_patterns(default_config, tmp_path):
     maps = cfg.maps(cfg.validate(config))
     assert [(m.name, m.label) for m in maps] == [("photo_a", None), ("photo_b", None), ("other", None)]
     assert cfg.map_cases(cfg.validate(config)) is None  # the best case, once known
+
+
+# --- errors that teach ------------------------------------------------------------------------
+
+
+def _problems(config: dict) -> list[str]:
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config, check_files=False)
+    return str(error.value).splitlines()[1:]
+
+
+def test_an_unknown_key_names_the_closest_known_one(default_config):
+    default_config["experiment"]["patch_size"] = default_config["experiment"].pop("patch_sizes")
+    default_config["trian"] = default_config.pop("train")
+    problems = _problems(default_config)
+    assert "  - experiment: unknown key(s) 'patch_size' (did you mean 'patch_sizes'?)" in problems
+    assert "  - (top level): unknown key(s) 'trian' (did you mean 'train'?)" in problems
+
+
+def test_an_unknown_key_like_none_lists_the_known_ones(default_config):
+    default_config["model"]["zzz"] = 1
+    assert _problems(default_config) == [
+        "  - model: unknown key(s) 'zzz'; known keys: architecture, encoder, encoder_depth, decoder_channels, weights"]
+
+
+def test_a_malformed_tile_names_its_index_and_the_missing_or_unknown_field(default_config):
+    default_config["data"]["train"] = [{"image": "a.png", "label": "a_label.png"}, {"image": "b.png"},
+                                       {"image": "c.png", "lable": "c_label.png"}]
+    default_config["data"]["test"] = {"image": "d.png"}
+    assert _problems(default_config) == [
+        "  - data.test: 'label' is a required property",
+        "  - data.train[1]: 'label' is a required property",
+        "  - data.train[2]: unknown key(s) 'lable' (did you mean 'label'?)",
+        "  - data.train[2]: 'label' is a required property",
+    ]
+
+
+def test_a_value_of_no_accepted_type_names_the_types_and_what_was_expected(default_config):
+    default_config["data"]["train"] = "tiles/*.tif"
+    default_config["model"]["decoder_channels"] = "wide"
+    train, decoder = _problems(default_config)
+    assert train.startswith("  - data.train: 'tiles/*.tif' has none of the accepted types (object, array); expected "
+                            "one image/label pair; a list of them")
+    assert decoder.startswith("  - model.decoder_channels: 'wide' has none of the accepted types (integer, array); "
+                              "expected the decoder's width")
+
+
+# --- many tiles by pattern --------------------------------------------------------------------
+
+
+def _pattern_config(default_config, tmp_path, stems=("area3", "area1", "area11"), labelled=None):
+    """Images top/{stem}.tif and labels gts/{stem}.tif (for the ``labelled`` stems, default all)."""
+    for folder in ("top", "gts"):
+        (tmp_path / folder).mkdir()
+    for stem in stems:
+        (tmp_path / "top" / f"{stem}.tif").touch()
+    for stem in stems if labelled is None else labelled:
+        (tmp_path / "gts" / f"{stem}.tif").touch()
+    default_config["data"]["train"] = {"images": f"{tmp_path}/top/*.tif", "labels": f"{tmp_path}/gts/{{stem}}.tif"}
+    return default_config
+
+
+def test_a_tile_pattern_expands_into_the_sorted_list_of_pairs(default_config, tmp_path):
+    config = cfg.validate(_pattern_config(default_config, tmp_path), producible=DEMO)
+    assert config["data"]["train"] == [{"image": f"{tmp_path}/top/{stem}.tif", "label": f"{tmp_path}/gts/{stem}.tif"}
+                                       for stem in ("area1", "area11", "area3")]
+    assert cfg.tiled(config, "train") and [t.name for t in cfg.tiles(config, "train")] == ["area1", "area11", "area3"]
+    assert cfg.validate(config, producible=DEMO) == config  # the list form validates as it is
+
+
+def test_a_tile_pattern_merged_over_a_pair_replaces_it(default_config, tmp_path):
+    """As Snakemake merges a --configfile with a pattern over config.yaml's pair (the demo scene)."""
+    pattern = _pattern_config(copy.deepcopy(default_config), tmp_path)["data"]["train"]
+    config = cfg.validate(cfg.merge(default_config, {"data": {"train": pattern}}), producible=DEMO)
+    assert [tile.name for tile in cfg.tiles(config, "train")] == ["area1", "area11", "area3"]
+
+
+def test_a_tile_pattern_that_matches_nothing_is_named(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path)
+    config["data"]["train"]["images"] = f"{tmp_path}/top/*.png"
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config, producible=DEMO)
+    assert str(error.value).splitlines()[1:] == [f"  - data.train.images: the pattern {tmp_path}/top/*.png matches no file"]
+
+
+def test_an_image_of_a_tile_pattern_without_its_label_is_named_with_the_label_expected(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path, labelled=("area1", "area3"))
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config, producible=DEMO)
+    assert str(error.value).splitlines()[1:] == [
+        f"  - data.train.labels: image {tmp_path}/top/area11.tif has no label {tmp_path}/gts/area11.tif "
+        f"(file not found; labels: {tmp_path}/gts/{{stem}}.tif)"]
+
+
+def test_a_tile_pattern_needs_stem_in_its_labels_and_its_two_keys(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path)
+    config["data"]["train"]["labels"] = f"{tmp_path}/gts/all.tif"
+    config["data"]["test"] = {"images": "top/*.tif", "lables": "gts/{stem}.tif"}
+    assert _problems(config) == [
+        "  - data.test: unknown key(s) 'lables' (did you mean 'labels'?)",
+        "  - data.test: 'labels' is a required property",
+        f"  - data.train.labels: {tmp_path}/gts/all.tif has no {{stem}}, so every image would get the same label "
+        "(write e.g. labels/{stem}.png)"]
+
+
+def test_without_file_checks_a_pattern_that_matches_nothing_stays_as_written(default_config, tmp_path):
+    config = _pattern_config(default_config, tmp_path)
+    config["data"]["train"]["images"] = f"{tmp_path}/elsewhere/*.tif"
+    assert cfg.validate(config, check_files=False)["data"]["train"] == config["data"]["train"]
+
+
+VAIHINGEN_AREAS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30,
+                   31, 32, 33, 34, 35, 37, 38)
+
+
+def test_the_many_tile_vaihingen_config_validates_and_splits_the_33_tiles(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    files = (root / "config.yaml", root / "config/isprs_vaihingen_tiles.yaml")
+    as_written = cfg.load(*files, check_files=False)  # the schema part: no data here
+    assert as_written["data"]["train"]["labels"] == "data/vaihingen/gts/{stem}.tif"
+    for folder in ("top", "gts"):
+        (tmp_path / "data/vaihingen" / folder).mkdir(parents=True)
+        for area in VAIHINGEN_AREAS:
+            (tmp_path / f"data/vaihingen/{folder}/top_mosaic_09cm_area{area}.tif").touch()
+    config = cfg.load(*files)
+    train, test = ([int(t.name.removeprefix("top_mosaic_09cm_area")) for t in cfg.tiles(config, s)] for s in cfg.IMAGES)
+    assert sorted(train) == [a for a in VAIHINGEN_AREAS if a % 2] and sorted(test) == [a for a in VAIHINGEN_AREAS
+                                                                                         if not a % 2]
+    assert cfg.tiles(config, "test")[0].label == "data/vaihingen/gts/top_mosaic_09cm_area10.tif"  # sorted by path

@@ -9,6 +9,7 @@ or the file, so a bad config stops the workflow before any job starts.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -71,16 +72,67 @@ def _key(error: jsonschema.ValidationError) -> str:
     return key.lstrip(".") or "(top level)"
 
 
+def _problems(error: jsonschema.ValidationError) -> list[str]:
+    """The lines that report ``error``: for a value that fits none of a oneOf/anyOf's forms,
+    those of the form it was meant to be (`_meant_form`), each naming its own key (a tile
+    list's entry by index), rather than jsonschema's "is not valid under any of the given
+    schemas"."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        meant = _meant_form(error)
+        if meant:
+            return [line for sub in sorted(meant, key=lambda e: list(map(str, e.path))) for line in _problems(sub)]
+    return [f"{_key(error)}: {_message(error)}"]
+
+
+def _meant_form(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors of the oneOf/anyOf branch that ``error.instance`` was meant to fit: of the
+    branches whose type it has, the one that knows most of its keys, then the one with the
+    fewest errors; [] when it has the type of none (jsonschema's message says so)."""
+    branches: dict[int, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.schema_path[0], []).append(sub)
+    candidates = [subs for subs in branches.values()
+                  if not any(sub.validator == "type" and not sub.path for sub in subs)]
+
+    def fit(subs):
+        known = {name for sub in subs if not sub.path for name in sub.schema.get("properties", {})}
+        keys = error.instance if isinstance(error.instance, dict) else {}
+        return -sum(key in known for key in keys), len(subs)
+
+    return min(candidates, key=fit, default=[])
+
+
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "multipleOf":
         return f"{error.instance} is not a multiple of {error.validator_value}"
     if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return "unknown key(s) " + ", ".join(map(repr, unknown))
+        return _unknown_keys(error)
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        types = dict.fromkeys(str(sub.validator_value) for sub in error.context
+                              if sub.validator == "type" and not sub.path)
+        if types:
+            expected = " ".join(error.schema.get("description", "").split())
+            return f"{error.instance!r} has none of the accepted types ({', '.join(types)})" + (
+                f"; expected {expected}" if expected else "")
     if error.validator == "type" and isinstance(error.instance, str) and _is_number(error.instance):
         return (f"{error.instance!r} is a string, not a number: YAML reads {error.instance} as text "
                 f"(exponents need a dot and a sign, write e.g. 1.0e-3 or 0.001)")
     return error.message
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> str:
+    """Name each unknown key with the known one it is closest to ("did you mean ...?"), or,
+    where none is close, list the known keys."""
+    known = list(error.schema.get("properties", {}))
+    unknown = sorted(set(error.instance) - set(known))
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=1)
+        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    text = "unknown key(s) " + ", ".join(named)
+    if len(named) > sum("did you mean" in n for n in named):
+        text += f"; known keys: {', '.join(known)}"
+    return text
 
 
 def _is_number(text: str) -> bool:
@@ -92,19 +144,23 @@ def _is_number(text: str) -> bool:
 
 
 def validate(config: dict, *, producible: Iterable[str] = (), check_files: bool = True) -> dict:
-    """Return a validated copy of ``config`` with defaults filled in and input paths
-    normalised (``./a/b`` is ``a/b``).
+    """Return a validated copy of ``config`` with defaults filled in, input paths
+    normalised (``./a/b`` is ``a/b``) and tile patterns expanded (`expand_tile_patterns`), so
+    that ``data.train`` and ``data.test`` are each one image/label pair or a list of them.
 
     ``producible`` lists input paths that a workflow rule writes (the demo scene), which
     need not exist yet. Raises `ConfigError` listing every problem found: the schema's, and
     the checks across keys of every part of the config that the schema did not reject.
+    ``check_files=False`` reports no missing file (a pattern that matches none stays as written).
     """
     config = copy.deepcopy(config)
+    _pattern_over_pair(config)
     schema = load_schema()
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    problems = [f"{_key(e)}: {_message(e)}" for e in errors]
+    problems = [line for e in errors for line in _problems(e)]
     _normalise_paths(config)
+    problems += expand_tile_patterns(config, check_files)
     for check in _SEMANTIC_CHECKS:
         try:
             problems += check(config)
@@ -149,6 +205,62 @@ def load(*paths: str | Path, **kwargs: Any) -> dict:
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
         merge(config, layer or {})
     return validate(config, **kwargs)
+
+
+def _pattern_over_pair(config: dict) -> None:
+    """Drop ``image`` and ``label`` from a split that also has a tile pattern's keys: Snakemake
+    merges a ``--configfile`` over config.yaml key by key, so a pattern given over config.yaml's
+    pair (the demo scene) arrives with that pair's keys beside its own, and the pattern is what
+    the later file meant."""
+    for image in IMAGES:
+        split = config.get("data", {}).get(image) if isinstance(config.get("data"), dict) else None
+        if isinstance(split, dict) and ("images" in split or "labels" in split):
+            split.pop("image", None)
+            split.pop("label", None)
+
+
+def expand_tile_patterns(config: dict, check_files: bool = True) -> list[str]:
+    """Replace, in place, each of ``data.train`` and ``data.test`` given as a tile pattern
+    (``{images: "tiles/*.tif", labels: "labels/{stem}.png"}``) by the list of image/label pairs
+    it stands for (`pattern_tiles`), so that everything after validation sees the list form.
+    Returns the problems: a label path without ``{stem}`` and, with ``check_files``, a pattern
+    that matches no file or an image without its label. A pattern that yields no pair is
+    left as written."""
+    problems = []
+    for image in IMAGES:
+        split = config.get("data", {}).get(image)
+        if not (isinstance(split, dict) and isinstance(split.get("images"), str)
+                and isinstance(split.get("labels"), str)):
+            continue
+        if "{stem}" not in split["labels"]:
+            problems.append(f"data.{image}.labels: {split['labels']} has no {{stem}}, so every image would get the "
+                            "same label (write e.g. labels/{stem}.png)")
+            continue
+        pairs, missing = pattern_tiles(split["images"], split["labels"], key=f"data.{image}")
+        if pairs:
+            config["data"][image] = pairs
+        problems += missing if check_files else []
+    return problems
+
+
+def pattern_tiles(images: str, labels: str, key: str = "data.train") -> tuple[list[dict], list[str]]:
+    """The image/label pairs of a tile pattern, sorted by image path, and the files missing:
+    ``images`` is a glob pattern (or a path), ``labels`` a path in which ``{stem}`` stands for
+    the image's file name without its extension. An image whose label file does not exist is
+    left out, and named in the problems with the label path expected; ``key`` names the
+    pattern there."""
+    found = _expand(images)
+    if not found:
+        return [], [f"{key}.images: the pattern {images} " + ("is a folder, not an image file" if Path(images).is_dir()
+                                                               else "matches no file")]
+    pairs, problems = [], []
+    for path in found:
+        label = os.path.normpath(labels.replace("{stem}", Path(path).stem))
+        if Path(label).is_file():
+            pairs.append({"image": path, "label": label})
+        else:
+            problems.append(f"{key}.labels: image {path} has no label {label} (file not found; labels: {labels})")
+    return pairs, problems
 
 
 def merge(base: dict, layer: dict) -> dict:
