@@ -226,15 +226,17 @@ def test_backend_choice(monkeypatch, tmp_path):
 def test_a_model_pt_is_exported_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "cache"))
     model_pt = _checkpoint(tmp_path / "model.pt", seed=4)
-    first = backends.onnx_bytes(model_pt)
+    first = backends.onnx_bytes(model_pt, cache=backends.cache_dir())
     cached = list((tmp_path / "cache").glob("*.onnx"))
     assert [p.name for p in cached] == [f"{export.sha256_of(model_pt)}.onnx"]
-    monkeypatch.setattr(export, "to_bytes", lambda *a, **k: pytest.fail("exported again"))
-    assert backends.onnx_bytes(model_pt) == first
+    with monkeypatch.context() as patched:
+        patched.setattr(export, "to_bytes", lambda *a, **k: pytest.fail("exported again"))
+        assert backends.onnx_bytes(model_pt, cache=backends.cache_dir()) == first
     _checkpoint(model_pt, seed=5)  # a new model.pt at the same path is not served the old graph
-    monkeypatch.undo()
-    monkeypatch.setenv(backends.CACHE_ENV, str(tmp_path / "cache"))
-    assert backends.onnx_bytes(model_pt) != first
+    assert backends.onnx_bytes(model_pt, cache=backends.cache_dir()) != first
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 2
+    backends.onnx_bytes(model_pt, cache=None)  # the workflow's jobs keep nothing outside results/
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 2
 
 
 def test_the_console_command_maps_with_a_model_onnx_without_importing_torch(tmp_path, exported):

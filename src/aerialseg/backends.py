@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 CACHE_ENV = "AERIALSEG_CACHE"
-"""Environment variable naming the folder of ONNX files exported from model.pt files (default:
-``$XDG_CACHE_HOME/aerialseg`` or ``~/.cache/aerialseg``)."""
+"""Environment variable naming the folder where the console command keeps the ONNX files it
+exported from model.pt files, keyed by their sha256 (default: ``$XDG_CACHE_HOME/aerialseg`` or
+``~/.cache/aerialseg``)."""
 
 INSTALL_HINT = "install it with `pip install onnxruntime` (it is in requirements.txt), or set predict.backend: torch"
 TINY = np.float32(1e-30)
@@ -84,10 +85,11 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def onnx_bytes(model_path, predict: dict | None = None) -> bytes:
+def onnx_bytes(model_path, predict: dict | None = None, cache: Path | None = None) -> bytes:
     """The ONNX file of ``model_path``: the file itself for a model.onnx; for a model.pt, a
-    ``model.onnx`` beside it or in the cache that was exported from exactly this file, else
-    exported now (in memory) and kept in the cache for the next time."""
+    ``model.onnx`` beside it or in ``cache`` (a folder, `cache_dir` for the console command;
+    None for the workflow's jobs, which keep nothing outside results/) that was exported from
+    exactly this file, else exported now, in memory, and kept in ``cache`` for the next time."""
     path = Path(model_path)
     if path.suffix == ".onnx":
         if not path.is_file():
@@ -96,15 +98,16 @@ def onnx_bytes(model_path, predict: dict | None = None) -> bytes:
     if not path.is_file():
         raise InputError(f"{path}: checkpoint does not exist")
     source = sha256_of(path)
-    cached = cache_dir() / f"{source}.onnx"
+    cached = cache / f"{source}.onnx" if cache is not None else None
     for candidate in (path.with_suffix(".onnx"), cached):
-        if candidate.is_file() and _source_of(candidate) == source:
+        if candidate is not None and candidate.is_file() and _source_of(candidate) == source:
             log.info("%s: ONNX graph from %s", path, candidate)
             return candidate.read_bytes()
-    from .export import to_bytes
+    from . import export
 
-    data = to_bytes(path, predict)
-    _keep(cached, data)
+    data = export.to_bytes(path, predict)
+    if cached is not None:
+        _keep(cached, data)
     return data
 
 

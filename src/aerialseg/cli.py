@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return export_model(args)
     import os
 
-    from . import pipeline
+    from . import backends, pipeline
     from .errors import InputError
 
     settings = {"predict": {"stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         pipeline.run(pipeline.map_images, None, settings, args.model, args.images,
-                     [m for m, _ in outputs], [p for _, p in outputs])
+                     [m for m, _ in outputs], [p for _, p in outputs], onnx_cache=backends.cache_dir())
     except SystemExit as stop:  # pipeline.run logged the one-line reason
         return int(stop.code or 0)
     return 0

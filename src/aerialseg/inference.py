@@ -104,14 +104,19 @@ class LoadedModel:
         return rasters.MapWriter(path, image.height, image.width, where, colors, names, values=values, nodata=nodata)
 
 
-def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1) -> LoadedModel:
+def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,
+               onnx_cache: Path | None = None) -> LoadedModel:
     """The prologue of a prediction job: the backend (``predict.backend``, `backends.choose`),
-    the model on it, and the mosaic's options (the window is the case's patch size)."""
+    the model on it, and the mosaic's options (the window is the case's patch size).
+    ``onnx_cache``: where graphs exported from a model.pt for ONNX Runtime are kept
+    (`backends.onnx_bytes`)."""
     device_name, configured_threads = prediction_resources(settings)
     threads = threads or configured_threads
     backend = backends.choose(settings["predict"].get("backend", "auto"), device_name, model_path)
-    load = _load_onnx if backend == "onnxruntime" else _load_torch
-    model = load(settings, model_path, threads)
+    if backend == "onnxruntime":
+        model = _load_onnx(settings, model_path, threads, onnx_cache)
+    else:
+        model = _load_torch(settings, model_path, threads)
     log.info("case %s: predicting %d image(s) with %s", model.loaded.checkpoint["case"], n_images, model.describe)
     return model.loaded
 
@@ -122,9 +127,9 @@ class _Loading:
     describe: str
 
 
-def _load_onnx(settings: dict, model_path, threads: int) -> _Loading:
+def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> _Loading:
     clock = StartupClock()
-    data = backends.onnx_bytes(model_path, settings["predict"])
+    data = backends.onnx_bytes(model_path, settings["predict"], cache)
     clock.mark("export" if Path(model_path).suffix == ".pt" else "read")
     model = backends.OnnxModel.load(data, model_path, threads)
     options = MosaicOptions.from_settings(settings, model.meta["patch_size"])

@@ -543,13 +543,13 @@ def map_files(image_path, out_dir) -> tuple[Path, Path]:
 
 
 def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequence, preview_outs: Sequence,
-               threads: int | None = None) -> None:
+               threads: int | None = None, onnx_cache: Path | None = None) -> None:
     """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
     it) and a coloured preview. A georeferenced image is read and its map written band by band
     (a Cloud-Optimised GeoTIFF), so memory does not grow with the image; a PNG or JPEG, which
     is read whole, gets a PNG map. The model's checkpoint says what it reads; the images must
     have the band count of its training images."""
-    model = load_model(settings, model_path, threads, len(image_paths))
+    model = load_model(settings, model_path, threads, len(image_paths), onnx_cache)
     for image_path, map_out, preview_out in zip(image_paths, map_outs, preview_outs, strict=True):
         _check_map_input(model.checkpoint, image_path, model_path)
         map_image(model, image_path, map_out, preview_out)
