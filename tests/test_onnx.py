@@ -273,3 +273,12 @@ def test_folding_batch_norm_keeps_the_function():
         after = folded(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
+
+
+def test_the_input_table_holds_exactly_what_torch_normalisation_computes(exported):
+    from aerialseg.model import ModelSpec, normalize
+
+    model = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=1)
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
+    expected = normalize(values, ModelSpec(**model.meta["spec"]))[0, :, 0].numpy()
+    np.testing.assert_array_equal(model.table, expected)

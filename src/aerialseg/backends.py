@@ -143,8 +143,7 @@ class OnnxModel:
 
     session: object
     meta: dict
-    mean: np.ndarray  # (1, C, 1, 1) float32
-    std: np.ndarray
+    table: np.ndarray  # (C, 256) float32: the model's input for each band and uint8 value
 
     @classmethod
     def load(cls, data: bytes, name, threads: int) -> "OnnxModel":
@@ -165,17 +164,22 @@ class OnnxModel:
         from .model_spec import standardization
 
         mean, std = standardization(meta["spec"])
-        return cls(session, meta, mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1))
+        values = np.arange(256, dtype=np.float32)[None, :]
+        return cls(session, meta, (values / 255.0 - mean[:, None]) / std[:, None])
 
     @property
     def bands(self) -> int:
         return int(self.meta["spec"]["in_channels"])
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """Per-class probabilities (B, K, s, s) of uint8 windows (B, s, s, C)."""
-        x = windows.transpose(0, 3, 1, 2).astype(np.float32)
-        x = (x / 255.0 - self.mean) / self.std
-        return self.session.run(None, {INPUT: np.ascontiguousarray(x)})[0]
+        """Per-class probabilities (B, K, s, s) of uint8 windows (B, s, s, C). The input is
+        looked up per band in `table`, which holds ``(v / 255 - mean) / std`` for every value v,
+        computed in float32 as torch normalises (`model.normalize`): the same numbers, faster."""
+        b, h, w, c = windows.shape
+        x = np.empty((b, c, h, w), np.float32)
+        for band in range(c):
+            np.take(self.table[band], windows[..., band], out=x[:, band])
+        return self.session.run(None, {INPUT: x})[0]
 
     def log_probabilities(self, windows: np.ndarray) -> np.ndarray:
         """The scores the mosaic blends: log-probabilities, clamped away from log 0. A window's
