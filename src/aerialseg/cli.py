@@ -40,9 +40,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=None, help="windows per batch (default: the device's)")
     predict.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     predict.add_argument("--precision", choices=["auto", "float32", "bf16"], default="auto",
-                         help="auto: bf16 on a GPU that has it, float32 on the CPU (predict.precision)")
+                         help="torch back-end: auto is bf16 on a GPU that has it, else float32 (predict.precision)")
     predict.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto",
-                         help="auto: channels-last (predict.memory_format)")
+                         help="torch back-end: auto is channels-last (predict.memory_format)")
     predict.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
                          help="auto: ONNX Runtime on the CPU, torch on a GPU (predict.backend)")
     predict.add_argument("--no-fold-batchnorm", dest="fold_batchnorm", action="store_false",
