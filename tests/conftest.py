@@ -18,3 +18,13 @@ def default_config() -> dict:
 @pytest.fixture
 def isprs_colors(default_config) -> list[tuple[int, int, int]]:
     return [tuple(c["color"]) for c in default_config["data"]["classes"]]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache(tmp_path_factory):
+    """The console command keeps exported ONNX graphs in a cache folder: in the tests, one of
+    their own, never the user's ~/.cache/aerialseg."""
+    import os
+
+    os.environ["AERIALSEG_CACHE"] = str(tmp_path_factory.mktemp("onnx-cache"))
+    yield
