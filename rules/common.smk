@@ -5,11 +5,12 @@ import re
 import sys
 
 from aerialseg import config as cfg
+from aerialseg.config import layout
 from aerialseg.images import InputError, georeference
 from aerialseg.pipeline import check_inputs, map_files
 
 IMAGES = list(cfg.IMAGES)
-DEMO_FILES = cfg.demo_files()
+DEMO_FILES = layout.demo_files()
 
 # Stop before any job starts: the config against its schema, then the input files' headers.
 try:
@@ -21,13 +22,15 @@ except (cfg.ConfigError, InputError) as error:
 
 CASES = cfg.cases(config)
 RUNS = cfg.runs(config)
-# A run's files live in its folder, results/{prefix}cases/{case}/ (the package's Run.PATTERN,
-# which Run.dir fills in): the rules build every path of a run from RUN and look a run up by
+# Every path below results/ is built from the package's layout (aerialseg.config.layout).
+# A run's files live in its folder, results/{prefix}cases/{case}/ (layout.RUN, which
+# layout.run_dir fills in): the rules build every path of a run from RUN and look a run up by
 # its two wildcards (never parse it out of a path).
-RUN = cfg.Run.PATTERN
-RUN_OF = {(run.prefix, run.case.name): run for run in RUNS}
+RUN = layout.RUN
+RUN_OF = {(layout.run_prefix(run), run.case.name): run for run in RUNS}
 # Repeat 1 has no prefix; the others repeats/{repeat}/.
-PREFIXES = "|".join(re.escape(run.prefix) for run in RUNS if run.prefix)
+PREFIXES = "|".join(re.escape(layout.run_prefix(run)) for run in RUNS if layout.run_prefix(run))
+DATA, SUMMARY = layout.DATA, layout.SUMMARY
 # Each split is one image/label pair or a list of tiles; a tile's outputs go below the split's
 # folder ({image}/, or {image}/{tile}/ when the split lists tiles): PLACES names them.
 TILES = {image: cfg.tiles(config, image) for image in IMAGES}
@@ -69,7 +72,7 @@ def run_params(wildcards):
 
 def settings(job):
     """The slice of the config that shapes a job's outputs: its params, so that a change
-    reruns the job and what follows it (aerialseg.config.JOB_SETTINGS)."""
+    reruns the job and what follows it (aerialseg.config.settings.JOB_SETTINGS)."""
     return cfg.job_settings(config, job)
 
 
@@ -80,50 +83,51 @@ def tile_params(tiles):
 
 def run_file(run, name):
     """A file of a run's folder, e.g. run_file(run, "history.csv")."""
-    return f"{run.dir}/{name}"
+    return f"{layout.run_dir(run)}/{name}"
 
 
 def tile_files(run_dir, name, images=IMAGES):
     """A file of every tile of the splits, e.g. tile_files(RUN, "prediction.png")."""
-    return [tile.file(f"{run_dir}/{image}", name) for image in images for tile in TILES[image]]
+    return [layout.tile_file(f"{run_dir}/{image}", tile, name) for image in images for tile in TILES[image]]
 
 
 def all_outputs():
     """Every file of the study: per-run outputs, the tables and the figures (the maps of
     data.predict are asked for by rule all too, see maps_to_make)."""
-    outputs = ["results/data/class_stats.csv", "results/data/class_weights.json", "results/data/class_stats_tiles.csv"]
+    outputs = [f"{DATA}/class_stats.csv", f"{DATA}/class_weights.json", f"{DATA}/class_stats_tiles.csv"]
     for run in RUNS:
         outputs += [run_file(run, "settings.yaml")]
         outputs += [run_file(run, "training_curves.png")] if run.repeat == 1 else []
         for image in IMAGES:
             outputs += [run_file(run, f"{image}/metrics.csv")]
             for tile in TILES[image]:
-                folder = f"{run.dir}/{image}"
-                outputs += [tile.file(folder, "prediction.tif")] if tile.image in GEOREFERENCED else []
-                outputs += [tile.file(folder, "prediction.gpkg")] if tile.image in GEOREFERENCED and VECTORS else []
-                outputs += [tile.file(folder, name) for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
-    outputs += [f"results/summary/confusion_{image}.png" for image in IMAGES]
+                folder = f"{layout.run_dir(run)}/{image}"
+                geotiff = [layout.tile_file(folder, tile, "prediction.tif")] if tile.image in GEOREFERENCED else []
+                outputs += geotiff + [str(layout.vectors_path(path)) for path in geotiff if VECTORS]
+                outputs += [layout.tile_file(folder, tile, name)
+                            for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
+    outputs += [f"{SUMMARY}/confusion_{image}.png" for image in IMAGES]
     outputs += [
-        "results/summary/training.md",
-        "results/summary/evaluation.md",
-        "results/summary/per_class.csv",
-        "results/summary/runs.csv",
-        "results/summary/tiles.csv",
-        "results/summary/study_tables.md",
-        "results/summary/settings.yaml",
-        "results/summary/conclusions.md",
-        "results/summary/metrics_vs_patch_size.png",
-        "results/summary/learning_curves.png",
+        f"{SUMMARY}/training.md",
+        f"{SUMMARY}/evaluation.md",
+        f"{SUMMARY}/per_class.csv",
+        f"{SUMMARY}/runs.csv",
+        f"{SUMMARY}/tiles.csv",
+        f"{SUMMARY}/study_tables.md",
+        f"{SUMMARY}/settings.yaml",
+        f"{SUMMARY}/conclusions.md",
+        f"{SUMMARY}/metrics_vs_patch_size.png",
+        f"{SUMMARY}/learning_curves.png",
     ]
     return outputs
 
 
 def map_outputs(case):
     """The maps and previews (and polygons) of every image of data.predict, by one case."""
-    vectors = [f"results/maps/{case}/{name}.gpkg" for name, suffix in MAP_SUFFIX.items()
-               if suffix == ".tif" and VECTORS]
-    return [f"results/maps/{case}/{name}{suffix}" for name, suffix in MAP_SUFFIX.items()] + [
-        f"results/maps/{case}/{name}_preview.png" for name in MAPS] + vectors
+    files = {name: layout.map_files(layout.maps_dir(case), name, suffix) for name, suffix in MAP_SUFFIX.items()}
+    vectors = [layout.vectors_path(files[name][0]) for name, suffix in MAP_SUFFIX.items()
+               if suffix == layout.GEOTIFF and VECTORS]
+    return [str(path) for path in [files[name][0] for name in MAPS] + [files[name][1] for name in MAPS] + vectors]
 
 
 def maps_to_make(wildcards):

@@ -4,8 +4,8 @@
 rule demo_scene:
     """Render the synthetic ISPRS-style scene; runs only when the config points at it."""
     output:
-        image="results/demo/{image}/image.png",
-        label="results/demo/{image}/label.png",
+        image=layout.demo_file("{image}", "image"),
+        label=layout.demo_file("{image}", "label"),
     params:
         size=config["demo"]["size"],
         # the test scene is a different draw of the same generator
@@ -28,13 +28,13 @@ rule class_stats:
         [path for image in IMAGES for tile in TILES[image] for path in (tile.label, tile.image)],
     output:
         stats=report(
-            "results/data/class_stats.csv",
+            f"{DATA}/class_stats.csv",
             caption="../report/class_stats.rst",
             category="1. Data",
             labels={"table": "class statistics"},
         ),
-        weights="results/data/class_weights.json",
-        tiles="results/data/class_stats_tiles.csv",
+        weights=f"{DATA}/class_weights.json",
+        tiles=f"{DATA}/class_stats_tiles.csv",
     params:
         settings=settings("class_stats"),
         tiles={image: tile_params(TILES[image]) for image in IMAGES},
@@ -53,7 +53,7 @@ rule patches:
     input:
         [tile.image for tile in TILES["train"]],
     output:
-        "results/patches/p{size}.csv",
+        layout.PATCHES,
     params:
         settings=settings("patches"),
         images={tile.name: tile.image for tile in TILES["train"]},

@@ -13,9 +13,9 @@ rule predict:
         ids=tile_files(RUN, "prediction.png"),
         color=tile_files(RUN, "prediction_color.png"),
         geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
-                 for path in [tile.file(f"{RUN}/{image}", "prediction.tif")]],
+                 for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.tif")]],
         vectors=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED and VECTORS
-                 for path in [tile.file(f"{RUN}/{image}", "prediction.gpkg")]],
+                 for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.gpkg")]],
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
@@ -70,7 +70,8 @@ rule pool:
     """The scores of a split of several tiles pooled: the sum of their confusion matrices and
     its per-class scores."""
     input:
-        lambda wc: [tile.file(f"{run_of(wc).dir}/{wc.pooled}", "confusion.csv") for tile in TILES[wc.pooled]],
+        lambda wc: [layout.tile_file(f"{layout.run_dir(run_of(wc))}/{wc.pooled}", tile, "confusion.csv")
+                    for tile in TILES[wc.pooled]],
     output:
         metrics=f"{RUN}/{{pooled}}/metrics.csv",
         confusion=f"{RUN}/{{pooled}}/confusion.csv",
@@ -90,9 +91,9 @@ checkpoint best_case:
     """The case with the best validation mIoU (training.csv), which maps data.predict unless
     predict.cases names others."""
     input:
-        "results/summary/training.csv",
+        f"{SUMMARY}/training.csv",
     output:
-        "results/maps/best_case.yaml",
+        layout.BEST_CASE,
     log:
         "results/logs/best_case.log",
     conda:
@@ -101,9 +102,13 @@ checkpoint best_case:
         "../scripts/best_case.py"
 
 
-# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files).
-GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".tif")
-PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == ".png")
+# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files);
+# its files are named by layout.map_files, in layout.MAPS, with the wildcard {name} constrained to
+# the images of each kind.
+GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.GEOTIFF)
+PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.PNG)
+GEO_MAP, GEO_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{GEO_MAPS}}}", layout.GEOTIFF))
+PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{PNG_MAPS}}}", layout.PNG))
 
 
 rule map_geotiff:
@@ -114,9 +119,9 @@ rule map_geotiff:
         model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.pt"),  # the study's run, repeat 1
         image=lambda wc: MAPS[wc.name],
     output:
-        map=f"results/maps/{{case}}/{{name,{GEO_MAPS}}}.tif",
-        preview=f"results/maps/{{case}}/{{name,{GEO_MAPS}}}_preview.png",
-        **({"vectors": f"results/maps/{{case}}/{{name,{GEO_MAPS}}}.gpkg"} if VECTORS else {}),
+        map=GEO_MAP,
+        preview=GEO_PREVIEW,
+        **({"vectors": str(layout.vectors_path(GEO_MAP))} if VECTORS else {}),
     params:
         settings=settings("map"),
     threads: cfg.prediction_resources(config)[1]
@@ -134,5 +139,5 @@ rule map_geotiff:
 
 use rule map_geotiff as map_png with:
     output:
-        map=f"results/maps/{{case}}/{{name,{PNG_MAPS}}}.png",
-        preview=f"results/maps/{{case}}/{{name,{PNG_MAPS}}}_preview.png",
+        map=PNG_MAP,
+        preview=PNG_PREVIEW,

@@ -7,49 +7,49 @@ rule summary:
     input:
         histories=[run_file(run, "history.csv") for run in RUNS],
         confusions=[run_file(run, f"{image}/confusion.csv") for run in RUNS for image in IMAGES],
-        tile_confusions=[path for run in RUNS for path in tile_files(run.dir, "confusion.csv")],
-        class_stats="results/data/class_stats.csv",
+        tile_confusions=[path for run in RUNS for path in tile_files(layout.run_dir(run), "confusion.csv")],
+        class_stats=f"{DATA}/class_stats.csv",
     output:
         training=report(
-            "results/summary/training.csv",
+            f"{SUMMARY}/training.csv",
             caption="../report/training_table.rst",
             category="4. Comparison",
             subcategory="tables",
             labels={"table": "training (Table 2)"},
         ),
-        training_md="results/summary/training.md",
+        training_md=f"{SUMMARY}/training.md",
         evaluation=report(
-            "results/summary/evaluation.csv",
+            f"{SUMMARY}/evaluation.csv",
             caption="../report/evaluation_table.rst",
             category="4. Comparison",
             subcategory="tables",
             labels={"table": "evaluation (Table 3)"},
         ),
-        evaluation_md="results/summary/evaluation.md",
+        evaluation_md=f"{SUMMARY}/evaluation.md",
         per_class=report(
-            "results/summary/per_class.csv",
+            f"{SUMMARY}/per_class.csv",
             caption="../report/per_class_table.rst",
             category="4. Comparison",
             subcategory="tables",
             labels={"table": "per class"},
         ),
         runs=report(
-            "results/summary/runs.csv",
+            f"{SUMMARY}/runs.csv",
             caption="../report/runs_table.rst",
             category="4. Comparison",
             subcategory="tables",
             labels={"table": "every run"},
         ),
-        study_tables="results/summary/study_tables.md",
+        study_tables=f"{SUMMARY}/study_tables.md",
         tiles=report(
-            "results/summary/tiles.csv",
+            f"{SUMMARY}/tiles.csv",
             caption="../report/tiles_table.rst",
             category="4. Comparison",
             subcategory="tables",
             labels={"table": "every tile"},
         ),
         settings=report(
-            "results/summary/settings.yaml",
+            f"{SUMMARY}/settings.yaml",
             caption="../report/settings.rst",
             category="4. Comparison",
             subcategory="tables",
@@ -73,12 +73,12 @@ rule summary:
 rule conclusions:
     """The study's three conclusions checked against every run, with a verdict each."""
     input:
-        runs="results/summary/runs.csv",
-        patches=[f"results/patches/p{size}.csv" for size in config["experiment"]["patch_sizes"]],
+        runs=f"{SUMMARY}/runs.csv",
+        patches=[layout.PATCHES.format(size=size) for size in config["experiment"]["patch_sizes"]],
     output:
-        markdown="results/summary/conclusions.md",
+        markdown=f"{SUMMARY}/conclusions.md",
         html=report(
-            "results/summary/conclusions.html",
+            f"{SUMMARY}/conclusions.html",
             caption="../report/conclusions.rst",
             category="5. Conclusions",
             labels={"document": "conclusions"},
@@ -101,7 +101,7 @@ rule confusion_figure:
         [run_file(cfg.Run(case), "{image}/confusion.csv") for case in CASES],
     output:
         report(
-            "results/summary/confusion_{image}.png",
+            f"{SUMMARY}/confusion_{{image}}.png",
             caption="../report/confusion.rst",
             category="4. Comparison",
             subcategory="confusion matrices",
@@ -123,10 +123,10 @@ rule confusion_figure:
 rule summary_figure:
     """mIoU, F1 and overall accuracy against patch size, one line per initialisation."""
     input:
-        "results/summary/evaluation.csv",
+        f"{SUMMARY}/evaluation.csv",
     output:
         report(
-            "results/summary/metrics_vs_patch_size.png",
+            f"{SUMMARY}/metrics_vs_patch_size.png",
             caption="../report/metrics_vs_patch_size.rst",
             category="4. Comparison",
             subcategory="metrics vs patch size",
@@ -150,7 +150,7 @@ rule learning_figure:
         [run_file(run, "history.csv") for run in RUNS],
     output:
         report(
-            "results/summary/learning_curves.png",
+            f"{SUMMARY}/learning_curves.png",
             caption="../report/learning_curves.rst",
             category="4. Comparison",
             subcategory="learning curves",

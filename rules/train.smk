@@ -7,10 +7,10 @@ rule train:
     with the seed of the run's repeat."""
     input:
         tiles=[path for tile in TILES["train"] for path in (tile.image, tile.label)],
-        patches=lambda wc: f"results/patches/p{run_of(wc).case.size}.csv",
-        weights="results/data/class_weights.json",
+        patches=lambda wc: layout.PATCHES.format(size=run_of(wc).case.size),
+        weights=f"{DATA}/class_weights.json",
         # a step or pixel budget is counted in the epochs of the smallest patch size
-        **({"reference_patches": f"results/patches/p{cfg.budget_reference(config)}.csv"}
+        **({"reference_patches": layout.PATCHES.format(size=cfg.budget_reference(config))}
            if cfg.budget_reference(config) else {}),
     output:
         model=f"{RUN}/model.pt",
@@ -22,7 +22,7 @@ rule train:
         run=run_params,
         tiles=tile_params(TILES["train"]),
         # kept outside the outputs, which Snakemake deletes when a job fails
-        resume="results/resume/{prefix}{case}/state.pt",
+        resume=layout.RESUME,
     threads: config["train"]["threads"]
     resources:
         gpu=1,

@@ -142,9 +142,8 @@ def test_caught_before_any_job(world, tmp_path, name):
 
 def test_what_is_not_wrong_passes_the_checks(world, tmp_path, monkeypatch):
     """Cases that used to be refused although nothing is wrong with them."""
-    index_labels = cfg.validate({**world, "data": {**world["data"], "label_format": "index", "classes": [
-        {"name": "a", "color": [255, 0, 0], "value": 1}, {"name": "b", "color": [0, 0, 255], "value": 2}]}},
-        check_files=False)
+    index_labels = cfg.validate_keys({**world, "data": {**world["data"], "label_format": "index", "classes": [
+        {"name": "a", "color": [255, 0, 0], "value": 1}, {"name": "b", "color": [0, 0, 255], "value": 2}]}})
     assert index_labels["data"]["ignore_colors"] == [[255, 0, 0]]  # kept, and harmless: index labels have no colours
     monkeypatch.chdir(tmp_path)
     dotted = cfg.validate({**world, "data": {**world["data"], "train": {"image": "./results/demo/train/image.png",

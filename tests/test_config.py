@@ -3,7 +3,7 @@ import copy
 import pytest
 
 from aerialseg import config as cfg
-from aerialseg.config import Case, ConfigError
+from aerialseg.config import Case, ConfigError, layout
 
 DEMO = {f"results/demo/{i}/{k}.png" for i in ("train", "test") for k in ("image", "label")}
 
@@ -116,8 +116,8 @@ def test_each_job_gets_the_settings_that_shape_it_and_nothing_else(default_confi
 
 
 def test_a_run_knows_its_folder():
-    assert cfg.Run(Case("imagenet", 64)).dir == "results/cases/imagenet_p64"
-    assert cfg.Run(Case("scratch", 128), 3).dir == "results/repeats/3/cases/scratch_p128"
+    assert layout.run_dir(cfg.Run(Case("imagenet", 64))) == "results/cases/imagenet_p64"
+    assert layout.run_dir(cfg.Run(Case("scratch", 128), 3)) == "results/repeats/3/cases/scratch_p128"
     assert cfg.Run(Case("scratch", 128), 3).label == "scratch_p128 (repeat 3)"
     with pytest.raises(ValueError, match="repeats count from 1"):
         cfg.Run(Case("scratch", 32), 0)
@@ -129,8 +129,8 @@ def test_a_partial_config_loads_merged_over_the_defaults_as_snakemake_merges_it(
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="'data' is a required property"):
-        cfg.load(root / "config/quick.yaml", check_files=False)  # alone it is only a part
-    quick = cfg.load(root / "config.yaml", root / "config/quick.yaml", check_files=False)
+        cfg.load_keys(root / "config/quick.yaml")  # alone it is only a part
+    quick = cfg.load_keys(root / "config.yaml", root / "config/quick.yaml")
     assert quick["experiment"]["stride"] is None and quick["train"]["epochs"] == 14  # from quick.yaml
     assert quick["experiment"]["patch_sizes"] == [32, 64, 128] and quick["train"]["lr"] == 0.001  # from config.yaml
 
@@ -150,9 +150,9 @@ def test_a_split_is_one_pair_or_a_list_of_tiles_named_after_their_files(default_
     assert cfg.tiled(config, "train") and not cfg.tiled(config, "test")
     north, south = cfg.tiles(config, "train")
     assert (north.name, north.folder, north.label) == ("north", "north", str(tmp_path / "north_label.png"))
-    assert north.file("results/cases/x/train", "metrics.csv") == "results/cases/x/train/north/metrics.csv"
+    assert layout.tile_file("results/cases/x/train", north, "metrics.csv") == "results/cases/x/train/north/metrics.csv"
     (east,) = cfg.tiles(config, "test")
-    assert (east.name, east.folder) == ("east", "") and east.file("r/test", "metrics.csv") == "r/test/metrics.csv"
+    assert (east.name, east.folder) == ("east", "") and layout.tile_file("r/test", east, "metrics.csv") == "r/test/metrics.csv"
     assert cfg.split_tiles(config) == {"train": [north, south], "test": [east]}
 
 
@@ -184,7 +184,7 @@ def test_images_to_map_are_paths_or_glob_patterns(default_config, tmp_path):
 
 def _problems(config: dict) -> list[str]:
     with pytest.raises(ConfigError) as error:
-        cfg.validate(config, check_files=False)
+        cfg.validate_keys(config)
     return str(error.value).splitlines()[1:]
 
 
@@ -285,7 +285,7 @@ def test_a_tile_pattern_needs_stem_in_its_labels_and_its_two_keys(default_config
 def test_without_file_checks_a_pattern_that_matches_nothing_stays_as_written(default_config, tmp_path):
     config = _pattern_config(default_config, tmp_path)
     config["data"]["train"]["images"] = f"{tmp_path}/elsewhere/*.tif"
-    assert cfg.validate(config, check_files=False)["data"]["train"] == config["data"]["train"]
+    assert cfg.validate_keys(config)["data"]["train"] == config["data"]["train"]
 
 
 VAIHINGEN_AREAS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30,
@@ -298,7 +298,7 @@ def test_the_many_tile_vaihingen_config_validates_and_splits_the_33_tiles(tmp_pa
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(tmp_path)
     files = (root / "config.yaml", root / "config/isprs_vaihingen_tiles.yaml")
-    as_written = cfg.load(*files, check_files=False)  # the schema part: no data here
+    as_written = cfg.load_keys(*files)  # the schema part: no data here
     assert as_written["data"]["train"]["labels"] == "data/vaihingen/gts/{stem}.tif"
     for folder in ("top", "gts"):
         (tmp_path / "data/vaihingen" / folder).mkdir(parents=True)

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     from . import backends, pipeline
+    from .config import layout
     from .errors import InputError
 
     settings = {"predict": {"stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
@@ -99,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"aerialseg: no such image file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    taken = sorted({name for name in names if f"{name}_preview" in names})
+    taken = sorted({name for name in names if layout.preview_name(name) in names})
     if taken:
         print(f"aerialseg: the previews of {', '.join(taken)} would overwrite the maps of the images named "
-              f"{', '.join(name + '_preview' for name in taken)}: rename one of each", file=sys.stderr)
+              f"{', '.join(layout.preview_name(name) for name in taken)}: rename one of each", file=sys.stderr)
         return 2
     try:
         outputs = [pipeline.map_files(path, args.out) for path in args.images]

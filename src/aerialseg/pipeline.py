@@ -23,7 +23,8 @@ import pandas as pd
 
 from . import config as cfg
 from . import demo, images, patches, rasters, stats, tables
-from .config import Case, Run
+from .config import Case, Run, layout
+from .config.layout import geotiff_path, vectors_path
 from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError, first_line
 from .inference import LoadedModel, classes, load_model, map_codes
 from .startup import StartupClock
@@ -507,16 +508,6 @@ def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: 
     log.info("predicted %d image(s) in all", len(image_paths))
 
 
-def geotiff_path(ids_png) -> Path:
-    """Where the GeoTIFF of a prediction goes: ``prediction.tif`` beside ``prediction.png``."""
-    return Path(ids_png).with_suffix(".tif")
-
-
-def vectors_path(map_path) -> Path:
-    """Where a map's polygons go (``predict.vectors``): ``{map}.gpkg`` beside it."""
-    return Path(map_path).with_suffix(".gpkg")
-
-
 def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
     """The polygons of a map, named by class and keyed by the values the map holds."""
     if not settings["predict"].get("vectors"):
@@ -533,13 +524,13 @@ def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
 
 
 def map_files(image_path, out_dir) -> tuple[Path, Path]:
-    """Where the map of an image goes in ``out_dir``: ``{name}.tif`` (a Cloud-Optimised
-    GeoTIFF in the image's CRS and transform) for a georeferenced image, else ``{name}.png``
-    (class ids); and its coloured preview ``{name}_preview.png``. ``name`` is the image
-    file's stem. With ``predict.vectors`` a georeferenced map also gets ``{name}.gpkg``."""
-    name = Path(image_path).stem
-    suffix = ".tif" if images.georeference(image_path) is not None else ".png"
-    return Path(out_dir) / f"{name}{suffix}", Path(out_dir) / f"{name}_preview.png"
+    """Where the map of an image goes in ``out_dir`` (`layout.map_files`): ``{name}.tif`` (a
+    Cloud-Optimised GeoTIFF in the image's CRS and transform) for a georeferenced image, else
+    ``{name}.png`` (class ids); and its coloured preview ``{name}_preview.png``. ``name`` is
+    the image file's stem. With ``predict.vectors`` a georeferenced map also gets
+    ``{name}.gpkg`` (`layout.vectors_path`)."""
+    suffix = layout.GEOTIFF if images.georeference(image_path) is not None else layout.PNG
+    return layout.map_files(out_dir, Path(image_path).stem, suffix)
 
 
 def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequence, preview_outs: Sequence,
@@ -553,7 +544,7 @@ def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequ
     for image_path, map_out, preview_out in zip(image_paths, map_outs, preview_outs, strict=True):
         _check_map_input(model.checkpoint, image_path, model_path)
         map_image(model, image_path, map_out, preview_out)
-        if Path(map_out).suffix == ".tif":  # polygons need a CRS
+        if Path(map_out).suffix == layout.GEOTIFF:  # polygons need a CRS
             _write_vectors(settings, model.checkpoint, map_out)
 
 
@@ -562,7 +553,7 @@ def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
     whole; a PNG for any other."""
     colors, _ = classes(model.checkpoint)
     where = images.georeference(image_path)
-    if (Path(map_out).suffix == ".tif") != (where is not None):
+    if (Path(map_out).suffix == layout.GEOTIFF) != (where is not None):
         raise InputError(f"{image_path}: {'' if where else 'not '}georeferenced, so its map is a "
                          f"{'GeoTIFF' if where else 'PNG'}, not {map_out}")
     with model.open(image_path) as image:
@@ -597,7 +588,7 @@ def best_case(training_csv, out_yaml) -> None:
     training = pd.read_csv(training_csv)
     row = training.iloc[best_index(training["val_miou"].to_numpy())]
     write_yaml({"case": str(row["case"]), "val_miou": float(row["val_miou"])}, out_yaml,
-               "The case with the best validation mIoU (results/summary/training.csv): it maps data.predict.")
+               f"The case with the best validation mIoU ({layout.SUMMARY}/training.csv): it maps data.predict.")
     log.info("best case by validation mIoU: %s (%.4f)", row["case"], row["val_miou"])
 
 
@@ -670,7 +661,7 @@ def summarize(settings: dict, histories: Mapping[Run, str | Path], confusions: M
     training = tables.training_table(history)
     evaluation = tables.evaluation_table(confusion)
     name = cfg.fingerprint(settings)
-    footer = f"\nSettings {name}: every setting that shaped these results is in results/summary/settings.yaml.\n"
+    footer = f"\nSettings {name}: every setting that shaped these results is in {layout.SUMMARY}/settings.yaml.\n"
     write_csv(training, out["training"])
     write_markdown(training, out["training_md"], footer=footer)
     write_csv(evaluation, out["evaluation"])
