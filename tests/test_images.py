@@ -3,7 +3,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from aerialseg.config import IGNORE_INDEX
+from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.images import (
     DataSpec, InputError, colorize, decode_colors, decode_label, gray_level, image_size, load_pair,
     lookup_table, read_image, write_png,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from aerialseg import host_mosaic
+from aerialseg.class_ids import IGNORE_INDEX
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (requirements.txt)")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
@@ -155,7 +156,7 @@ def test_windows_wholly_in_no_data_are_not_predicted_and_the_rest_is_unchanged()
 
     ids = np.concatenate([b for _, b in host_mosaic.iter_ids(counting, image, 3, 32, 16)])
     whole = np.concatenate([b for _, b in host_mosaic.iter_ids(_scores, image.array, 3, 32, 16)])
-    assert (ids[image.valid] == whole[image.valid]).all() and (ids[~image.valid] == host_mosaic.NODATA_ID).all()
+    assert (ids[image.valid] == whole[image.valid]).all() and (ids[~image.valid] == IGNORE_INDEX).all()
     assert sum(calls) < 6 * 7  # of the 42 windows, those in the collar and the block were skipped
 
 

@@ -9,6 +9,7 @@ import tifffile
 from PIL import Image
 
 from aerialseg import config as cfg
+from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg import pipeline
 from aerialseg.images import InputError, write_png
 
@@ -191,7 +192,7 @@ def test_training_tiles_lie_side_by_side_on_one_canvas(small_config, tmp_path):
     np.testing.assert_array_equal(image[:, :50], north)
     np.testing.assert_array_equal(image[:30, 50:], south)
     np.testing.assert_array_equal(ids[:30, 50:], south_ids)
-    assert (ids[30:, 50:] == cfg.IGNORE_INDEX).all() and (image[30:, 50:] == 0).all()  # below the short tile: nothing
+    assert (ids[30:, 50:] == IGNORE_INDEX).all() and (image[30:, 50:] == 0).all()  # below the short tile: nothing
 
 
 def test_tiles_named_like_numbers_keep_their_place_on_the_canvas(small_config, tmp_path):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from aerialseg import config as cfg
 from aerialseg import pipeline, stats
-from aerialseg.config import IGNORE_INDEX
+from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.images import DataSpec, InputError, read_label
 
 from .conftest import ROOT, SHARED_DATA

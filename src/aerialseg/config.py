@@ -21,9 +21,6 @@ import yaml
 
 from .errors import ConfigError
 
-IGNORE_INDEX = 255
-"""Class id given to ignored pixels in decoded labels."""
-
 IMAGES = ("train", "test")
 
 

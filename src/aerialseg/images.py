@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from .config import IGNORE_INDEX
+from .class_ids import IGNORE_INDEX
 from .errors import InputError
 from .files import atomic_path
 

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .patches import cut, window_starts
+from .class_ids import IGNORE_INDEX
+from .patches import cut, window_sums, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +160,8 @@ def iter_strips(
 
 def _windows_with_data(valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     """Which windows of a band (row-major) hold at least one valid pixel."""
-    summed = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
-    summed[1:, 1:] = valid.cumsum(0).cumsum(1)
     r, c = np.meshgrid(rows, cols, indexing="ij")
-    r, c = r.ravel(), c.ravel()
-    return (summed[r + size, c + size] - summed[r, c + size] - summed[r + size, c] + summed[r, c]) > 0
+    return window_sums(valid, r.ravel(), c.ravel(), size) > 0
 
 
 def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, cols: np.ndarray, size: int,
@@ -223,10 +221,6 @@ def _add_band(carried_total, carried_count, logits, weights, row_slots, col_slot
     return total, count
 
 
-NODATA_ID = 255
-"""The class id of no-data pixels (`rasters.NODATA_ID`, equal to the ignore index of labels)."""
-
-
 def predict_logits(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> torch.Tensor:
     """Blended logits (K, H, W) of the whole image, on the CPU; for small images (tests, notebooks)."""
     return torch.cat([block.cpu() for _, block, _ in iter_strips(predictor, image, n_classes, size, stride, **kwargs)],
@@ -235,12 +229,12 @@ def predict_logits(predictor: Predictor, image, n_classes: int, size: int, strid
 
 def iter_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, class ids (rows, W) uint8) of consecutive blocks of finished rows: the
-    argmax of the blended logits, computed on the device, `NODATA_ID` where the image has no
+    argmax of the blended logits, computed on the device, `IGNORE_INDEX` where the image has no
     data; only the ids come back. A map of any size can be written block by block."""
     for top, block, valid in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
         ids = block.max(0).indices.to(torch.uint8).cpu().numpy()  # argmax's ids, faster
         if valid is not None:
-            ids[~valid] = NODATA_ID
+            ids[~valid] = IGNORE_INDEX
         yield top, ids
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import config as cfg
 from . import demo, images, patches, rasters, stats, tables
+from .class_ids import IGNORE_INDEX
 from .config import Case, Run
 from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError, first_line
 from .inference import LoadedModel, classes, load_model, map_codes
@@ -212,7 +213,7 @@ def read_pair(settings: dict, image_path, label_path) -> tuple[np.ndarray, np.nd
 def _ignore_nodata(ids: np.ndarray, valid: np.ndarray | None, image_path) -> None:
     if valid is not None and not valid.all():
         log.info("%s: %d no-data pixels, left out", image_path, int((~valid).sum()))
-        ids[~valid] = cfg.IGNORE_INDEX
+        ids[~valid] = IGNORE_INDEX
 
 
 def class_stats(settings: dict, tiles: Mapping[str, Sequence[cfg.Tile]], stats_csv, weights_json,
@@ -352,7 +353,7 @@ def read_tiles(settings: dict, tiles: Sequence[cfg.Tile]) -> tuple[np.ndarray, n
     shapes = [images.image_size(tile.image) for tile in tiles]
     height, width = max(h for h, _ in shapes), sum(w for _, w in shapes)
     bands = len(settings["data"]["bands"])
-    canvas, canvas_ids = np.zeros((height, width, bands), np.uint8), np.full((height, width), cfg.IGNORE_INDEX, np.uint8)
+    canvas, canvas_ids = np.zeros((height, width, bands), np.uint8), np.full((height, width), IGNORE_INDEX, np.uint8)
     offsets, col = {}, 0
     for tile, (h, w) in zip(tiles, shapes):
         image, ids = read_pair(settings, tile.image, tile.label)
