@@ -5,7 +5,8 @@ import re
 import sys
 
 from aerialseg import config as cfg
-from aerialseg.images import InputError, georeference
+from aerialseg.errors import InputError
+from aerialseg.io.read import georeference
 from aerialseg.pipeline import check_inputs, map_files
 
 IMAGES = list(cfg.IMAGES)

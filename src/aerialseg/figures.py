@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .config import Run
 from .calibration import bin_edges
 from .class_ids import IGNORE_INDEX
-from .images import colorize
+from .io.write import colorize
 from .metrics import best_index
 
 ClassSpec = Sequence[tuple[str, tuple[int, int, int]]]

@@ -61,7 +61,7 @@ def with_flips(predict: BatchPredictor) -> BatchPredictor:
 
 
 class _Array:
-    """An (H, W, C) array read like a `rasters.Image`; every pixel is valid."""
+    """An (H, W, C) array read like a `io.read.Image`; every pixel is valid."""
 
     def __init__(self, array: np.ndarray):
         self.array, self.shape = array, array.shape[:2]

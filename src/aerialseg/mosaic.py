@@ -18,7 +18,7 @@ scattered with atomics), so the result is deterministic on a GPU and, on the CPU
 adding the windows one by one. Only finished class ids come back to the host.
 
 Memory stays bounded on huge images: the image is read a band of window rows at a time (an
-array, or an image open for windowed reading, `rasters.Image`), a band holds the windows of
+array, or an image open for windowed reading, `io.read.Image`), a band holds the windows of
 as many window rows as fit in one batch (at least one row), and its rows are reduced to class
 ids as soon as no later window touches them (`iter_ids`). Besides the image's band, only a
 band's logits and sums are held, about ``(1 + (patch / stride)^2) x classes x band height x
@@ -99,7 +99,7 @@ def covering(starts: np.ndarray, size: int, length: int) -> tuple[np.ndarray, np
 
 
 class _ArrayImage:
-    """An (H, W, C) uint8 array read like a `rasters.Image`, a band of rows at a time; every
+    """An (H, W, C) uint8 array read like a `io.read.Image`, a band of rows at a time; every
     pixel is valid."""
 
     def __init__(self, array: np.ndarray):
@@ -123,7 +123,7 @@ def iter_strips(
 ) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
     """Yield (first row, blended logits (K, rows, W) on ``device``, valid pixels (rows, W) or
     None) for consecutive blocks of finished rows, top to bottom. ``image`` is an (H, W, C)
-    uint8 array or an image open for windowed reading (`rasters.Image`), read one band of
+    uint8 array or an image open for windowed reading (`io.read.Image`), read one band of
     window rows at a time; windows wholly in no-data are not predicted (they cover only
     no-data pixels). ``batch_size`` None is the device's default."""
     source = image if hasattr(image, "rows") else _ArrayImage(image)
