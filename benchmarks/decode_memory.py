@@ -1,7 +1,7 @@
 """Peak memory of loading and decoding a large image/label pair.
 
 Writes a synthetic N x N RGB image and ISPRS colour label (TIFF by default), then loads and
-decodes them in a fresh process, once with aerialseg (`images.load_pair`) and once with a
+decodes them in a fresh process, once with aerialseg (`io.labels.load_pair`) and once with a
 straightforward baseline (Pillow/tifffile read, one full-size boolean mask per class, int64
 ids), and reports each process's peak resident memory above its state after the imports, as
 a multiple of the pair's own size in memory (image + label arrays, 6 bytes per pixel).
@@ -26,18 +26,20 @@ IGNORE = [(255, 0, 0)]
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from aerialseg import images
+from aerialseg.io.labels import load_pair
+from aerialseg.io.read import read_raster
+from aerialseg.io.spec import DataSpec
 mode, image_path, label_path = sys.argv[1:4]
 colors = json.loads(sys.argv[4]); ignore = json.loads(sys.argv[5])
 from _memory import peak_kib, rss_kib
 start_kb = rss_kib()
 t = time.perf_counter()
 if mode == "aerialseg":
-    spec = images.DataSpec(colors=tuple(map(tuple, colors)), ignore_colors=tuple(map(tuple, ignore)))
-    image, ids = images.load_pair(image_path, label_path, spec)
+    spec = DataSpec(colors=tuple(map(tuple, colors)), ignore_colors=tuple(map(tuple, ignore)))
+    image, ids = load_pair(image_path, label_path, spec)
 else:  # baseline: read both whole, one boolean mask per colour, int64 ids
-    image = images._read_raster(image_path)
-    label = images._read_raster(label_path)
+    image = read_raster(image_path)
+    label = read_raster(label_path)
     ids = np.full(label.shape[:2], 255, dtype=np.int64)
     for i, c in enumerate(colors):
         ids[np.all(label == np.array(c, dtype=np.uint8), axis=-1)] = i

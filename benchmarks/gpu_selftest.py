@@ -44,7 +44,9 @@ import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from aerialseg import demo, device as devices, images, mosaic, train  # noqa: E402
+from aerialseg import demo, device as devices, mosaic, train  # noqa: E402
+from aerialseg.io.labels import decode_colors, load_pair  # noqa: E402
+from aerialseg.io.spec import DataSpec  # noqa: E402
 from aerialseg.model import ModelSpec, build, input_transform  # noqa: E402
 from aerialseg.patches import patch_index  # noqa: E402
 
@@ -77,12 +79,12 @@ def load_crop(folder: Path | None, crop: int) -> tuple[np.ndarray, np.ndarray, s
     """(image, class ids, what it is): the top-left crop of Dubai part 005, or the demo scene."""
     if folder is not None and (folder / "images/image_part_005.jpg").is_file():
         config = yaml.safe_load((ROOT / "config/dubai.yaml").read_text())
-        spec = images.DataSpec(colors=tuple(tuple(c["color"]) for c in config["data"]["classes"]),
+        spec = DataSpec(colors=tuple(tuple(c["color"]) for c in config["data"]["classes"]),
                                ignore_colors=tuple(map(tuple, config["data"]["ignore_colors"])))
-        image, ids = images.load_pair(folder / "images/image_part_005.jpg", folder / "masks/image_part_005.png", spec)
+        image, ids = load_pair(folder / "images/image_part_005.jpg", folder / "masks/image_part_005.png", spec)
         return image[:crop, :crop], ids[:crop, :crop], f"Dubai part 005, top-left {crop} x {crop} px"
     image, label = demo.render_scene(crop, seed=0)
-    ids = images.decode_colors(label, list(demo.ISPRS_COLORS.values())[:5], [demo.ISPRS_COLORS["Clutter"]])
+    ids = decode_colors(label, list(demo.ISPRS_COLORS.values())[:5], [demo.ISPRS_COLORS["Clutter"]])
     return image, ids, f"the demo scene, {crop} x {crop} px (no Dubai folder found)"
 
 

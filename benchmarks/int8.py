@@ -69,20 +69,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--windows", type=int, default=256, help="calibration windows")
     args = parser.parse_args()
-    from aerialseg import backends, images, rasters
+    from aerialseg import backends
+    from aerialseg.io.labels import read_label
+    from aerialseg.io.read import open_image
+    from aerialseg.io.spec import DataSpec
     from aerialseg.metrics import confusion_matrix, mean_iou
 
     fp32 = backends.onnx_bytes(args.model)
     model = backends.OnnxModel.load(fp32, args.model, args.threads)
-    spec = images.DataSpec.from_config({"data": model.meta["data"]})
+    spec = DataSpec.from_config({"data": model.meta["data"]})
     size, stride = model.meta["patch_size"], model.meta["predict"]["stride"]
 
     def read(path):
-        with rasters.open_image(path, spec, spec.nodata) as image:
+        with open_image(path, spec, spec.nodata) as image:
             return image.rows(0, image.height)[0]
 
     train, test = read(args.train_image), read(args.test_image)
-    truth = images.read_label(args.test_label, spec)
+    truth = read_label(args.test_label, spec)
     with tempfile.TemporaryDirectory() as folder:
         int8 = backends.OnnxModel.load(quantised(fp32, model, calibration_windows(train, size, args.windows),
                                                  Path(folder)), "int8", args.threads)

@@ -29,7 +29,7 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import numpy as np, torch
-from aerialseg import pipeline, rasters
+from aerialseg import pipeline
 from aerialseg.inference import MosaicOptions
 image_path, map_path, model_path, patch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(2)

@@ -146,7 +146,8 @@ def variants(image: str, model: str, label: str | None, patch: int, threads: int
     test mIoU of each (the label decoded as the checkpoint's classes say)."""
     import numpy as np
 
-    from aerialseg.images import DataSpec, read_label
+    from aerialseg.io.labels import read_label
+    from aerialseg.io.spec import DataSpec
     from aerialseg.metrics import confusion_matrix, mean_iou
     from aerialseg.model import read_trusted
 

@@ -97,9 +97,9 @@ def tiled_geotiff(source: Path, side: int, out: Path) -> Path:
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    from aerialseg import images
+    from aerialseg.io.read import read_image
 
-    tile = np.asarray(images.read_image(source))[:, :, :3]
+    tile = np.asarray(read_image(source))[:, :, :3]
     profile = dict(driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32640",
                    transform=from_origin(300000, 2800000, 0.5, 0.5), tiled=True, blockxsize=256, blockysize=256,
                    compress="deflate")
@@ -131,12 +131,12 @@ def run_predict(src: Path, model_pt: Path, image: Path, out: Path, threads: int,
 
 
 def read_map(folder: Path, image: Path) -> np.ndarray:
-    from aerialseg import images
+    from aerialseg.io.read import read_image
 
     for suffix in (".tif", ".png"):
         path = folder / f"{image.stem}{suffix}"
         if path.is_file():
-            return np.asarray(images.read_image(path))[:, :, 0] if suffix == ".png" else _read_tif(path)
+            return np.asarray(read_image(path))[:, :, 0] if suffix == ".png" else _read_tif(path)
     raise FileNotFoundError(folder / image.stem)
 
 
@@ -153,9 +153,9 @@ def end_to_end(args, work: Path, inputs: list[Path]) -> None:
     print("| image | Mpx | code | back-end | seconds | Mpx/s | peak MiB | speed-up over baseline | ids differing |")
     print("|---|---:|---|---|---:|---:|---:|---:|---:|")
     for image in inputs:
-        from aerialseg import images as readers
+        from aerialseg.io.read import image_size
 
-        height, width = readers.image_size(image)
+        height, width = image_size(image)
         mpx = height * width / 1e6
         runs = []
         if args.baseline_src and mpx <= args.skip_baseline_above:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from aerialseg import demo, device as devices, train
-from aerialseg.images import decode_colors
+from aerialseg.io.labels import decode_colors
 from aerialseg.model import ModelSpec, build, input_transform
 from aerialseg.patches import grid
 

@@ -6,7 +6,8 @@ import sys
 
 from aerialseg import config as cfg
 from aerialseg.config import layout
-from aerialseg.images import InputError, georeference
+from aerialseg.errors import InputError
+from aerialseg.io.read import georeference
 from aerialseg.pipeline import check_inputs, map_files
 
 IMAGES = list(cfg.IMAGES)

@@ -26,7 +26,7 @@ from aerialseg import config as cfg
 from aerialseg import demo, pipeline
 from aerialseg.config import Case, Run
 from aerialseg.errors import ConfigError, InputError
-from aerialseg.images import write_png
+from aerialseg.io.write import write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 128

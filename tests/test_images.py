@@ -3,11 +3,12 @@ import pytest
 import tifffile
 from PIL import Image
 
-from aerialseg.config import IGNORE_INDEX
-from aerialseg.images import (
-    DataSpec, InputError, colorize, decode_colors, decode_label, gray_level, image_size, load_pair,
-    lookup_table, read_image, write_png,
-)
+from aerialseg.class_ids import IGNORE_INDEX
+from aerialseg.errors import InputError
+from aerialseg.io.labels import decode_colors, decode_label, gray_level, load_pair, lookup_table
+from aerialseg.io.read import image_header, image_size, read_image
+from aerialseg.io.spec import DataSpec
+from aerialseg.io.write import colorize, write_png
 
 COLORS = [(0, 0, 255), (0, 255, 0), (255, 255, 255)]
 IGNORE = [(255, 0, 0)]
@@ -142,7 +143,6 @@ def test_colorize_maps_ids_and_blackens_ignore():
 
 
 def test_header_gives_the_band_count_without_reading_pixels(tmp_path):
-    from aerialseg.images import image_header
 
     tifffile.imwrite(tmp_path / "four.tif", np.zeros((4, 12, 10), np.uint16), photometric="minisblack", planarconfig="separate")
     assert image_header(tmp_path / "four.tif") == (12, 10, 4)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from aerialseg.config import IGNORE_INDEX
+from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.metrics import confusion_matrix, per_class, summary
 
 

@@ -154,7 +154,7 @@ Dubai pair in benchmarks/README.md)."""
 
 def test_bf16_on_the_cpu_changes_few_class_ids_and_channels_last_none(tmp_path):
     from aerialseg import demo, device, train
-    from aerialseg.images import decode_colors
+    from aerialseg.io.labels import decode_colors
     from aerialseg.model import ModelSpec, build, input_transform
     from aerialseg.patches import patch_index
 

@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from aerialseg import host_mosaic
+from aerialseg.class_ids import IGNORE_INDEX
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (requirements.txt)")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
 torch = pytest.importorskip("torch")
 
-from aerialseg import backends, export, images, mosaic, pipeline  # noqa: E402
+from aerialseg import backends, export, mosaic, pipeline  # noqa: E402
+from aerialseg.io.read import read_image  # noqa: E402
+from aerialseg.io.write import write_png  # noqa: E402
 from aerialseg.errors import ConfigError, InputError  # noqa: E402
 
 COLORS = [[255, 0, 0], [0, 255, 0], [0, 0, 255]]
@@ -155,7 +158,7 @@ def test_windows_wholly_in_no_data_are_not_predicted_and_the_rest_is_unchanged()
 
     ids = np.concatenate([b for _, b in host_mosaic.iter_ids(counting, image, 3, 32, 16)])
     whole = np.concatenate([b for _, b in host_mosaic.iter_ids(_scores, image.array, 3, 32, 16)])
-    assert (ids[image.valid] == whole[image.valid]).all() and (ids[~image.valid] == host_mosaic.NODATA_ID).all()
+    assert (ids[image.valid] == whole[image.valid]).all() and (ids[~image.valid] == IGNORE_INDEX).all()
     assert sum(calls) < 6 * 7  # of the 42 windows, those in the collar and the block were skipped
 
 
@@ -169,13 +172,13 @@ def test_a_map_from_onnx_runtime_equals_torch_float32(tmp_path, exported):
     """The same model on both back-ends: the class ids agree (at most 0.01 % may differ where
     scores tie to rounding), and a model.onnx maps exactly as its model.pt on ONNX Runtime."""
     image = np.random.default_rng(3).integers(0, 256, (150, 170, 3), dtype=np.uint8)
-    images.write_png(tmp_path / "area.png", image)
+    write_png(tmp_path / "area.png", image)
     maps = {}
     for name, model, backend in (("torch", exported[0], "torch"), ("ort_pt", exported[0], "onnxruntime"),
                                  ("ort_onnx", exported[1], "auto")):
         pipeline.map_images(_settings(backend), model, [tmp_path / "area.png"], [tmp_path / f"{name}.png"],
                             [tmp_path / f"{name}_preview.png"])
-        maps[name] = np.asarray(images.read_image(tmp_path / f"{name}.png"))[:, :, 0]
+        maps[name] = np.asarray(read_image(tmp_path / f"{name}.png"))[:, :, 0]
     assert (maps["torch"] != maps["ort_pt"]).mean() <= 1e-4
     assert len(np.unique(maps["torch"])) > 1  # a map with several classes, or the comparison says little
     assert (maps["ort_pt"] == maps["ort_onnx"]).all()
@@ -195,7 +198,7 @@ def test_an_onnx_file_without_the_project_metadata_is_refused_naming_it(tmp_path
 
 
 def test_an_image_whose_bands_differ_from_the_models_is_refused(tmp_path, exported):
-    images.write_png(tmp_path / "gray.png", np.zeros((64, 64), np.uint8))
+    write_png(tmp_path / "gray.png", np.zeros((64, 64), np.uint8))
     with pytest.raises(InputError, match="gray.png: 1 data band.*trained on images of 3"):
         pipeline.map_images(_settings("auto"), exported[1], [tmp_path / "gray.png"], [tmp_path / "m.png"],
                             [tmp_path / "p.png"])
@@ -240,13 +243,13 @@ def test_a_model_pt_is_exported_once_and_then_read_from_the_cache(tmp_path, monk
 
 
 def test_the_console_command_maps_with_a_model_onnx_without_importing_torch(tmp_path, exported):
-    images.write_png(tmp_path / "area.png", np.random.default_rng(5).integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    write_png(tmp_path / "area.png", np.random.default_rng(5).integers(0, 256, (70, 90, 3), dtype=np.uint8))
     code = ("import sys; from aerialseg.cli import main; status = main(sys.argv[1:]); "
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(status)")
     done = subprocess.run([sys.executable, "-c", code, "predict", str(exported[1]), str(tmp_path / "area.png"),
                            "-o", str(tmp_path / "maps"), "--threads", "1"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert np.asarray(images.read_image(tmp_path / "maps/area.png")).shape[:2] == (70, 90)
+    assert np.asarray(read_image(tmp_path / "maps/area.png")).shape[:2] == (70, 90)
 
 
 def test_the_console_command_exports(tmp_path):

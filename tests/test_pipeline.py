@@ -9,8 +9,12 @@ import tifffile
 from PIL import Image
 
 from aerialseg import config as cfg
+from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg import pipeline
-from aerialseg.images import InputError, write_png
+from aerialseg.errors import InputError
+from aerialseg.io.labels import load_pair
+from aerialseg.io.spec import DataSpec
+from aerialseg.io.write import write_png
 
 COLORS = [[0, 0, 255], [0, 255, 0], [255, 255, 255]]
 
@@ -186,12 +190,12 @@ def test_training_tiles_lie_side_by_side_on_one_canvas(small_config, tmp_path):
     tiles = [_tile(tmp_path, "north", rng, (40, 50)), _tile(tmp_path, "south", rng, (30, 20))]
     image, ids, offsets = pipeline.read_tiles(small_config, tiles)
     assert image.shape == (40, 70, 3) and offsets == {"north": 0, "south": 50}
-    north, north_ids = pipeline.read_pair(small_config, tiles[0].image, tiles[0].label)
-    south, south_ids = pipeline.read_pair(small_config, tiles[1].image, tiles[1].label)
+    north, north_ids = load_pair(tiles[0].image, tiles[0].label, DataSpec.from_config(small_config))
+    south, south_ids = load_pair(tiles[1].image, tiles[1].label, DataSpec.from_config(small_config))
     np.testing.assert_array_equal(image[:, :50], north)
     np.testing.assert_array_equal(image[:30, 50:], south)
     np.testing.assert_array_equal(ids[:30, 50:], south_ids)
-    assert (ids[30:, 50:] == cfg.IGNORE_INDEX).all() and (image[30:, 50:] == 0).all()  # below the short tile: nothing
+    assert (ids[30:, 50:] == IGNORE_INDEX).all() and (image[30:, 50:] == 0).all()  # below the short tile: nothing
 
 
 def test_tiles_named_like_numbers_keep_their_place_on_the_canvas(small_config, tmp_path):
@@ -306,7 +310,7 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
     import rasterio
     from rasterio.transform import Affine
 
-    from aerialseg.images import DataSpec, read_label
+    from aerialseg.io.labels import read_label
     from aerialseg.metrics import confusion_matrix
     from aerialseg.model import ModelSpec, build, save_checkpoint
 
@@ -351,7 +355,7 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
 
 
 def test_the_nodata_value_of_a_map_never_collides_with_a_class_value():
-    from aerialseg.rasters import map_codes
+    from aerialseg.io.write import map_codes
 
     assert map_codes("color", None) == (None, 255)  # colour labels: class ids, 255 for no data
     assert map_codes("index", [2, 3, 8], [0]) == ([2, 3, 8], 0)  # the ignored value

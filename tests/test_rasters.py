@@ -7,8 +7,10 @@ import rasterio
 import torch
 from rasterio.transform import Affine
 
-from aerialseg import rasters
-from aerialseg.images import DataSpec, Georeference
+from aerialseg.class_ids import IGNORE_INDEX
+from aerialseg.io import read, write
+from aerialseg.io.read import Georeference
+from aerialseg.io.spec import DataSpec
 from aerialseg.mosaic import predict_ids, with_flips
 
 UTM = "EPSG:32640"
@@ -42,7 +44,7 @@ def test_a_map_read_window_by_window_equals_the_whole_image_map(tmp_path, height
     predictor = conv_predictor()
     predictor = with_flips(predictor) if tta else predictor
     whole = predict_ids(predictor, array, 3, size, stride, batch_size=batch, blend=blend)
-    with rasters.open_image(write_tif(tmp_path / "image.tif", array), SPEC) as image:
+    with read.open_image(write_tif(tmp_path / "image.tif", array), SPEC) as image:
         windowed = predict_ids(predictor, image, 3, size, stride, batch_size=batch, blend=blend)
     np.testing.assert_array_equal(windowed, whole)
 
@@ -64,15 +66,15 @@ def test_no_data_comes_from_the_nodata_value_the_internal_mask_or_the_alpha_band
     by_alpha = write_tif(tmp_path / "alpha.tif", np.dstack([array, valid * 255]).astype(np.uint8), photometric="RGB",
                          alpha="YES")
     for path in (by_value, by_mask, by_alpha):
-        assert rasters.has_nodata(path)
-        np.testing.assert_array_equal(rasters.valid_mask(path, SPEC), valid, err_msg=path.name)
+        assert read.has_nodata(path)
+        np.testing.assert_array_equal(read.valid_mask(path, SPEC), valid, err_msg=path.name)
     plain = write_tif(tmp_path / "plain.tif", collared)
-    assert not rasters.has_nodata(plain) and rasters.valid_mask(plain, SPEC) is None
-    np.testing.assert_array_equal(rasters.valid_mask(plain, SPEC, nodata=0), valid)  # data.nodata supplies one
+    assert not read.has_nodata(plain) and read.valid_mask(plain, SPEC) is None
+    np.testing.assert_array_equal(read.valid_mask(plain, SPEC, nodata=0), valid)  # data.nodata supplies one
     floats = array.astype(np.float32)
     floats[~valid] = np.nan
     spec = DataSpec(colors=SPEC.colors, value_range=(0.0, 255.0))
-    np.testing.assert_array_equal(rasters.valid_mask(write_tif(tmp_path / "nan.tif", floats), spec), valid)
+    np.testing.assert_array_equal(read.valid_mask(write_tif(tmp_path / "nan.tif", floats), spec), valid)
 
 
 def test_no_data_gets_the_nodata_id_and_windows_wholly_in_it_cost_nothing(tmp_path):
@@ -85,18 +87,19 @@ def test_no_data_gets_the_nodata_id_and_windows_wholly_in_it_cost_nothing(tmp_pa
         return conv(batch)
 
     path = write_tif(tmp_path / "value.tif", np.where(valid[:, :, None], array, 0).astype(np.uint8), nodata=0)
-    with rasters.open_image(path, SPEC) as image:
+    with read.open_image(path, SPEC) as image:
         ids = predict_ids(predictor, image, 3, 32, 32, batch_size=6)
-    assert (ids[~valid] == rasters.NODATA_ID).all() and (ids[valid] < 3).all()
+    assert (ids[~valid] == IGNORE_INDEX).all() and (ids[valid] < 3).all()
     assert sum(calls) == 2 * 2  # of the 6 x 6 windows only the 4 that touch the valid 64 px square were predicted
     whole = predict_ids(conv, array, 3, 32, 32, batch_size=6)
     np.testing.assert_array_equal(ids[valid], whole[valid])  # a valid pixel's windows are all predicted
 
 
 def _written_map(tmp_path, ids, **kwargs):
-    writer = rasters.MapWriter(tmp_path / "map.tif", *ids.shape, Georeference(rasterio.crs.CRS.from_string(UTM), TRANSFORM),
-                               [(0, 0, 255), (0, 255, 0), (255, 0, 0), (9, 9, 9), (255, 255, 255)],
-                               ["a", "b", "c", "d", "e"], **kwargs)
+    legend = write.MapLegend([(0, 0, 255), (0, 255, 0), (255, 0, 0), (9, 9, 9), (255, 255, 255)],
+                             ["a", "b", "c", "d", "e"], **kwargs)
+    writer = write.MapWriter(tmp_path / "map.tif", *ids.shape, Georeference(rasterio.crs.CRS.from_string(UTM), TRANSFORM),
+                             legend)
     for top in range(0, ids.shape[0], 100):  # rows as a mosaic finishes them
         writer.write(top, ids[top : top + 100])
     assert not (tmp_path / "map.tif").exists()  # nothing appears before the map is finished
@@ -106,18 +109,18 @@ def _written_map(tmp_path, ids, **kwargs):
 
 def test_a_map_is_a_cloud_optimised_geotiff_with_nearest_overviews(tmp_path):
     ids = np.where((np.indices((1000, 900)).sum(0) // 7) % 2 == 0, 0, 4).astype(np.uint8)  # a fine checkerboard of 0 and 4
-    ids[:50] = rasters.NODATA_ID
+    ids[:50] = IGNORE_INDEX
     with rasterio.open(_written_map(tmp_path, ids)) as dataset:
         assert dataset.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert (dataset.crs.to_string(), dataset.transform, dataset.shape) == (UTM, TRANSFORM, (1000, 900))
         assert dataset.block_shapes == [(256, 256)] and dataset.profile["compress"] == "deflate"
-        assert dataset.nodata == rasters.NODATA_ID and dataset.colormap(1)[4][:3] == (255, 255, 255)
+        assert dataset.nodata == IGNORE_INDEX and dataset.colormap(1)[4][:3] == (255, 255, 255)
         assert dataset.tags(1)["CLASSES"] == "0=a;1=b;2=c;3=d;4=e"
         np.testing.assert_array_equal(dataset.read(1), ids)
         assert dataset.overviews(1) == [2, 4]
         for factor in dataset.overviews(1):
             overview = dataset.read(1, out_shape=(1000 // factor, 900 // factor))
-            assert set(np.unique(overview)) <= {0, 4, rasters.NODATA_ID}  # nearest: never an average of ids
+            assert set(np.unique(overview)) <= {0, 4, IGNORE_INDEX}  # nearest: never an average of ids
     assert [p.name for p in tmp_path.iterdir()] == ["map.tif"]  # the rows file is gone
 
 
@@ -130,14 +133,14 @@ def test_polygons_of_a_map_rasterise_back_to_the_sieved_map(tmp_path):
     ids[10:70, 20:90] = 1
     ids[30:40, 40:50] = 2  # a hole in class 1, 100 px: kept
     ids[100:103, 5:8] = 2  # 9 px: sieved into class 0
-    ids[:, 140:] = rasters.NODATA_ID
+    ids[:, 140:] = IGNORE_INDEX
     path = _written_map(tmp_path, ids)
-    count = rasters.write_polygons(path, tmp_path / "map.gpkg", ["a", "b", "c", "d", "e"], min_area=20)
+    count = write.write_polygons(path, tmp_path / "map.gpkg", ["a", "b", "c", "d", "e"], min_area=20)
     meta, _, geometry, (classes, class_ids) = read(tmp_path / "map.gpkg")
     assert count == len(geometry) == 3 and meta["crs"] == UTM
     assert sorted(zip(classes, class_ids)) == [("a", 0), ("b", 1), ("c", 2)]
     shapes = [(shapely.from_wkb(g), int(v)) for g, v in zip(geometry, class_ids)]
-    back = features.rasterize(shapes, out_shape=ids.shape, transform=TRANSFORM, fill=rasters.NODATA_ID)
+    back = features.rasterize(shapes, out_shape=ids.shape, transform=TRANSFORM, fill=IGNORE_INDEX)
     expected = ids.copy()
     expected[100:103, 5:8] = 0
     np.testing.assert_array_equal(back, expected)
@@ -148,7 +151,7 @@ def test_a_preview_gathered_band_by_band_is_the_map_at_a_stride(tmp_path):
 
     ids = np.random.default_rng(2).integers(0, 3, (1000, 700)).astype(np.uint8)
     colors = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
-    preview = rasters.Preview(*ids.shape, colors, max_side=256)  # a stride of 4
+    preview = write.Preview(*ids.shape, colors, max_side=256)  # a stride of 4
     for top in (0, 37, 101, 500, 999):  # bands of uneven heights, as a mosaic finishes them
         end = {0: 37, 37: 101, 101: 500, 500: 999, 999: 1000}[top]
         preview.write(top, ids[top:end])

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from aerialseg import demo
-from aerialseg.images import write_png
+from aerialseg.io.write import write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,10 @@ from PIL import Image
 
 from aerialseg import config as cfg
 from aerialseg import pipeline, stats
-from aerialseg.config import IGNORE_INDEX
-from aerialseg.images import DataSpec, InputError, read_label
+from aerialseg.class_ids import IGNORE_INDEX
+from aerialseg.errors import InputError
+from aerialseg.io.labels import load_pair, read_label
+from aerialseg.io.spec import DataSpec
 
 from .conftest import ROOT, SHARED_DATA
 
@@ -95,7 +97,7 @@ def test_an_unknown_colour_names_the_file_and_the_colours():
     config["data"]["ignore_colors"] = [[0, 0, 0]]  # forget the Unlabeled grey
     path = config["data"]["train"]["label"]
     with pytest.raises(InputError) as error:
-        pipeline.read_pair(config, config["data"]["train"]["image"], path)
+        load_pair(config["data"]["train"]["image"], path, DataSpec.from_config(config))
     message = str(error.value)
     raw = np.asarray(Image.open(path))
     unlabeled = int(np.all(raw == 155, axis=2).sum())

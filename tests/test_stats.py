@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aerialseg.config import IGNORE_INDEX
+from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.stats import class_counts, class_table, class_weights
 
 NAMES = ["a", "b", "c"]

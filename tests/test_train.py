@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aerialseg.config import IGNORE_INDEX
+from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.model import ModelSpec, build, normalize
 from aerialseg.patches import patch_index
 from aerialseg import train

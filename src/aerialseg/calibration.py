@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from .config import IGNORE_INDEX
+from .class_ids import IGNORE_INDEX
 
 N_BINS = 15
 HIGH_CONFIDENCE = 0.9  # "above 0.9": strictly greater; exactly 0.9 is not above

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from .calibration import ReliabilityCounts
     from .config import Run
 from .calibration import bin_edges
-from .images import colorize
+from .class_ids import IGNORE_INDEX
+from .io.write import colorize
 from .metrics import best_index
 
 ClassSpec = Sequence[tuple[str, tuple[int, int, int]]]
@@ -96,7 +97,7 @@ def _error_map(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
 
 
 def mosaic_panel(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
-                 classes: ClassSpec, title: str, ignore_index: int = 255) -> Figure:
+                 classes: ClassSpec, title: str, ignore_index: int = IGNORE_INDEX) -> Figure:
     """Image | ground truth | prediction | errors, with a class legend underneath."""
     image, truth, prediction = (_downsample(np.asarray(a)) for a in (image, truth, prediction))
     if image.ndim == 2:

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
+from .class_ids import IGNORE_INDEX
 from .patches import window_starts
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ BatchPredictor = Callable[[np.ndarray], np.ndarray]
 """Maps uint8 windows (B, s, s, C) to float32 scores (B, K, s, s) whose largest is the class:
 logits or log-probabilities."""
 
-NODATA_ID = 255
 CPU_BATCH = 64
 """Windows per model call when no batch size is given: one window row of at most this many."""
 
@@ -61,7 +61,7 @@ def with_flips(predict: BatchPredictor) -> BatchPredictor:
 
 
 class _Array:
-    """An (H, W, C) array read like a `rasters.Image`; every pixel is valid."""
+    """An (H, W, C) array read like a `io.read.Image`; every pixel is valid."""
 
     def __init__(self, array: np.ndarray):
         self.array, self.shape = array, array.shape[:2]
@@ -150,9 +150,9 @@ class _Band:
 def iter_ids(predict: BatchPredictor, image, n_classes: int, size: int, stride: int,
              **kwargs) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, class ids (rows, W) uint8) of consecutive blocks of finished rows: the argmax
-    of the blended scores, `NODATA_ID` where the image has no data."""
+    of the blended scores, `IGNORE_INDEX` where the image has no data."""
     for top, block, valid in iter_strips(predict, image, n_classes, size, stride, **kwargs):
         ids = block.argmax(0).astype(np.uint8)
         if valid is not None:
-            ids[~valid] = NODATA_ID
+            ids[~valid] = IGNORE_INDEX
         yield top, ids

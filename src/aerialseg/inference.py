@@ -17,8 +17,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import backends, host_mosaic, images, rasters
+from . import backends, host_mosaic
 from .config import prediction_resources
+from .io import write
+from .io.read import Image, open_image
+from .io.spec import DataSpec
 from .startup import StartupClock
 
 log = logging.getLogger("aerialseg")
@@ -55,11 +58,11 @@ def classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
 
 
 def map_codes(checkpoint: dict) -> tuple[list[int] | None, int]:
-    """What the GeoTIFF maps of a model hold (`rasters.map_codes`): the dataset's own class
+    """What the GeoTIFF maps of a model hold (`io.write.map_codes`): the dataset's own class
     values for index labels, else the class ids; and the nodata value."""
     data = checkpoint["data"]
     codes = [c.get("value") for c in data["classes"]]
-    return rasters.map_codes(data.get("label_format", "color"), None if None in codes else codes,
+    return write.map_codes(data.get("label_format", "color"), None if None in codes else codes,
                              data.get("ignore_values", ()))
 
 
@@ -75,13 +78,13 @@ class LoadedModel:
     device: object  # a torch.device, or "cpu" for ONNX Runtime
     backend: str = "torch"
 
-    def open(self, image_path) -> "rasters.Image":
+    def open(self, image_path) -> Image:
         """An image open for reading as the model was trained to read it (bands, value range,
         no-data)."""
-        spec = images.DataSpec.from_config({"data": self.checkpoint["data"]})
-        return rasters.open_image(image_path, spec, spec.nodata)
+        spec = DataSpec.from_config({"data": self.checkpoint["data"]})
+        return open_image(image_path, spec, spec.nodata)
 
-    def iter_ids(self, image: "rasters.Image") -> Iterator[tuple[int, np.ndarray]]:
+    def iter_ids(self, image: Image) -> Iterator[tuple[int, np.ndarray]]:
         """The image's class ids, block by block, logging the time when done."""
         start = time.perf_counter()
         o = self.options
@@ -97,11 +100,11 @@ class LoadedModel:
                                        device=self.device, blend=o.blend, progress=True)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
-    def map_writer(self, path, image: "rasters.Image", where) -> "rasters.MapWriter":
-        """A GeoTIFF map of the image, in the dataset's class codes (`rasters.map_codes`)."""
+    def map_writer(self, path, image: Image, where) -> write.MapWriter:
+        """A GeoTIFF map of the image, in the dataset's class codes (`io.write.map_codes`)."""
         colors, names = classes(self.checkpoint)
         values, nodata = map_codes(self.checkpoint)
-        return rasters.MapWriter(path, image.height, image.width, where, colors, names, values=values, nodata=nodata)
+        return write.MapWriter(path, image.height, image.width, where, write.MapLegend(colors, names, values, nodata))
 
 
 def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,

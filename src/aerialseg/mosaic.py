@@ -18,7 +18,7 @@ scattered with atomics), so the result is deterministic on a GPU and, on the CPU
 adding the windows one by one. Only finished class ids come back to the host.
 
 Memory stays bounded on huge images: the image is read a band of window rows at a time (an
-array, or an image open for windowed reading, `rasters.Image`), a band holds the windows of
+array, or an image open for windowed reading, `io.read.Image`), a band holds the windows of
 as many window rows as fit in one batch (at least one row), and its rows are reduced to class
 ids as soon as no later window touches them (`iter_ids`). Besides the image's band, only a
 band's logits and sums are held, about ``(1 + (patch / stride)^2) x classes x band height x
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .patches import cut, window_starts
+from .class_ids import IGNORE_INDEX
+from .patches import cut, window_sums, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def covering(starts: np.ndarray, size: int, length: int) -> tuple[np.ndarray, np
 
 
 class _ArrayImage:
-    """An (H, W, C) uint8 array read like a `rasters.Image`, a band of rows at a time; every
+    """An (H, W, C) uint8 array read like a `io.read.Image`, a band of rows at a time; every
     pixel is valid."""
 
     def __init__(self, array: np.ndarray):
@@ -122,7 +123,7 @@ def iter_strips(
 ) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
     """Yield (first row, blended logits (K, rows, W) on ``device``, valid pixels (rows, W) or
     None) for consecutive blocks of finished rows, top to bottom. ``image`` is an (H, W, C)
-    uint8 array or an image open for windowed reading (`rasters.Image`), read one band of
+    uint8 array or an image open for windowed reading (`io.read.Image`), read one band of
     window rows at a time; windows wholly in no-data are not predicted (they cover only
     no-data pixels). ``batch_size`` None is the device's default."""
     source = image if hasattr(image, "rows") else _ArrayImage(image)
@@ -159,11 +160,8 @@ def iter_strips(
 
 def _windows_with_data(valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
     """Which windows of a band (row-major) hold at least one valid pixel."""
-    summed = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
-    summed[1:, 1:] = valid.cumsum(0).cumsum(1)
     r, c = np.meshgrid(rows, cols, indexing="ij")
-    r, c = r.ravel(), c.ravel()
-    return (summed[r + size, c + size] - summed[r, c + size] - summed[r + size, c] + summed[r, c]) > 0
+    return window_sums(valid, r.ravel(), c.ravel(), size) > 0
 
 
 def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, cols: np.ndarray, size: int,
@@ -223,10 +221,6 @@ def _add_band(carried_total, carried_count, logits, weights, row_slots, col_slot
     return total, count
 
 
-NODATA_ID = 255
-"""The class id of no-data pixels (`rasters.NODATA_ID`, equal to the ignore index of labels)."""
-
-
 def predict_logits(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> torch.Tensor:
     """Blended logits (K, H, W) of the whole image, on the CPU; for small images (tests, notebooks)."""
     return torch.cat([block.cpu() for _, block, _ in iter_strips(predictor, image, n_classes, size, stride, **kwargs)],
@@ -235,12 +229,12 @@ def predict_logits(predictor: Predictor, image, n_classes: int, size: int, strid
 
 def iter_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, class ids (rows, W) uint8) of consecutive blocks of finished rows: the
-    argmax of the blended logits, computed on the device, `NODATA_ID` where the image has no
+    argmax of the blended logits, computed on the device, `IGNORE_INDEX` where the image has no
     data; only the ids come back. A map of any size can be written block by block."""
     for top, block, valid in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
         ids = block.max(0).indices.to(torch.uint8).cpu().numpy()  # argmax's ids, faster
         if valid is not None:
-            ids[~valid] = NODATA_ID
+            ids[~valid] = IGNORE_INDEX
         yield top, ids
 
 

@@ -43,6 +43,14 @@ def cut(image, corners, size: int, channels_first: bool = True):
     return image[:, rows, cols].permute(1, 0, 2, 3)  # (C, B, s, s) -> (B, C, s, s)
 
 
+def window_sums(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """How many True pixels of ``mask`` (H, W) each window of ``size`` px with its top-left at
+    (``rows[i]``, ``cols[i]``) holds, from the mask's summed-area table (int64)."""
+    summed = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+    summed[1:, 1:] = mask.cumsum(0).cumsum(1)
+    return summed[rows + size, cols + size] - summed[rows, cols + size] - summed[rows + size, cols] + summed[rows, cols]
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Optimiser steps of an epoch: full batches only (the trailing partial batch is dropped,
     so a batch of one never reaches BatchNorm); fewer patches than a batch make one batch."""
@@ -138,10 +146,7 @@ def _overlaps_validation(index: pd.DataFrame, val: np.ndarray, shapes: dict[str,
         mask = np.zeros((height, width), dtype=bool)
         for r, c in index.loc[mine & val, ["row", "col"]].to_numpy():
             mask[r : r + size, c : c + size] = True
-        covered = np.zeros((height + 1, width + 1), dtype=np.int64)  # integral image of val coverage
-        covered[1:, 1:] = mask.cumsum(0).cumsum(1)
-        r, c = index.row.to_numpy()[mine], index.col.to_numpy()[mine]
-        overlap[mine] = covered[r + size, c + size] - covered[r, c + size] - covered[r + size, c] + covered[r, c] > 0
+        overlap[mine] = window_sums(mask, index.row.to_numpy()[mine], index.col.to_numpy()[mine], size) > 0
     return overlap
 
 
@@ -178,11 +183,8 @@ def patch_index_of_tiles(shapes: dict[str, tuple[int, int]], size: int, stride: 
                       ignore_index=True)
     for tile, mask in (valid or {}).items():
         mine = (index.tile == tile).to_numpy()
-        summed = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-        summed[1:, 1:] = mask.cumsum(0).cumsum(1)
-        r, c = index.row.to_numpy()[mine], index.col.to_numpy()[mine]
         empty = np.zeros(len(index), dtype=bool)
-        empty[mine] = summed[r + size, c + size] - summed[r, c + size] - summed[r + size, c] + summed[r, c] == 0
+        empty[mine] = window_sums(mask, index.row.to_numpy()[mine], index.col.to_numpy()[mine], size) == 0
         index = index[~empty].reset_index(drop=True)
     if split == "random":
         index = split_random(index, val_fraction, seed)

@@ -22,11 +22,16 @@ import numpy as np
 import pandas as pd
 
 from . import config as cfg
-from . import demo, images, patches, rasters, stats, tables
+from . import demo, patches, stats, tables
+from .class_ids import IGNORE_INDEX
 from .config import Case, Run, layout
 from .config.layout import geotiff_path, vectors_path
 from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError, first_line
 from .inference import LoadedModel, classes, load_model, map_codes
+from .io.labels import ignore_nodata, load_pair, lookup_table, read_label, size_mismatch
+from .io.read import check_bands, data_bands, georeference, image_header, image_size, read_by_gdal, read_image, valid_mask
+from .io.spec import DataSpec
+from .io.write import Preview, colorize, write_png, write_polygons
 from .startup import StartupClock
 from .files import write_csv, write_json, write_markdown, write_text, write_yaml
 from .metrics import confusion_matrix, mean_iou, per_class
@@ -90,8 +95,8 @@ def demo_scene(image_path, label_path, size: int, seed: int) -> None:
     """Render the synthetic scene and write its image and colour label as PNG."""
     start = time.perf_counter()
     image, label = demo.render_scene(size=size, seed=seed)
-    images.write_png(image_path, image)
-    images.write_png(label_path, label)
+    write_png(image_path, image)
+    write_png(label_path, label)
     log.info("demo scene %d px (seed %d) written in %.1f s", size, seed, time.perf_counter() - start)
 
 
@@ -102,8 +107,8 @@ def check_inputs(config: dict, producible: Sequence[str] = ()) -> list[str]:
     training images' bands. Files in ``producible`` (the demo scene) have the header the
     demo_scene rule will write. Returns warnings: images to map whose CRS or pixel size differ
     from the training tiles'."""
-    spec = images.DataSpec.from_config(config)
-    images.lookup_table(spec, source="config")
+    spec = DataSpec.from_config(config)
+    lookup_table(spec, source="config")
     largest = max(config["experiment"]["patch_sizes"])
     headers = {}
     for image in cfg.IMAGES:
@@ -111,9 +116,9 @@ def check_inputs(config: dict, producible: Sequence[str] = ()) -> list[str]:
             height, width, bands = headers[tile.image] = _header(tile.image, config, producible)
             label_shape = _header(tile.label, config, producible)[:2]
             if (height, width) != label_shape:
-                raise InputError(images.size_mismatch(tile.image, (height, width), tile.label, label_shape))
+                raise InputError(size_mismatch(tile.image, (height, width), tile.label, label_shape))
             _check_patch_fits(tile.image, (height, width), largest)
-            images.check_bands(tile.image, spec.bands, bands)
+            check_bands(tile.image, spec.bands, bands)
     _check_split(config, [headers[tile.image][:2] for tile in cfg.tiles(config, "train")])
     return _check_like_training(config, producible)
 
@@ -125,7 +130,7 @@ def _check_like_training(config: dict, producible: Sequence[str]) -> list[str]:
     be at least as large as the largest patch."""
     first = cfg.tiles(config, "train")[0]
     bands = _data_bands(first.image, producible)
-    where = images.georeference(first.image) if first.image not in producible else None
+    where = georeference(first.image) if first.image not in producible else None
     others = [(tile.image, "") for image in cfg.IMAGES for tile in cfg.tiles(config, image)[image == "train":]]
     others += [(tile.image, " to map (data.predict)") for tile in cfg.maps(config)]
     warnings = []
@@ -135,8 +140,8 @@ def _check_like_training(config: dict, producible: Sequence[str]) -> list[str]:
             raise InputError(f"{path}: the image{role} has {count} data band(s), the training images {bands} "
                              f"({first.image}): one model cannot read both")
         if role:
-            _check_patch_fits(path, images.image_size(path), max(config["experiment"]["patch_sizes"]))
-        other = images.georeference(path) if path not in producible else None
+            _check_patch_fits(path, image_size(path), max(config["experiment"]["patch_sizes"]))
+        other = georeference(path) if path not in producible else None
         if where is not None and other is not None:
             for what, theirs, ours in (("CRS", other.crs, where.crs), ("pixel size", _pixel_size(other), _pixel_size(where))):
                 if theirs != ours:
@@ -146,7 +151,7 @@ def _check_like_training(config: dict, producible: Sequence[str]) -> list[str]:
 
 
 def _data_bands(path, producible: Sequence[str]) -> int:
-    return 3 if path in producible else images.data_bands(path)
+    return 3 if path in producible else data_bands(path)
 
 
 def _pixel_size(where) -> tuple[float, float]:
@@ -158,7 +163,7 @@ def _header(path, config: dict, producible: Sequence[str]) -> tuple[int, int, in
     if path in producible:
         size = config["demo"]["size"]
         return size, size, 3
-    return images.image_header(path)
+    return image_header(path)
 
 
 def _check_split(config: dict, shapes: Sequence[tuple[int, int]]) -> None:
@@ -197,25 +202,6 @@ def _check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
         )
 
 
-def read_pair(settings: dict, image_path, label_path) -> tuple[np.ndarray, np.ndarray]:
-    """An image's configured bands and its label's class ids, the ids of the image's no-data
-    pixels (`rasters`) set to the ignore index: left out of the loss and every score."""
-    spec = images.DataSpec.from_config(settings)
-    ids = images.read_label(label_path, spec)
-    with rasters.open_image(image_path, spec, spec.nodata) as image:
-        if image.shape != ids.shape:
-            raise InputError(images.size_mismatch(image_path, image.shape, label_path, ids.shape))
-        pixels, valid = image.rows(0, image.height)
-    _ignore_nodata(ids, valid, image_path)
-    return pixels, ids
-
-
-def _ignore_nodata(ids: np.ndarray, valid: np.ndarray | None, image_path) -> None:
-    if valid is not None and not valid.all():
-        log.info("%s: %d no-data pixels, left out", image_path, int((~valid).sum()))
-        ids[~valid] = cfg.IGNORE_INDEX
-
-
 def class_stats(settings: dict, tiles: Mapping[str, Sequence[cfg.Tile]], stats_csv, weights_json,
                 tiles_csv=None) -> None:
     """Class pixel counts and shares of each split (``tiles``: split -> its tiles, as
@@ -223,12 +209,12 @@ def class_stats(settings: dict, tiles: Mapping[str, Sequence[cfg.Tile]], stats_c
     tiles; with ``tiles_csv`` the counts of every tile too. The labels are read, and the
     images only where they can have no-data pixels, which are not counted."""
     names = cfg.class_names(settings)
-    spec = images.DataSpec.from_config(settings)
+    spec = DataSpec.from_config(settings)
     counts, per_tile = {}, {}
     for image, split in tiles.items():
         for tile in split:
-            ids = images.read_label(tile.label, spec)
-            _ignore_nodata(ids, rasters.valid_mask(tile.image, spec, spec.nodata), tile.image)
+            ids = read_label(tile.label, spec)
+            ignore_nodata(ids, valid_mask(tile.image, spec, spec.nodata), tile.image)
             per_tile[(image, tile.name)] = stats.class_counts(ids, len(names))
             log.info("%s %s: %d labelled pixels, %d ignored", image, tile.name, per_tile[(image, tile.name)].sum(),
                      ids.size - per_tile[(image, tile.name)].sum())
@@ -255,9 +241,9 @@ def patch_index(settings: dict, size: int, images_of: Mapping[str, str | Path], 
     size, without patches wholly in no-data, split into train and val; ``tiled`` adds the
     tile of each patch (a tile column)."""
     experiment = settings["experiment"]
-    shapes = {tile: images.image_size(path) for tile, path in images_of.items()}
-    spec = images.DataSpec.from_config(settings)
-    valid = {tile: rasters.valid_mask(path, spec, spec.nodata) for tile, path in images_of.items()}
+    shapes = {tile: image_size(path) for tile, path in images_of.items()}
+    spec = DataSpec.from_config(settings)
+    valid = {tile: valid_mask(path, spec, spec.nodata) for tile, path in images_of.items()}
     try:
         index = patches.patch_index_of_tiles(
             shapes, size, cfg.training_stride(settings, size), experiment["val_fraction"], experiment["seed"],
@@ -333,7 +319,7 @@ def _training_data(settings: dict, files: TrainFiles, size: int):
 
     image, ids, offsets = read_tiles(settings, files.tiles)
     for tile in files.tiles:
-        _check_patch_fits(tile.image, images.image_size(tile.image), size)
+        _check_patch_fits(tile.image, image_size(tile.image), size)
     index = pd.read_csv(files.patches, dtype={"tile": str}, keep_default_na=False)  # a tile may be named "0001"
     if "tile" in index:  # tiles: a patch's column on the canvas is its column in its tile plus the tile's offset
         index = index.assign(col=index.col + index.tile.astype(str).map(offsets))
@@ -348,15 +334,15 @@ def read_tiles(settings: dict, tiles: Sequence[cfg.Tile]) -> tuple[np.ndarray, n
     column where each tile starts). One tile is returned as it is read. The canvas needs
     (bands + 1) bytes per pixel of all tiles together, and each tile is copied in as it is read."""
     if len(tiles) == 1:
-        image, ids = read_pair(settings, tiles[0].image, tiles[0].label)
+        image, ids = load_pair(tiles[0].image, tiles[0].label, DataSpec.from_config(settings))
         return image, ids, {tiles[0].name: 0}
-    shapes = [images.image_size(tile.image) for tile in tiles]
+    shapes = [image_size(tile.image) for tile in tiles]
     height, width = max(h for h, _ in shapes), sum(w for _, w in shapes)
     bands = len(settings["data"]["bands"])
-    canvas, canvas_ids = np.zeros((height, width, bands), np.uint8), np.full((height, width), cfg.IGNORE_INDEX, np.uint8)
+    canvas, canvas_ids = np.zeros((height, width, bands), np.uint8), np.full((height, width), IGNORE_INDEX, np.uint8)
     offsets, col = {}, 0
     for tile, (h, w) in zip(tiles, shapes):
-        image, ids = read_pair(settings, tile.image, tile.label)
+        image, ids = load_pair(tile.image, tile.label, DataSpec.from_config(settings))
         canvas[:h, col : col + w], canvas_ids[:h, col : col + w] = image, ids
         offsets[tile.name], col = col, col + w
     log.info("%d training tiles on a %d x %d px canvas (%.0f MB)", len(tiles), width, height,
@@ -424,7 +410,7 @@ def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epo
     from . import model as models
 
     data = {key: settings["data"][key] for key in cfg.LABEL_KEYS + cfg.IMAGE_KEYS}
-    data["image_bands"] = images.data_bands(files.tiles[0].image)
+    data["image_bands"] = data_bands(files.tiles[0].image)
     extra = dict(case=record["case"], repeat=record["repeat"], patch_size=Case.parse(record["case"]).size, data=data,
                  fingerprint=record["fingerprint"], resolution=_resolution(files.tiles[0].image))
     if files.last:
@@ -442,7 +428,7 @@ def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epo
 def _resolution(image_path) -> float | None:
     """The pixel size in metres of a training image in a projected CRS in metres, else None
     (an exported model tells GIS software the resolution it was trained at)."""
-    where = images.georeference(image_path)
+    where = georeference(image_path)
     if where is None or where.crs is None or not where.crs.is_projected:
         return None
     try:
@@ -480,15 +466,15 @@ def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: 
     for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
         with model.open(image_path) as image:
             ids = np.empty(image.shape, dtype=np.uint8)
-            where = images.georeference(image_path)
+            where = georeference(image_path)
             geotiff = model.map_writer(geotiff_path(ids_out), image, where) if where is not None else None
             try:
                 for top, block in model.iter_ids(image):
                     ids[top : top + len(block)] = block
                     if geotiff is not None:
                         geotiff.write(top, block)
-                images.write_png(ids_out, ids)
-                images.write_png(color_out, images.colorize(ids, colors))
+                write_png(ids_out, ids)
+                write_png(color_out, colorize(ids, colors))
             except BaseException:  # a killed job, a full disk: no half-written GeoTIFF is left behind
                 if geotiff is not None:
                     geotiff.abort()
@@ -497,7 +483,7 @@ def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: 
             geotiff.close()
             log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
             _write_vectors(settings, model.checkpoint, geotiff_path(ids_out))
-        elif images.read_by_gdal(image_path):
+        elif read_by_gdal(image_path):
             log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", image_path)
     if record is not None:
         run, path = record
@@ -514,7 +500,7 @@ def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
         return
     _, names = classes(checkpoint)
     values, _ = map_codes(checkpoint)
-    count = rasters.write_polygons(map_path, vectors_path(map_path), names, settings["predict"].get("min_area", 0),
+    count = write_polygons(map_path, vectors_path(map_path), names, settings["predict"].get("min_area", 0),
                                    values=values)
     log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count,
              settings["predict"].get("min_area", 0), vectors_path(map_path))
@@ -529,7 +515,7 @@ def map_files(image_path, out_dir) -> tuple[Path, Path]:
     ``{name}.png`` (class ids); and its coloured preview ``{name}_preview.png``. ``name`` is
     the image file's stem. With ``predict.vectors`` a georeferenced map also gets
     ``{name}.gpkg`` (`layout.vectors_path`)."""
-    suffix = layout.GEOTIFF if images.georeference(image_path) is not None else layout.PNG
+    suffix = layout.GEOTIFF if georeference(image_path) is not None else layout.PNG
     return layout.map_files(out_dir, Path(image_path).stem, suffix)
 
 
@@ -552,12 +538,12 @@ def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
     """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
     whole; a PNG for any other."""
     colors, _ = classes(model.checkpoint)
-    where = images.georeference(image_path)
+    where = georeference(image_path)
     if (Path(map_out).suffix == layout.GEOTIFF) != (where is not None):
         raise InputError(f"{image_path}: {'' if where else 'not '}georeferenced, so its map is a "
                          f"{'GeoTIFF' if where else 'PNG'}, not {map_out}")
     with model.open(image_path) as image:
-        preview = rasters.Preview(image.height, image.width, colors)
+        preview = Preview(image.height, image.width, colors)
         whole = np.empty(image.shape, dtype=np.uint8) if where is None else None
         writer = model.map_writer(map_out, image, where) if where is not None else None
         try:
@@ -574,7 +560,7 @@ def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
     if writer is not None:
         writer.close()
     else:
-        images.write_png(map_out, whole)
+        write_png(map_out, whole)
     preview.save(preview_out)
     log.info("%s: mapped to %s (%s), preview %s", image_path, map_out, where.crs if where else "no georeference",
              preview_out)
@@ -593,8 +579,8 @@ def best_case(training_csv, out_yaml) -> None:
 
 
 def _check_map_input(checkpoint: dict, image_path, model_path) -> None:
-    height, width = images.image_size(image_path)
-    bands, trained = images.data_bands(image_path), checkpoint["data"]["image_bands"]
+    height, width = image_size(image_path)
+    bands, trained = data_bands(image_path), checkpoint["data"]["image_bands"]
     if bands != trained:
         raise InputError(f"{image_path}: {bands} data band(s), but {model_path} was trained on images of {trained}: "
                          "the model cannot read it")
@@ -611,8 +597,8 @@ def evaluate(settings: dict, run: Run, image: str, image_path, label_path, predi
     the mosaic figure (image | ground truth | prediction | errors) with the mIoU; ``tile``
     names the tile in the figure's title when the split has several."""
     names = cfg.class_names(settings)
-    image_arr, truth = read_pair(settings, image_path, label_path)
-    prediction = images.read_image(prediction_path)[:, :, 0]
+    image_arr, truth = load_pair(image_path, label_path, DataSpec.from_config(settings))
+    prediction = read_image(prediction_path)[:, :, 0]
     cm = confusion_matrix(truth, prediction, len(names))
     _write_scores(cm, names, metrics_out, confusion_out)
     if mosaic_out:

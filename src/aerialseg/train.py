@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .config import IGNORE_INDEX
+from .class_ids import IGNORE_INDEX
 from .device import Compute, GraphedStep, compute
 from .errors import DivergenceError, InputError, first_line
 from .files import atomic_path

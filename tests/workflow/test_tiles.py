@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from aerialseg import demo
-from aerialseg.images import write_png
+from aerialseg.io.write import write_png
 from tests.workflow.test_workflow import snakemake
 
 pytestmark = pytest.mark.workflow

@@ -9,8 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-IGNORE_INDEX = 255
-"""Class id given to ignored pixels in decoded labels."""
+from ..class_ids import IGNORE_INDEX  # noqa: F401  (part of the study's vocabulary)
 
 IMAGES = ("train", "test")
 
