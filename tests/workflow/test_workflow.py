@@ -23,8 +23,9 @@ PALETTE = np.array([[0, 0, 255], [0, 255, 0], [0, 255, 255], [255, 255, 0], [255
 
 def colors_in(png: Path) -> set[tuple[int, int, int]]:
     """The RGB colours of a PNG's pixels."""
-    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
-    return set(map(tuple, np.unique(pixels, axis=0).tolist()))
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(np.int32)
+    codes = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2])
+    return {(int(c) >> 16, int(c) >> 8 & 255, int(c) & 255) for c in codes}
 
 
 def decode(label: np.ndarray) -> np.ndarray:
