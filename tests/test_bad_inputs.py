@@ -11,6 +11,7 @@ its rule script does, and read its log.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,18 +43,22 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.fixture
-def world(tmp_path) -> dict:
-    """A valid tiny study: two 128 px demo scenes as PNG pairs, one 32 px case, one epoch."""
+def make_world(folder: Path) -> dict:
+    """A valid tiny study in ``folder``: two 128 px demo scenes as PNG pairs, one 32 px case, one epoch."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     for seed, image in enumerate(("train", "test")):
         pixels, label = demo.render_scene(SIZE, seed=seed)
-        write_png(tmp_path / f"{image}.png", pixels)
-        write_png(tmp_path / f"{image}_label.png", label)
-        config["data"][image] = {"image": str(tmp_path / f"{image}.png"), "label": str(tmp_path / f"{image}_label.png")}
+        write_png(folder / f"{image}.png", pixels)
+        write_png(folder / f"{image}_label.png", label)
+        config["data"][image] = {"image": str(folder / f"{image}.png"), "label": str(folder / f"{image}_label.png")}
     config["experiment"].update(patch_sizes=[32], stride=32)
     config["train"].update(epochs=1, batch_size=4, threads=1)
     return config
+
+
+@pytest.fixture
+def world(tmp_path) -> dict:
+    return make_world(tmp_path)
 
 
 def checked(config: dict) -> dict:
@@ -279,12 +284,20 @@ def run_job(job: str, config: dict, tmp: Path) -> None:
         pipeline.run(pipeline.predict_images, log, config, tmp / "model.pt", images, ids, colors, threads=1)
 
 
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory) -> Path:
+    """A real model.pt of the tiny study, trained once for the module."""
+    folder = tmp_path_factory.mktemp("trained")
+    config = cfg.validate(make_world(folder))
+    prepare_training(config, folder)
+    pipeline.train_case(config, Run(Case("scratch", 32)), train_files(config, folder, resume=False))
+    return folder / "model.pt"
+
+
 @pytest.fixture
-def trained(world, tmp_path):
-    """A real model.pt for the predict rows to break."""
-    config = cfg.validate(world)
-    prepare_training(config, tmp_path)
-    pipeline.train_case(config, Run(Case("scratch", 32)), train_files(config, tmp_path, resume=False))
+def trained(world, tmp_path, trained_model):
+    """A copy of the real model.pt in this test's folder, for the predict rows to break."""
+    shutil.copyfile(trained_model, tmp_path / "model.pt")
     return world
 
 

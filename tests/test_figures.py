@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.image import imread
 
 from aerialseg.figures import (
@@ -55,9 +56,11 @@ def test_training_curves_show_each_score_per_epoch_and_the_kept_epoch(epochs):
     assert fig._suptitle.get_text() == "imagenet_p64: training curves"
     assert [ax.get_title() for ax in fig.axes] == ["loss", "accuracy", "mIoU"]
     assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
-    loss = {line.get_label(): line for line in fig.axes[0].lines}
-    np.testing.assert_allclose(loss["train"].get_ydata(), history.train_loss)
-    np.testing.assert_allclose(loss["validation"].get_xdata(), history.epoch)
+    for ax, metric in zip(fig.axes, ["loss", "acc", "miou"]):  # each score of each epoch, train and validation
+        lines = {line.get_label(): line for line in ax.lines}
+        for label, split in (("train", "train"), ("validation", "val")):
+            np.testing.assert_allclose(lines[label].get_xdata(), history.epoch)
+            np.testing.assert_allclose(lines[label].get_ydata(), history[f"{split}_{metric}"])
     star = [line for line in fig.axes[2].lines if line.get_label().startswith("best val")]
     assert len(star) == 1 and star[0].get_xdata()[0] == epochs  # val mIoU rises every epoch: the last is kept
     assert star[0].get_label() == f"best val {history.val_miou.iloc[-1]:.3f}"
@@ -80,12 +83,22 @@ def test_mosaic_panel_shows_the_classes_in_their_colours_and_the_errors():
 
 
 def test_mosaic_panel_downsamples_large_input():
-    image = np.zeros((3000, 3000, 3), dtype=np.uint8)
-    ids = np.zeros((3000, 3000), dtype=np.int64)
-    fig = mosaic_panel(image, ids, ids, CLASSES, "big")
-    for ax in fig.axes:
-        shown = ax.get_images()[0].get_array()
-        assert max(shown.shape[:2]) <= 1024
+    """Every third pixel (3000 / 1024 rounds up to 3), nearest neighbour: the panels show the
+    input's own values at those pixels, not a blur of them."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (3000, 2400, 3), dtype=np.uint8)
+    truth = rng.integers(0, len(CLASSES), (3000, 2400))
+    prediction = truth.copy()
+    prediction[::2] = (prediction[::2] + 1) % len(CLASSES)  # wrong on every other row
+    fig = mosaic_panel(image, truth, prediction, CLASSES, "big")
+    shown = [np.asarray(ax.get_images()[0].get_array()) for ax in fig.axes]
+    assert all(panel.shape[:2] == (1000, 800) for panel in shown)
+    colors = np.array([rgb for _, rgb in CLASSES], np.uint8)
+    np.testing.assert_array_equal(shown[0], image[::3, ::3])
+    np.testing.assert_array_equal(shown[1], colors[truth[::3, ::3]])
+    np.testing.assert_array_equal(shown[2], colors[prediction[::3, ::3]])
+    wrong = np.all(shown[3] == (230, 30, 30), axis=2)
+    np.testing.assert_array_equal(wrong, (truth != prediction)[::3, ::3])  # rows 0, 6, 12, ... of the input
 
 
 def test_confusion_grid_zero_row_no_warning():
@@ -99,9 +112,14 @@ def test_confusion_grid_zero_row_no_warning():
         warnings.simplefilter("error")
         fig = confusion_grid(confusions, NAMES, "Confusion (test)")
     assert len(fig.axes) == len(CASES) + 1  # a heatmap per case and the shared colour bar
-    heat = fig.axes[0].collections[0].get_array()
-    assert np.ma.getmaskarray(heat).any() or np.isnan(np.asarray(heat, dtype=float)).any()
     assert [ax.get_title() for ax in fig.axes[: len(CASES)]] == CASES
+    for ax, case in zip(fig.axes, CASES):
+        counts = confusions[case].astype(float)
+        heat = np.ma.filled(np.ma.masked_invalid(ax.collections[0].get_array()).astype(float), np.nan).reshape(5, 5)
+        assert np.isnan(heat[3]).all() and not np.isnan(np.delete(heat, 3, axis=0)).any()  # only the empty row is blank
+        keep = [0, 1, 2, 4]
+        np.testing.assert_allclose(heat[keep], counts[keep] / counts[keep].sum(axis=1, keepdims=True))
+        assert "no pixels of this class" in [text.get_text() for text in ax.texts]
 
 
 def test_confusion_grid_of_one_case_is_row_normalised():
@@ -119,8 +137,15 @@ def test_metric_vs_patch_size_draws_each_init_and_image_against_the_sizes():
     assert [ax.get_title() for ax in fig.axes] == ["mIoU", "F1", "overall accuracy"]
     assert all(len(ax.lines) == 4 for ax in fig.axes)  # 2 inits x 2 images
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["32", "64", "128"]
-    expected = evaluation[(evaluation.init == "imagenet") & (evaluation.image == "test")].miou.to_numpy()
-    assert any(np.allclose(line.get_ydata(), expected) and line.get_linestyle() == "-" for line in fig.axes[0].lines)
+    colors = {"imagenet": "#1f77b4", "scratch": "#ff7f0e"}
+    for ax, metric in zip(fig.axes, ["miou", "f1", "overall_accuracy"]):
+        drawn = {(to_hex(line.get_color()), line.get_linestyle()): (list(line.get_xdata()), list(line.get_ydata()))
+                 for line in ax.lines}
+        for (init, image), part in evaluation.groupby(["init", "image"]):  # colour = init, line style = image
+            sizes, values = drawn.pop((colors[init], {"test": "-", "train": "--"}[image]))
+            assert sizes == [32, 64, 128]
+            np.testing.assert_allclose(values, part.sort_values("patch_size")[metric])
+        assert drawn == {}
     assert [ax.get_title() for ax in metric_vs_patch_size(evaluation, metrics=("miou",)).axes] == ["mIoU"]
 
 
@@ -140,12 +165,19 @@ def test_save_writes_png(tmp_path):
     fig = training_curves(_history(3), "t")
     out = tmp_path / "sub" / "dir" / "curves.png"
     save(fig, out)
-    assert out.stat().st_size > 0
     pixels = imread(out)
     height, width = pixels.shape[:2]
     assert width > height  # three panels side by side
     w_in, h_in = fig.get_size_inches()
     assert (height, width) == (round(h_in * 120), round(w_in * 120))
+    # the file holds the figure as drawn at 120 dpi, pixel for pixel
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(120)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    drawn = np.asarray(canvas.buffer_rgba())
+    np.testing.assert_array_equal(np.round(pixels * 255).astype(np.uint8), drawn)
     assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # no temp left behind
 
 

@@ -171,7 +171,9 @@ def test_a_tiff_without_georeference_still_works_and_says_so(small_config, tmp_p
     outputs = [tmp_path / "prediction.png"], [tmp_path / "prediction_color.png"]
     with caplog.at_level("INFO"):
         pipeline.predict_images(small_config, tmp_path / "model.pt", [small_config["data"]["test"]["image"]], *outputs)
-    assert (tmp_path / "prediction.png").is_file() and not (tmp_path / "prediction.tif").exists()
+    ids = np.asarray(Image.open(tmp_path / "prediction.png"))
+    assert ids.shape == (96, 80) and ids.max() < 3 and not (tmp_path / "prediction.tif").exists()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "prediction_color.png")), np.asarray(COLORS, np.uint8)[ids])
     assert caplog.text.count("a raster without a CRS or geotransform; the prediction is written as PNG only") == 1
 
 
@@ -270,7 +272,9 @@ def test_the_console_command_maps_an_image_or_says_what_is_wrong(tmp_path, capsy
     assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "photo.png"), "-o", str(tmp_path / "maps"),
                      "--device", "cpu", "--threads", "1"]) == 0
     ids = np.asarray(Image.open(tmp_path / "maps/photo.png"))
-    assert ids.shape == (48, 40) and ids.max() < 3 and (tmp_path / "maps/photo_preview.png").is_file()
+    assert ids.shape == (48, 40) and ids.max() < 3
+    preview = np.asarray(Image.open(tmp_path / "maps/photo_preview.png"))
+    np.testing.assert_array_equal(preview, np.asarray(COLORS, np.uint8)[ids])  # the map in the classes' colours
     assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "nowhere.png"), "-o", str(tmp_path)]) == 2
     assert "no such image file" in capsys.readouterr().err
     write_png(tmp_path / "grey.png", image[:, :, 0])

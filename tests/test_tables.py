@@ -62,6 +62,10 @@ def test_with_repeats_scores_are_means_with_their_spread():
     assert row.miou == pytest.approx(single.miou.mean()) and row.miou_sd == pytest.approx(single.miou.std())
     per_class = tables.per_class_table(confusions, ["a", "b"])
     assert len(per_class) == 16 and "iou_sd" in per_class and (per_class.support > 0).all()
+    # imagenet_p32 on the test image: class a has c of 100 right, 100 - c and 10 wrong, c = 52, 53, 54
+    a = per_class[(per_class.case == "imagenet_p32") & (per_class.image == "test") & (per_class["class"] == "a")].iloc[0]
+    assert a.iou == pytest.approx(53 / 110) and a.iou_sd == pytest.approx(1 / 110) and a.support == 100
+    assert a.recall == pytest.approx(0.53) and a.precision == pytest.approx(np.mean([c / (c + 10) for c in (52, 53, 54)]))
 
 
 def test_every_run_is_kept_with_its_seed_and_training_scores():

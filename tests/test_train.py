@@ -1,3 +1,4 @@
+import functools
 import re
 from functools import partial
 
@@ -393,8 +394,14 @@ def _budget_fit(budget_steps, resume_path=None, epochs=2):
                progress=False, resume_path=resume_path, fingerprint="budget")
 
 
+@functools.cache
+def _budget_fit_30():
+    """The uninterrupted 30-step run, trained once for the tests that compare with it (read only)."""
+    return _budget_fit(30)
+
+
 def test_a_step_budget_that_ends_inside_an_epoch_ends_with_a_partial_one():
-    history, _, _ = _budget_fit(30)  # 13 + 13 + 4 steps
+    history, _, _ = _budget_fit_30()  # 13 + 13 + 4 steps
     assert history.steps.tolist() == [13, 26, 30] and history.partial.tolist() == [False, False, True]
     assert history.pixels.tolist() == [s * 3 * 16 * 16 for s in (13, 26, 30)]
     default, _, _ = _budget_fit(None)  # no budget: train.epochs epochs
@@ -403,7 +410,7 @@ def test_a_step_budget_that_ends_inside_an_epoch_ends_with_a_partial_one():
 
 
 def test_a_run_killed_inside_a_step_budget_resumes_to_the_same_history(tmp_path, monkeypatch):
-    uninterrupted, _, _ = _budget_fit(30)
+    uninterrupted, _, _ = _budget_fit_30()
     _killed_in_epoch(monkeypatch, 3, lambda: _budget_fit(30, resume_path=tmp_path / "state.pt"))
     resumed, _, _ = _budget_fit(30, resume_path=tmp_path / "state.pt")
     pd.testing.assert_frame_equal(uninterrupted.drop(columns="seconds"), resumed.drop(columns="seconds"))

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from aerialseg import demo
 from aerialseg.io.write import write_png
-from tests.workflow.test_workflow import snakemake
+from tests.workflow.test_workflow import PALETTE, colors_in, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -50,9 +51,16 @@ def test_every_tile_has_its_folder_and_the_split_its_pooled_scores(tiled_run):
         matrices = []
         for name in names:
             folder = case / split / name
-            for output in ("prediction.png", "prediction_color.png", "metrics.csv", "confusion.csv", "mosaic.png"):
-                assert (folder / output).is_file(), folder / output
+            i = (TRAIN + TEST).index(name)
+            ids = np.asarray(Image.open(folder / "prediction.png"))
+            assert ids.shape == (128 + 16 * i,) * 2 and ids.max() < len(PALETTE)  # this tile's own size
+            np.testing.assert_array_equal(np.asarray(Image.open(folder / "prediction_color.png")), PALETTE[ids])
             matrices.append(pd.read_csv(folder / "confusion.csv", index_col=0))
+            metrics = pd.read_csv(folder / "metrics.csv")
+            assert metrics.support.tolist() == matrices[-1].sum(axis=1).tolist()
+            label = np.asarray(Image.open(tiled_run / f"{name}_label.png"))
+            assert matrices[-1].to_numpy().sum() == ids.size - np.all(label == (255, 0, 0), axis=2).sum()
+            assert set(map(tuple, PALETTE[np.unique(ids)])) <= colors_in(folder / "mosaic.png")
         pooled = pd.read_csv(case / split / "confusion.csv", index_col=0)
         pd.testing.assert_frame_equal(pooled, matrices[0] + matrices[1])  # one summed confusion matrix
         assert not (case / split / "prediction.png").exists()
@@ -77,7 +85,8 @@ def test_the_best_case_maps_the_unlabelled_image_in_its_crs(tiled_run):
             rasterio.open(tiled_run / "results/maps/scratch_p32/new_area.tif") as mapped:
         assert (mapped.crs, mapped.transform, mapped.shape) == (image.crs, image.transform, image.shape)
         assert mapped.count == 1 and mapped.read(1).max() < 5 and mapped.colormap(1)[0][:3] == (0, 0, 255)
-    assert (tiled_run / "results/maps/scratch_p32/new_area_preview.png").is_file()
+        preview = np.asarray(Image.open(tiled_run / "results/maps/scratch_p32/new_area_preview.png"))
+        np.testing.assert_array_equal(preview, PALETTE[mapped.read(1)])  # the map in the classes' colours
     import pyogrio
 
     polygons = pyogrio.read_info(tiled_run / "results/maps/scratch_p32/new_area.gpkg")

@@ -11,12 +11,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "workflow" / "tiny.yaml"
 CLASSES = ["Buildings", "Tree", "Low vegetation", "Car", "Impervious surfaces"]
+PALETTE = np.array([[0, 0, 255], [0, 255, 0], [0, 255, 255], [255, 255, 0], [255, 255, 255]], np.uint8)  # their colours
+
+
+def colors_in(png: Path) -> set[tuple[int, int, int]]:
+    """The RGB colours of a PNG's pixels."""
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3).astype(np.int32)
+    codes = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2])
+    return {(int(c) >> 16, int(c) >> 8 & 255, int(c) & 255) for c in codes}
+
+
+def decode(label: np.ndarray) -> np.ndarray:
+    """The class ids present in a colour label (clutter, which is ignored, left out)."""
+    return np.array([i for i, color in enumerate(PALETTE) if np.all(label == color, axis=2).any()])
+
 
 pytestmark = pytest.mark.workflow
 
@@ -167,6 +182,7 @@ def test_end_to_end_tiny_study(tiny_run):
     assert (index.split == "val").mean() == pytest.approx(0.2, abs=0.03)
 
     label = np.asarray(Image.open(results / "demo/test/label.png"))
+    class_stats_log = (results / "logs/class_stats.log").read_text()
     for case in cases:
         history = pd.read_csv(results / f"cases/{case}/history.csv")
         # the contract's columns, then what a step or pixel budget needs (issue 21)
@@ -177,8 +193,11 @@ def test_end_to_end_tiny_study(tiny_run):
         assert history.steps.tolist() == [(index.split == "train").sum() // 8]  # full batches of 8
         assert history.pixels.tolist() == [history.steps[0] * 8 * 32 * 32] and not history.partial.any()
         assert history.train_loss.gt(0).all() and history.val_acc.between(0, 1).all()
-        assert (results / f"cases/{case}/model.pt").stat().st_size > 1_000_000
-        assert (results / f"cases/{case}/last.pt").stat().st_size > 1_000_000
+        for kind in ("model", "last"):  # the kept and the last epoch's model of this case, with what made them
+            checkpoint = torch.load(results / f"cases/{case}/{kind}.pt", map_location="cpu", weights_only=True)
+            assert (checkpoint["case"], checkpoint["patch_size"], checkpoint["epoch"]) == (case, 32, 1)
+            assert checkpoint["spec"]["init"] == case.split("_")[0] and checkpoint["spec"]["n_classes"] == len(CLASSES)
+            assert [c["name"] for c in checkpoint["data"]["classes"]] == CLASSES
         assert not (results / f"resume/{case}/state.pt").exists()  # removed once the outputs exist
         for image in ("train", "test"):
             folder = results / f"cases/{case}/{image}"
@@ -196,14 +215,27 @@ def test_end_to_end_tiny_study(tiny_run):
             image_label = np.asarray(Image.open(results / f"demo/{image}/label.png"))
             ignored = np.all(image_label == (255, 0, 0), axis=2).sum()
             assert confusion.to_numpy().sum() == ids.size - ignored
-            assert (folder / "mosaic.png").stat().st_size > 0
-        assert (results / f"cases/{case}/training_curves.png").stat().st_size > 0
+            assert f"{image} image: {ids.size - ignored} labelled pixels, {ignored} ignored" in class_stats_log
+            np.testing.assert_array_equal(color, PALETTE[ids])  # the class ids in the classes' colours
+            shown = colors_in(results / f"cases/{case}/{image}/mosaic.png")
+            # the panels: every class of the truth and of the prediction in its colour, errors in red
+            assert set(map(tuple, PALETTE[np.unique(ids)])) <= shown
+            assert set(map(tuple, PALETTE[decode(image_label)])) <= shown
+            assert ((230, 30, 30) in shown) == bool(np.trace(confusion.to_numpy()) < confusion.to_numpy().sum())
+        # both curves of training_curves.png are drawn: the train and the validation colour
+        assert {(0x4C, 0x72, 0xB0), (0xDD, 0x84, 0x52)} <= colors_in(results / f"cases/{case}/training_curves.png")
 
     # the second repeat: the same files beside the first, with the next seed
     for case in cases:
-        repeat = results / f"repeats/2/cases/{case}"
-        assert (repeat / "model.pt").is_file() and (repeat / "test/confusion.csv").is_file()
-        assert (repeat / "test/mosaic.png").is_file()
+        repeat, first = results / f"repeats/2/cases/{case}", results / f"cases/{case}"
+        checkpoint = torch.load(repeat / "model.pt", map_location="cpu", weights_only=True)
+        assert checkpoint["case"] == case and checkpoint["epoch"] == 1
+        confusions = [pd.read_csv(run / "test/confusion.csv", index_col=0) for run in (first, repeat)]
+        assert confusions[1].to_numpy().sum() == confusions[0].to_numpy().sum()  # the same pixels, scored again
+        shape = [np.asarray(Image.open(run / "test/mosaic.png")).shape for run in (first, repeat)]
+        assert shape[0] == shape[1]
+        histories = [pd.read_csv(run / "history.csv") for run in (first, repeat)]
+        assert histories[0].train_loss[0] != histories[1].train_loss[0]  # another seed, another run
 
     # each run says what made it; the tables name the fingerprint of all the settings
     record = yaml.safe_load((results / "repeats/2/cases/scratch_p32/settings.yaml").read_text())
@@ -244,10 +276,15 @@ def test_end_to_end_tiny_study(tiny_run):
     assert all(f"Table {n}:" in study for n in (1, 2, 3)) and "| 1a " in study and "| 2a " in study
     conclusions = (results / "summary/conclusions.md").read_text()
     assert conclusions.count("**Verdict: ") == 3 and "2 runs per case (seeds 42, 43)" in conclusions
-    for figure in ["confusion_train.png", "confusion_test.png", "metrics_vs_patch_size.png"]:
-        assert (results / "summary" / figure).stat().st_size > 0
-    for log in ["class_stats.log", "train/imagenet_p32.log", "predict/scratch_p32.log"]:
-        assert (results / "logs" / log).stat().st_size > 0
+    for image in ("train", "test"):  # the heatmaps of both cases, on the Blues scale, and the colour bar
+        figure = np.asarray(Image.open(results / f"summary/confusion_{image}.png"))
+        assert figure.shape[1] > figure.shape[0] and len(colors_in(results / f"summary/confusion_{image}.png")) > 50
+    # a line per init in its colour (imagenet blue, scratch orange)
+    assert {(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)} <= colors_in(results / "summary/metrics_vs_patch_size.png")
+    for log, says in [("train/imagenet_p32.log", "kept epoch 1 of 1 (best validation mIoU)"),
+                      ("predict/scratch_p32.log", "predicted 2 image(s) in all"),
+                      ("repeats/2/train/scratch_p32.log", "case scratch_p32, repeat 2 (seed 43)")]:
+        assert says in (results / "logs" / log).read_text(), log
 
 
 def dry_run_plan(workdir: Path, *overrides: str) -> tuple[dict[str, int], dict[str, set[str]]]:
