@@ -3,7 +3,7 @@ collar costing nothing.
 
 For each side (default 10000, 20000 and 40000 px) a synthetic 3-band GeoTIFF with a no-data
 collar (``--collar`` of the side on every edge, nodata 0) is written band by band, then mapped
-in a fresh process the way the workflow maps unlabelled imagery (`pipeline.map_image`: windowed
+in a fresh process the way the workflow maps unlabelled imagery (`prediction.map_image`: windowed
 reading, the device mosaic block by block, the map written band by band and finished as a
 Cloud-Optimised GeoTIFF, a preview), with a cheap stand-in model (a 1 x 1 convolution, 5
 classes) so that it runs in minutes on a CPU; the mosaic's memory does not depend on the model
@@ -29,7 +29,8 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import numpy as np, torch
-from aerialseg import pipeline
+from aerialseg import inference
+from aerialseg.jobs import prediction
 from aerialseg.inference import MosaicOptions
 image_path, map_path, model_path, patch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(2)
@@ -44,9 +45,9 @@ if model_path == "standin":
     classes = [{"name": f"class {i}", "color": [40 * i, 0, 0]} for i in range(5)]
     checkpoint = {"data": {"classes": classes, "bands": [0, 1, 2], "value_range": None, "nodata": None, "image_bands": 3},
                   "patch_size": patch}
-    model = pipeline.LoadedModel(checkpoint, MosaicOptions.from_settings(settings, patch), predictor, 5, torch.device("cpu"))
+    model = inference.LoadedModel(checkpoint, MosaicOptions.from_settings(settings, patch), predictor, 5, torch.device("cpu"))
 else:
-    model = pipeline.load_model(settings, model_path, 2, 1)
+    model = inference.load_model(settings, model_path, 2, 1)
     real = model.predictor
     def counted(batch):
         calls[0] += len(batch)
@@ -58,7 +59,7 @@ def rss_mib():
 start_mib = rss_mib()  # after the imports and the model
 start = time.perf_counter()
 with torch.no_grad():
-    pipeline.map_image(model, image_path, map_path, map_path.replace(".tif", "_preview.png"))
+    prediction.map_image(model, image_path, map_path, map_path.replace(".tif", "_preview.png"))
 seconds = time.perf_counter() - start
 with open("/proc/self/status") as status:  # VmHWM: this process's peak since its exec (ru_maxrss would count
     peak_mib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # the forking parent's)

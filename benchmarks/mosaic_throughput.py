@@ -28,7 +28,7 @@ does not depend on the model beyond one batch of activations.
 With ``--variants`` (the CPU): float32 and bf16 autocast, each in contiguous and channels-last
 memory format, side by side on one image, against float32 contiguous: Mpx/s, the speed-up,
 the share of class ids that differ, and with a trained model and a label the test mIoU. With a
-model, each variant predicts the image exactly as the predict rule does (`pipeline.load_model`:
+model, each variant predicts the image exactly as the predict rule does (`inference.load_model`:
 the checkpoint's bands, value range and no-data), after a warm-up on the image itself.
 """
 
@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent  # the children run here, where they find
 CHILD = r"""
 import json, sys, time
 import numpy as np, torch
-from aerialseg import device as devices, mosaic
+from aerialseg import inference, device as devices, mosaic
 from aerialseg.model import ModelSpec, build, input_transform
 from aerialseg.patches import grid
 mode, model_kind, size, patch, stride, device_name, ids_path = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6]), sys.argv[6], sys.argv[7]
@@ -102,7 +102,7 @@ print(json.dumps({"seconds": seconds, "start_kb": start_kb, "peak_kb": peak_kb, 
 VARIANT = r"""
 import json, sys, time
 import numpy as np, torch
-from aerialseg import device as devices, mosaic, pipeline
+from aerialseg import device as devices, mosaic
 from aerialseg.model import ModelSpec, build, input_transform
 precision, memory_format, image_path, model_path, ids_path, patch, threads = sys.argv[1:6] + [*map(int, sys.argv[6:8])]
 torch.set_num_threads(threads)
@@ -120,7 +120,7 @@ if model_path == "-":  # an untrained model on a random image: speed only
 else:  # a trained model on a real image, exactly as the predict rule runs it (bands, value range, no-data)
     settings = {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "device": "cpu",
                             "threads": threads, "precision": precision, "memory_format": memory_format}}
-    model = pipeline.load_model(settings, model_path, threads)
+    model = inference.load_model(settings, model_path, threads)
     how = devices.compute(model.device, precision, memory_format)
     def run():
         with model.open(image_path) as image:

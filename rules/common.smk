@@ -8,7 +8,8 @@ from aerialseg import config as cfg
 from aerialseg.config import layout
 from aerialseg.errors import InputError
 from aerialseg.io.read import georeference
-from aerialseg.pipeline import check_inputs, map_files
+from aerialseg.jobs.preflight import check_inputs
+from aerialseg.jobs.prediction import map_files
 
 IMAGES = list(cfg.IMAGES)
 DEMO_FILES = layout.demo_files()

@@ -102,7 +102,7 @@ checkpoint best_case:
         "../scripts/best_case.py"
 
 
-# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (pipeline.map_files);
+# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (prediction.map_files);
 # its files are named by layout.map_files, in layout.MAPS, with the wildcard {name} constrained to
 # the images of each kind.
 GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.GEOTIFF)

@@ -1,5 +1,7 @@
 """Checkpoint best_case: the case with the best validation mIoU, which maps new imagery."""
 
-from aerialseg import pipeline
+import sys
 
-pipeline.run(pipeline.best_case, snakemake.log[0], snakemake.input[0], snakemake.output[0])
+from aerialseg.jobs import runner, prediction
+
+sys.exit(runner.run(prediction.best_case, snakemake.log[0], snakemake.input[0], snakemake.output[0]))

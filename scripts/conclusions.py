@@ -1,7 +1,9 @@
 """Rule conclusions: the study's three conclusions checked against every run."""
 
-from aerialseg import pipeline
+import sys
+
+from aerialseg.jobs import runner, reporting
 
 sizes = snakemake.params.settings["experiment"]["patch_sizes"]
-pipeline.run(pipeline.conclude, snakemake.log[0], snakemake.params.settings, snakemake.input.runs,
-             dict(zip(sizes, snakemake.input.patches, strict=True)), snakemake.output.markdown, snakemake.output.html)
+sys.exit(runner.run(reporting.conclude, snakemake.log[0], snakemake.params.settings, snakemake.input.runs,
+                      dict(zip(sizes, snakemake.input.patches, strict=True)), snakemake.output.markdown, snakemake.output.html))

@@ -1,8 +1,10 @@
 """Rule confusion_figure: the confusion matrices of all cases on one image."""
 
-from aerialseg import pipeline
+import sys
+
+from aerialseg.jobs import runner, reporting
 from aerialseg.config import Case
 
 confusions = {Case(init, size): path for (init, size), path in zip(snakemake.params.cases, snakemake.input, strict=True)}
-pipeline.run(pipeline.figure_confusions, snakemake.log[0], snakemake.params.settings, snakemake.wildcards.image,
-             confusions, snakemake.output[0])
+sys.exit(runner.run(reporting.figure_confusions, snakemake.log[0], snakemake.params.settings, snakemake.wildcards.image,
+                      confusions, snakemake.output[0]))

@@ -1,6 +1,8 @@
 """Rule demo_scene: render the synthetic scene."""
 
-from aerialseg import pipeline
+import sys
 
-pipeline.run(pipeline.demo_scene, snakemake.log[0], snakemake.output.image, snakemake.output.label,
-             size=snakemake.params.size, seed=snakemake.params.seed)
+from aerialseg.jobs import runner, datasets
+
+sys.exit(runner.run(datasets.demo_scene, snakemake.log[0], snakemake.output.image, snakemake.output.label,
+                      size=snakemake.params.size, seed=snakemake.params.seed))

@@ -1,9 +1,11 @@
 """Rule evaluate: scores, confusion matrix and mosaic figure of one image or tile."""
 
-from aerialseg import pipeline
+import sys
+
+from aerialseg.jobs import runner, reporting
 from aerialseg.config import Case, Run
 
 init, size, repeat = snakemake.params.run
-pipeline.run(pipeline.evaluate, snakemake.log[0], snakemake.params.settings, Run(Case(init, size), repeat),
-             snakemake.params.image, snakemake.input.image, snakemake.input.label, snakemake.input.prediction,
-             snakemake.output.metrics, snakemake.output.confusion, snakemake.output.mosaic, tile=snakemake.params.tile)
+sys.exit(runner.run(reporting.evaluate, snakemake.log[0], snakemake.params.settings, Run(Case(init, size), repeat),
+                      snakemake.params.image, snakemake.input.image, snakemake.input.label, snakemake.input.prediction,
+                      snakemake.output.metrics, snakemake.output.confusion, snakemake.output.mosaic, tile=snakemake.params.tile))

@@ -1,7 +1,10 @@
 """Rule export_onnx: one run's model.pt as model.onnx."""
 
-from aerialseg import export, pipeline
+import sys
+
+from aerialseg import export
+from aerialseg.jobs import runner
 
 init, size, repeat = snakemake.params.run
-pipeline.run(export.export, snakemake.log[0], snakemake.input.model, snakemake.output[0],
-             snakemake.params.settings["predict"], record={"repeat": repeat})
+sys.exit(runner.run(export.export, snakemake.log[0], snakemake.input.model, snakemake.output[0],
+                      snakemake.params.settings["predict"], record={"repeat": repeat}))

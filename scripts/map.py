@@ -1,7 +1,10 @@
 """Rules map_geotiff and map_png: map one unlabelled image with one case's model."""
 
-from aerialseg import config, pipeline
+import sys
+
+from aerialseg import config
+from aerialseg.jobs import runner, prediction
 
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "map")
-pipeline.run(pipeline.map_images, snakemake.log[0], settings, snakemake.input.model, [snakemake.input.image],
-             [snakemake.output.map], [snakemake.output.preview], threads=snakemake.threads)
+sys.exit(runner.run(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [snakemake.input.image],
+                      [snakemake.output.map], [snakemake.output.preview], threads=snakemake.threads))

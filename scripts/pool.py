@@ -1,6 +1,8 @@
 """Rule pool: the scores of a split's tiles, pooled."""
 
-from aerialseg import pipeline
+import sys
 
-pipeline.run(pipeline.pool, snakemake.log[0], snakemake.params.settings, list(snakemake.input),
-             snakemake.output.metrics, snakemake.output.confusion)
+from aerialseg.jobs import runner, reporting
+
+sys.exit(runner.run(reporting.pool, snakemake.log[0], snakemake.params.settings, list(snakemake.input),
+                      snakemake.output.metrics, snakemake.output.confusion))

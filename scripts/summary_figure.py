@@ -1,5 +1,7 @@
 """Rule summary_figure: metrics against patch size."""
 
-from aerialseg import pipeline
+import sys
 
-pipeline.run(pipeline.figure_summary, snakemake.log[0], snakemake.params.settings, snakemake.input[0], snakemake.output[0])
+from aerialseg.jobs import runner, reporting
+
+sys.exit(runner.run(reporting.figure_summary, snakemake.log[0], snakemake.params.settings, snakemake.input[0], snakemake.output[0]))

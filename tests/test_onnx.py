@@ -14,7 +14,8 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed (requirements.t
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
 torch = pytest.importorskip("torch")
 
-from aerialseg import backends, export, mosaic, pipeline  # noqa: E402
+from aerialseg import backends, export, mosaic  # noqa: E402
+from aerialseg.jobs import prediction  # noqa: E402
 from aerialseg.io.read import read_image  # noqa: E402
 from aerialseg.io.write import write_png  # noqa: E402
 from aerialseg.errors import ConfigError, InputError  # noqa: E402
@@ -176,7 +177,7 @@ def test_a_map_from_onnx_runtime_equals_torch_float32(tmp_path, exported):
     maps = {}
     for name, model, backend in (("torch", exported[0], "torch"), ("ort_pt", exported[0], "onnxruntime"),
                                  ("ort_onnx", exported[1], "auto")):
-        pipeline.map_images(_settings(backend), model, [tmp_path / "area.png"], [tmp_path / f"{name}.png"],
+        prediction.map_images(_settings(backend), model, [tmp_path / "area.png"], [tmp_path / f"{name}.png"],
                             [tmp_path / f"{name}_preview.png"])
         maps[name] = np.asarray(read_image(tmp_path / f"{name}.png"))[:, :, 0]
     assert (maps["torch"] != maps["ort_pt"]).mean() <= 1e-4
@@ -200,7 +201,7 @@ def test_an_onnx_file_without_the_project_metadata_is_refused_naming_it(tmp_path
 def test_an_image_whose_bands_differ_from_the_models_is_refused(tmp_path, exported):
     write_png(tmp_path / "gray.png", np.zeros((64, 64), np.uint8))
     with pytest.raises(InputError, match="gray.png: 1 data band.*trained on images of 3"):
-        pipeline.map_images(_settings("auto"), exported[1], [tmp_path / "gray.png"], [tmp_path / "m.png"],
+        prediction.map_images(_settings("auto"), exported[1], [tmp_path / "gray.png"], [tmp_path / "m.png"],
                             [tmp_path / "p.png"])
 
 

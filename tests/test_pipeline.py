@@ -10,7 +10,7 @@ from PIL import Image
 
 from aerialseg import config as cfg
 from aerialseg.class_ids import IGNORE_INDEX
-from aerialseg import pipeline
+from aerialseg.jobs import runner, preflight, datasets, training, prediction, reporting
 from aerialseg.errors import InputError
 from aerialseg.io.labels import load_pair
 from aerialseg.io.spec import DataSpec
@@ -39,8 +39,8 @@ def labels(config) -> dict:
 
 
 def test_header_checks_pass_and_class_stats_follow_the_labels(small_config, tmp_path):
-    pipeline.check_inputs(small_config)
-    pipeline.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
+    preflight.check_inputs(small_config)
+    datasets.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
     table = pd.read_csv(tmp_path / "stats.csv")
     assert table["class"].tolist() == ["a", "b", "c"] * 2 and table.pixels.sum() == 2 * 96 * 80
 
@@ -48,12 +48,12 @@ def test_header_checks_pass_and_class_stats_follow_the_labels(small_config, tmp_
 def test_bands_beyond_the_image_stop_before_any_job(small_config):
     small_config["data"]["bands"] = [0, 1, 5]
     with pytest.raises(InputError, match=r"train.tif: data.bands asks for band 5 \(counting from 0\) but the image has 4 band"):
-        pipeline.check_inputs(small_config)
+        preflight.check_inputs(small_config)
 
 
 def test_patch_index_follows_the_configured_split(small_config, tmp_path):
     small_config["experiment"]["stride"] = 16
-    pipeline.patch_index(small_config, 32, {"train": small_config["data"]["train"]["image"]}, tmp_path / "p32.csv")
+    datasets.patch_index(small_config, 32, {"train": small_config["data"]["train"]["image"]}, tmp_path / "p32.csv")
     index = pd.read_csv(tmp_path / "p32.csv")
     assert list(index.columns) == ["row", "col", "split"] and len(index) == 5 * 4
 
@@ -69,21 +69,21 @@ def test_a_training_budget_is_counted_in_the_smallest_patch_size_s_epochs(small_
     small_config["train"].update(budget=budget, epochs=3, batch_size=4)
     settings = cfg.job_settings(small_config, "train")
     for size in (32, 64):
-        pipeline.patch_index(small_config, size, {"train": small_config["data"]["train"]["image"]}, tmp_path / f"p{size}.csv")
+        datasets.patch_index(small_config, size, {"train": small_config["data"]["train"]["image"]}, tmp_path / f"p{size}.csv")
     (tmp_path / "w.json").write_text('{"a": 1.0, "b": 1.0, "c": 1.0}')
     for size in (32, 64):
-        files = pipeline.TrainFiles(tiles=cfg.tiles(small_config, "train"), patches=tmp_path / f"p{size}.csv",
+        files = training.TrainFiles(tiles=cfg.tiles(small_config, "train"), patches=tmp_path / f"p{size}.csv",
                                     weights=tmp_path / "w.json", model=tmp_path / "m.pt", history=tmp_path / "h.csv",
                                     reference_patches=tmp_path / "p32.csv" if budget != "epochs" else None)
-        data = pipeline._training_data(settings, files, size)
-        train = pipeline._train_settings(cfg.with_run_options(settings, small_config, "train"), 0, data, files)
+        data = training._training_data(settings, files, size)
+        train = training._train_settings(cfg.with_run_options(settings, small_config, "train"), 0, data, files)
         assert (train.epochs, train.budget_steps) == (3, steps[size])
 
 
 def test_a_class_without_training_pixels_is_an_input_error(small_config, tmp_path):
     small_config["data"]["classes"].append({"name": "d", "color": [9, 9, 9]})
     with pytest.raises(InputError, match="train_label.png: class\\(es\\) 'd' have no pixels"):
-        pipeline.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
+        datasets.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
     assert not (tmp_path / "stats.csv").exists()
 
 
@@ -91,17 +91,15 @@ def test_a_diverging_case_stops_its_job_with_the_case_and_epoch_and_keeps_no_mod
     from aerialseg.config import Case, Run
 
     small_config["train"].update(lr=1e30, epochs=2, batch_size=4)
-    pipeline.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
-    pipeline.patch_index(small_config, 32, {"train": small_config["data"]["train"]["image"]}, tmp_path / "p32.csv")
-    files = pipeline.TrainFiles(
+    datasets.class_stats(small_config, labels(small_config), tmp_path / "stats.csv", tmp_path / "weights.json")
+    datasets.patch_index(small_config, 32, {"train": small_config["data"]["train"]["image"]}, tmp_path / "p32.csv")
+    files = training.TrainFiles(
         tiles=cfg.tiles(small_config, "train"),
         patches=tmp_path / "p32.csv", weights=tmp_path / "weights.json", model=tmp_path / "model.pt",
         history=tmp_path / "history.csv", last=tmp_path / "last.pt", settings=tmp_path / "settings.yaml",
         resume=tmp_path / "state.pt")
     log = tmp_path / "train.log"
-    with pytest.raises(SystemExit) as stop:
-        pipeline.run(pipeline.train_case, log, small_config, Run(Case("scratch", 32), 2), files)
-    assert stop.value.code == 1
+    assert runner.run(training.train_case, log, small_config, Run(Case("scratch", 32), 2), files) == runner.FAILED
     text = log.read_text()
     assert "case scratch_p32 (repeat 2): training diverged in epoch 1: the training loss is nan" in text
     assert "Traceback" not in text
@@ -153,14 +151,14 @@ def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transf
     config, transform = geotiff_pair
     _untrained_checkpoint(tmp_path / "model.pt")
     ids_png, color_png = tmp_path / "out/prediction.png", tmp_path / "out/prediction_color.png"
-    pipeline.predict_images(config, tmp_path / "model.pt", [config["data"]["test"]["image"]], [ids_png], [color_png])
-    with rasterio.open(tmp_path / "out/prediction.tif") as prediction:
-        assert prediction.crs == rasterio.crs.CRS.from_string(UTM_40N) and prediction.transform == transform
-        assert (prediction.height, prediction.width, prediction.count) == (70, 90, 1)
-        ids = prediction.read(1)
-        colormap = prediction.colormap(1)
-        assert prediction.profile["tiled"] and prediction.profile["compress"] == "deflate"
-        assert prediction.tags(1)["CLASSES"] == "0=a;1=b;2=c"
+    prediction.predict_images(config, tmp_path / "model.pt", [config["data"]["test"]["image"]], [ids_png], [color_png])
+    with rasterio.open(tmp_path / "out/prediction.tif") as predicted:
+        assert predicted.crs == rasterio.crs.CRS.from_string(UTM_40N) and predicted.transform == transform
+        assert (predicted.height, predicted.width, predicted.count) == (70, 90, 1)
+        ids = predicted.read(1)
+        colormap = predicted.colormap(1)
+        assert predicted.profile["tiled"] and predicted.profile["compress"] == "deflate"
+        assert predicted.tags(1)["CLASSES"] == "0=a;1=b;2=c"
     np.testing.assert_array_equal(ids, np.asarray(Image.open(ids_png)))
     assert [colormap[i][:3] for i in range(3)] == [tuple(c) for c in COLORS]
 
@@ -170,7 +168,7 @@ def test_a_tiff_without_georeference_still_works_and_says_so(small_config, tmp_p
     small_config["data"]["bands"] = [0, 1, 2]
     outputs = [tmp_path / "prediction.png"], [tmp_path / "prediction_color.png"]
     with caplog.at_level("INFO"):
-        pipeline.predict_images(small_config, tmp_path / "model.pt", [small_config["data"]["test"]["image"]], *outputs)
+        prediction.predict_images(small_config, tmp_path / "model.pt", [small_config["data"]["test"]["image"]], *outputs)
     ids = np.asarray(Image.open(tmp_path / "prediction.png"))
     assert ids.shape == (96, 80) and ids.max() < 3 and not (tmp_path / "prediction.tif").exists()
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "prediction_color.png")), np.asarray(COLORS, np.uint8)[ids])
@@ -190,7 +188,7 @@ def test_training_tiles_lie_side_by_side_on_one_canvas(small_config, tmp_path):
     rng = np.random.default_rng(3)
     small_config["data"].update(bands=[0, 1, 2], value_range=None)
     tiles = [_tile(tmp_path, "north", rng, (40, 50)), _tile(tmp_path, "south", rng, (30, 20))]
-    image, ids, offsets = pipeline.read_tiles(small_config, tiles)
+    image, ids, offsets = datasets.read_tiles(small_config, tiles)
     assert image.shape == (40, 70, 3) and offsets == {"north": 0, "south": 50}
     north, north_ids = load_pair(tiles[0].image, tiles[0].label, DataSpec.from_config(small_config))
     south, south_ids = load_pair(tiles[1].image, tiles[1].label, DataSpec.from_config(small_config))
@@ -207,11 +205,11 @@ def test_tiles_named_like_numbers_keep_their_place_on_the_canvas(small_config, t
     small_config["data"].update(bands=[0, 1, 2], value_range=None)
     small_config["experiment"].update(stride=None)
     tiles = [_tile(tmp_path, "0001", rng, (64, 64)), _tile(tmp_path, "0002", rng, (64, 96))]
-    pipeline.patch_index(small_config, 32, {t.name: t.image for t in tiles}, tmp_path / "p32.csv", tiled=True)
+    datasets.patch_index(small_config, 32, {t.name: t.image for t in tiles}, tmp_path / "p32.csv", tiled=True)
     (tmp_path / "w.json").write_text('{"a": 1.0, "b": 1.0, "c": 1.0}')
-    files = pipeline.TrainFiles(tiles=tiles, patches=tmp_path / "p32.csv", weights=tmp_path / "w.json",
+    files = training.TrainFiles(tiles=tiles, patches=tmp_path / "p32.csv", weights=tmp_path / "w.json",
                                 model=tmp_path / "m.pt", history=tmp_path / "h.csv")
-    data = pipeline._training_data(small_config, files, 32)
+    data = training._training_data(small_config, files, 32)
     assert sorted(data.index.col.unique().tolist()) == [0, 32, 64, 96, 128]  # 0001 at 0, 0002 from column 64
 
 
@@ -220,7 +218,7 @@ def test_class_statistics_of_tiles_are_their_sums(small_config, tmp_path):
     tiles = [_tile(tmp_path, name, rng, (20, 30), np.full((20, 30), k)) for k, name in enumerate(["a", "b"])]
     small_config["train"]["weighting"] = "none"  # class c has no pixels
     small_config["data"].update(bands=[0, 1, 2], value_range=None)
-    pipeline.class_stats(small_config, {"train": tiles, "test": tiles[:1]}, tmp_path / "stats.csv", tmp_path / "w.json",
+    datasets.class_stats(small_config, {"train": tiles, "test": tiles[:1]}, tmp_path / "stats.csv", tmp_path / "w.json",
                          tmp_path / "tiles.csv")
     stats = pd.read_csv(tmp_path / "stats.csv").set_index(["image", "class"]).pixels
     assert stats["train"].tolist() == [600, 600, 0] and stats["test"].tolist() == [600, 0, 0]
@@ -239,7 +237,7 @@ def test_an_image_with_other_bands_stops_before_any_job_and_another_crs_warns(ge
     write_geotiff(tmp_path / "elsewhere.tif", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "EPSG:32633",
                   Affine(0.3, 0, 5e5, 0, -0.3, 5e6))
     config["data"]["predict"] = [str(tmp_path / "elsewhere.tif")]
-    warnings = pipeline.check_inputs(config)
+    warnings = preflight.check_inputs(config)
     assert warnings == [f"{tmp_path}/elsewhere.tif: its {what}, the training tiles' {ours} ({tmp_path}/train.tif); it "
                         "is used anyway, but a model sees pixels, not metres"
                         for what, ours in (("CRS is EPSG:32633", "EPSG:32640"), ("pixel size is (0.3, 0.3)", "(0.3, 0.4)"))]
@@ -249,18 +247,18 @@ def test_an_image_with_other_bands_stops_before_any_job_and_another_crs_warns(ge
     config["data"]["predict"] = [str(tmp_path / "four.tif")]
     with pytest.raises(InputError, match="four.tif: the image to map \\(data.predict\\) has 4 data band\\(s\\), the "
                                          "training images 3"):
-        pipeline.check_inputs(config)
+        preflight.check_inputs(config)
     # an alpha band is no data band: it marks no-data pixels
     with rasterio.open(tmp_path / "four.tif", "r+") as dataset:
         dataset.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
-    assert pipeline.check_inputs(config) == []
+    assert preflight.check_inputs(config) == []
     # a test tile is held to the training images too
     config["data"]["predict"] = []
     write_geotiff(tmp_path / "two.tif", rng.integers(0, 256, (70, 90, 2), dtype=np.uint8))
     config["data"]["test"] = {"image": str(tmp_path / "two.tif"), "label": config["data"]["test"]["label"]}
     config["data"]["bands"] = [0, 1]
     with pytest.raises(InputError, match="two.tif: the image has 2 data band\\(s\\), the training images 3"):
-        pipeline.check_inputs(config)
+        preflight.check_inputs(config)
 
 
 def test_the_console_command_maps_an_image_or_says_what_is_wrong(tmp_path, capsys):
@@ -294,12 +292,12 @@ def test_no_data_pixels_are_left_out_of_the_counts_the_patches_and_every_metric(
     with rasterio.open(tmp_path / "collared.tif", "r+") as dataset:
         dataset.nodata = 0
     tile = cfg.Tile("collared", str(tmp_path / "collared.tif"), config["data"]["test"]["label"])
-    pipeline.class_stats(config, {"train": [tile], "test": [tile]}, tmp_path / "s.csv", tmp_path / "w.json")
+    datasets.class_stats(config, {"train": [tile], "test": [tile]}, tmp_path / "s.csv", tmp_path / "w.json")
     assert pd.read_csv(tmp_path / "s.csv").groupby("image").pixels.sum().to_dict() == {"train": 70 * 50, "test": 70 * 50}
-    pipeline.patch_index(config, 32, {"collared": tile.image}, tmp_path / "p.csv")
+    datasets.patch_index(config, 32, {"collared": tile.image}, tmp_path / "p.csv")
     assert (pd.read_csv(tmp_path / "p.csv").col + 32 > 40).all()  # no patch wholly in the collar
     write_png(tmp_path / "prediction.png", np.zeros((70, 90), np.uint8))
-    pipeline.evaluate(config, Run(Case("scratch", 32)), "test", tile.image, tile.label, tmp_path / "prediction.png",
+    reporting.evaluate(config, Run(Case("scratch", 32)), "test", tile.image, tile.label, tmp_path / "prediction.png",
                       tmp_path / "metrics.csv", tmp_path / "confusion.csv")
     assert pd.read_csv(tmp_path / "confusion.csv", index_col=0).to_numpy().sum() == 70 * 50
 
@@ -331,7 +329,7 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
         "value_range": None, "nodata": None, "image_bands": 3})
     ids_png = tmp_path / "out/prediction.png"
     with caplog.at_level("DEBUG"):
-        pipeline.predict_images({"predict": {"stride": 16, "blend": "mean", "tta": False, "batch_size": None,
+        prediction.predict_images({"predict": {"stride": 16, "blend": "mean", "tta": False, "batch_size": None,
                                              "vectors": True, "min_area": 0},
                                  "train": {"device": "cpu", "threads": 1}},
                                 tmp_path / "model.pt", [tmp_path / "tile.tif"], [ids_png], [tmp_path / "out/color.png"])
@@ -339,12 +337,12 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
                     if r.name.startswith("rasterio") and ("GDAL signalled" in r.getMessage() or r.levelno >= 30)]
     assert gdal_trouble == [], gdal_trouble
     ids = np.asarray(Image.open(ids_png))
-    with rasterio.open(tmp_path / "out/prediction.tif") as prediction:
-        codes = prediction.read(1)
+    with rasterio.open(tmp_path / "out/prediction.tif") as predicted:
+        codes = predicted.read(1)
         assert set(np.unique(codes)) <= set(OEM_VALUES.values())  # the dataset's codes, not 0..5
-        assert prediction.nodata == 0  # the ignored "unknown" value: no class takes it
-        assert prediction.tags(1)["CLASSES"] == ";".join(f"{v}={n}" for n, v in OEM_VALUES.items())
-        assert [prediction.colormap(1)[v][:3] for v in OEM_VALUES.values()] == [tuple(c["color"]) for c in classes]
+        assert predicted.nodata == 0  # the ignored "unknown" value: no class takes it
+        assert predicted.tags(1)["CLASSES"] == ";".join(f"{v}={n}" for n, v in OEM_VALUES.items())
+        assert [predicted.colormap(1)[v][:3] for v in OEM_VALUES.values()] == [tuple(c["color"]) for c in classes]
     spec_index = DataSpec(colors=tuple(tuple(c["color"]) for c in classes), label_format="index",
                           values=tuple(OEM_VALUES.values()), ignore_values=(0,))
     truth = read_label(tmp_path / "tile_label.tif", spec_index)

@@ -14,7 +14,8 @@ import yaml
 from PIL import Image
 
 from aerialseg import config as cfg
-from aerialseg import pipeline, stats
+from aerialseg import stats
+from aerialseg.jobs import preflight, datasets
 from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.errors import InputError
 from aerialseg.io.labels import load_pair, read_label
@@ -63,7 +64,7 @@ def test_dubai_class_shares_match_the_data_set_readme(part):
 
 def test_dubai_class_stats_step_writes_both_images(tmp_path):
     config = dubai_config()
-    pipeline.class_stats(config, cfg.split_tiles(config), tmp_path / "stats.csv", tmp_path / "weights.json")
+    datasets.class_stats(config, cfg.split_tiles(config), tmp_path / "stats.csv", tmp_path / "weights.json")
     table = pd.read_csv(tmp_path / "stats.csv")
     assert table.image.tolist() == ["train"] * 5 + ["test"] * 5
     assert table.groupby("image").share.sum().to_dict() == pytest.approx({"train": 100.0, "test": 100.0})
@@ -110,7 +111,7 @@ def test_a_size_mismatch_is_caught_before_any_job():
     config = dubai_config()
     config["data"]["train"]["label"] = str(DUBAI / "masks/image_part_008.png")  # 1479 rows, image 1480
     with pytest.raises(InputError, match=r"label is 2149 x 1479 px but image .*image_part_005.jpg is 2149 x 1480 px"):
-        pipeline.check_inputs(config)
+        preflight.check_inputs(config)
 
 
 def test_an_image_smaller_than_the_largest_patch_is_caught_before_any_job():
@@ -119,4 +120,4 @@ def test_an_image_smaller_than_the_largest_patch_is_caught_before_any_job():
         config["data"][image] = {"image": str(ISPRS / "potsdam/image.png"), "label": str(ISPRS / "potsdam/label.png")}
     config["experiment"]["patch_sizes"] = [1024]
     with pytest.raises(InputError, match=r"potsdam/image.png: image is 512 x 512 px, smaller than the largest patch size 1024 px"):
-        pipeline.check_inputs(config)
+        preflight.check_inputs(config)

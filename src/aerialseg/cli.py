@@ -12,7 +12,7 @@ georeferenced image; ``{name}.png``, the class ids, for any other), a coloured p
 (classes, bands, value range, normalisation, patch size) comes from the checkpoint or the ONNX
 file's metadata; the options are the mosaic's. On the CPU the model runs on ONNX Runtime by
 default (--backend); a model.onnx needs no torch at all. A thin entry point like the rule
-scripts: the work is `pipeline.map_images` and `export.export`.
+scripts: the work is `prediction.map_images` and `export.export`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return export_model(args)
     import os
 
-    from . import backends, pipeline
+    from . import backends
+    from .jobs import runner, prediction
     from .config import layout
     from .errors import InputError
 
@@ -106,16 +107,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(layout.preview_name(name) for name in taken)}: rename one of each", file=sys.stderr)
         return 2
     try:
-        outputs = [pipeline.map_files(path, args.out) for path in args.images]
+        outputs = [prediction.map_files(path, args.out) for path in args.images]
     except InputError as error:  # an unreadable image: one line, no traceback
         print(f"aerialseg: {error}", file=sys.stderr)
         return 2
-    try:
-        pipeline.run(pipeline.map_images, None, settings, args.model, args.images,
-                     [m for m, _ in outputs], [p for _, p in outputs], onnx_cache=backends.cache_dir())
-    except SystemExit as stop:  # pipeline.run logged the one-line reason
-        return int(stop.code or 0)
-    return 0
+    return runner.run(prediction.map_images, None, settings, args.model, args.images, [m for m, _ in outputs],
+                      [p for _, p in outputs], onnx_cache=backends.cache_dir())
 
 
 if __name__ == "__main__":

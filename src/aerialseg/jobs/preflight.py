@@ -1,0 +1,125 @@
+"""Checks before any job runs, from file headers only: palette, sizes, bands, patch sizes,
+the validation split, the images to map."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .. import config as cfg
+from .. import patches
+from ..errors import ConfigError, InputError
+from ..io.labels import lookup_table, size_mismatch
+from ..io.read import check_bands, data_bands, georeference, image_header, image_size
+from ..io.spec import DataSpec
+
+
+def check_inputs(config: dict, producible: Sequence[str] = ()) -> list[str]:
+    """Check what can be checked before any job runs, from file headers only: the label
+    palette, image and label sizes, the bands asked for, that every patch size fits, that the
+    validation split leaves patches on both sides, and that the images to map have the
+    training images' bands. Files in ``producible`` (the demo scene) have the header the
+    demo_scene rule will write. Returns warnings: images to map whose CRS or pixel size differ
+    from the training tiles'."""
+    spec = DataSpec.from_config(config)
+    lookup_table(spec, source="config")
+    largest = max(config["experiment"]["patch_sizes"])
+    headers = {}
+    for image in cfg.IMAGES:
+        for tile in cfg.tiles(config, image):
+            height, width, bands = headers[tile.image] = _header(tile.image, config, producible)
+            label_shape = _header(tile.label, config, producible)[:2]
+            if (height, width) != label_shape:
+                raise InputError(size_mismatch(tile.image, (height, width), tile.label, label_shape))
+            check_patch_fits(tile.image, (height, width), largest)
+            check_bands(tile.image, spec.bands, bands)
+    _check_split(config, [headers[tile.image][:2] for tile in cfg.tiles(config, "train")])
+    return _check_like_training(config, producible)
+
+
+def _check_like_training(config: dict, producible: Sequence[str]) -> list[str]:
+    """Every other image (the other training tiles, the test tiles, the images to map) must
+    have the data bands of the first training tile (alpha bands aside, which mark no-data);
+    a CRS or pixel size that differs from its is worth a warning. The images to map must also
+    be at least as large as the largest patch."""
+    first = cfg.tiles(config, "train")[0]
+    bands = _data_bands(first.image, producible)
+    where = georeference(first.image) if first.image not in producible else None
+    others = [(tile.image, "") for image in cfg.IMAGES for tile in cfg.tiles(config, image)[image == "train":]]
+    others += [(tile.image, " to map (data.predict)") for tile in cfg.maps(config)]
+    warnings = []
+    for path, role in others:
+        count = _data_bands(path, producible)
+        if count != bands:
+            raise InputError(f"{path}: the image{role} has {count} data band(s), the training images {bands} "
+                             f"({first.image}): one model cannot read both")
+        if role:
+            check_patch_fits(path, image_size(path), max(config["experiment"]["patch_sizes"]))
+        other = georeference(path) if path not in producible else None
+        if where is not None and other is not None:
+            for what, theirs, ours in (("CRS", other.crs, where.crs), ("pixel size", _pixel_size(other), _pixel_size(where))):
+                if theirs != ours:
+                    warnings.append(f"{path}: its {what} is {theirs}, the training tiles' {ours} ({first.image}); "
+                                    "it is used anyway, but a model sees pixels, not metres")
+    return warnings
+
+
+def _data_bands(path, producible: Sequence[str]) -> int:
+    return 3 if path in producible else data_bands(path)
+
+
+def _pixel_size(where) -> tuple[float, float]:
+    return round(abs(where.transform.a), 9), round(abs(where.transform.e), 9)
+
+
+def _header(path, config: dict, producible: Sequence[str]) -> tuple[int, int, int]:
+    """(height, width, bands) of an input file, or of the demo scene the workflow will render."""
+    if path in producible:
+        size = config["demo"]["size"]
+        return size, size, 3
+    return image_header(path)
+
+
+def _check_split(config: dict, shapes: Sequence[tuple[int, int]]) -> None:
+    """The random split of every patch size leaves at least one validation patch and two
+    training patches (BatchNorm needs a batch of two). The blocks and tiles splits are checked
+    by the patches job, which draws them."""
+    experiment = config["experiment"]
+    if experiment["split"] != "random":
+        return
+    fraction = experiment["val_fraction"]
+    for size in experiment["patch_sizes"]:
+        stride = cfg.training_stride(config, size)
+        n = sum(len(patches.window_starts(h, size, stride)) * len(patches.window_starts(w, size, stride)) for h, w in shapes)
+        n_val = int(round(n * fraction))
+        if n_val < 1 or n - n_val < MIN_TRAIN_PATCHES:
+            where = (f"{shapes[0][1]} x {shapes[0][0]} px training image" if len(shapes) == 1
+                     else f"{len(shapes)} training tiles")
+            raise ConfigError(
+                f"experiment.val_fraction: {fraction} splits the {n} patches of {size} px (stride {stride}) of the "
+                f"{where} into {n - n_val} for training and {n_val} for validation; "
+                f"training needs at least {MIN_TRAIN_PATCHES} and validation at least 1: choose a fraction nearer "
+                "0.2, or a smaller stride or patch size"
+            )
+
+
+MIN_TRAIN_PATCHES = 2
+"""A training batch of one never reaches BatchNorm, so at least two training patches."""
+
+
+def check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
+    height, width = shape
+    if min(height, width) < largest:
+        raise InputError(
+            f"{path}: image is {width} x {height} px, smaller than the largest patch size "
+            f"{largest} px (experiment.patch_sizes)"
+        )
+
+
+def check_map_input(checkpoint: dict, image_path, model_path) -> None:
+    height, width = image_size(image_path)
+    bands, trained = data_bands(image_path), checkpoint["data"]["image_bands"]
+    if bands != trained:
+        raise InputError(f"{image_path}: {bands} data band(s), but {model_path} was trained on images of {trained}: "
+                         "the model cannot read it")
+    if min(height, width) < checkpoint["patch_size"]:
+        raise InputError(f"{image_path}: {width} x {height} px, smaller than the model's {checkpoint['patch_size']} px windows")

@@ -1,0 +1,138 @@
+"""The reporting jobs: scores and confusion matrices of a prediction, pooled tiles, the
+comparison tables, the checked conclusions and the figures."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import config as cfg
+from .. import patches, tables
+from ..config import Case, Run, layout
+from ..io.labels import load_pair
+from ..io.read import read_image
+from ..io.spec import DataSpec
+from ..files import write_csv, write_markdown, write_text, write_yaml
+from ..metrics import confusion_matrix, mean_iou, per_class
+
+log = logging.getLogger("aerialseg")
+
+
+def evaluate(settings: dict, run: Run, image: str, image_path, label_path, prediction_path, metrics_out,
+             confusion_out, mosaic_out=None, tile: str = "") -> None:
+    """Per-class scores and the confusion matrix of one prediction against its label, and
+    the mosaic figure (image | ground truth | prediction | errors) with the mIoU; ``tile``
+    names the tile in the figure's title when the split has several."""
+    names = cfg.class_names(settings)
+    image_arr, truth = load_pair(image_path, label_path, DataSpec.from_config(settings))
+    prediction = read_image(prediction_path)[:, :, 0]
+    cm = confusion_matrix(truth, prediction, len(names))
+    _write_scores(cm, names, metrics_out, confusion_out)
+    if mosaic_out:
+        from .. import figures
+
+        classes = list(zip(names, cfg.class_colors(settings)))
+        title = f"{run.label}, {image} {f'tile {tile}' if tile else 'image'}: mIoU {mean_iou(cm):.3f}"
+        shown = image_arr[:, :, :3] if image_arr.shape[2] >= 3 else np.repeat(image_arr[:, :, :1], 3, axis=2)
+        figures.save(figures.mosaic_panel(shown, truth, prediction, classes, title), mosaic_out)
+
+
+def _write_scores(cm: np.ndarray, names: Sequence[str], metrics_out, confusion_out) -> None:
+    write_csv(per_class(cm, names), metrics_out)
+    write_csv(pd.DataFrame(cm, index=names, columns=names).rename_axis("truth").reset_index(), confusion_out)
+
+
+def pool(settings: dict, confusion_paths: Sequence, metrics_out, confusion_out) -> None:
+    """The scores of a split's tiles pooled: one confusion matrix, the sum of theirs, and its
+    per-class scores (what `evaluate` writes for a split of one image)."""
+    cm = sum(read_confusion(path) for path in confusion_paths)
+    _write_scores(cm, cfg.class_names(settings), metrics_out, confusion_out)
+    log.info("%d tiles pooled: %d pixels counted, mIoU %.4f", len(confusion_paths), cm.sum(), mean_iou(cm))
+
+
+def read_confusion(path) -> np.ndarray:
+    return pd.read_csv(path, index_col=0).to_numpy()
+
+
+def summarize(settings: dict, histories: Mapping[Run, str | Path], confusions: Mapping[tuple[Run, str], str | Path],
+              class_stats_csv, out: Mapping[str, str | Path],
+              tile_confusions: Mapping[tuple[Run, str, str], str | Path] | None = None) -> None:
+    """Write the comparison tables (CSV and Markdown), every single run, the study's Tables
+    1-3 in its own layout, the scores of every tile, and the settings that shaped them.
+
+    ``histories`` maps each run to its ``history.csv``, ``confusions`` each (run, image) to its
+    (pooled) ``confusion.csv``, ``tile_confusions`` each (run, image, tile) to the tile's.
+    ``out`` maps training, training_md, evaluation, evaluation_md, per_class, runs,
+    study_tables, settings and tiles to paths. ``settings`` holds every setting that shapes a
+    result (`config.result_settings`): its fingerprint ends each Markdown table."""
+    history = {run: pd.read_csv(path) for run, path in histories.items()}
+    confusion = {key: read_confusion(path) for key, path in confusions.items()}
+    if tile_confusions is not None and out.get("tiles"):
+        tiles = {key: read_confusion(path) for key, path in tile_confusions.items()}
+        write_csv(tables.tiles_table(tiles, {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}),
+                  out["tiles"])
+    training = tables.training_table(history)
+    evaluation = tables.evaluation_table(confusion)
+    name = cfg.fingerprint(settings)
+    footer = f"\nSettings {name}: every setting that shaped these results is in {layout.SUMMARY}/settings.yaml.\n"
+    write_csv(training, out["training"])
+    write_markdown(training, out["training_md"], footer=footer)
+    write_csv(evaluation, out["evaluation"])
+    write_markdown(evaluation, out["evaluation_md"], footer=footer)
+    write_csv(tables.per_class_table(confusion, cfg.class_names(settings)), out["per_class"])
+    seeds = {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}
+    write_csv(tables.runs_table(history, confusion, seeds), out["runs"])
+    write_text(tables.study_tables(pd.read_csv(class_stats_csv), training, evaluation) + footer, out["study_tables"])
+    write_yaml({"fingerprint": name, "settings": settings}, out["settings"],
+               "Every setting that shaped the results in results/ (aerialseg); the tables end with its fingerprint.")
+
+
+def conclude(settings: dict, runs_csv, patch_csvs: Mapping[int, str | Path], markdown_out, html_out) -> None:
+    """Check the study's three conclusions against every run (see `aerialseg.conclusions`);
+    ``patch_csvs`` maps each patch size to its patch index."""
+    from .. import conclusions
+
+    experiment = settings["experiment"]
+    overlapping = any(cfg.training_stride(settings, size) < size for size in experiment["patch_sizes"])
+    steps = {size: patches.steps_per_epoch(int((pd.read_csv(path)["split"] == "train").sum()), settings["train"]["batch_size"])
+             for size, path in patch_csvs.items()}
+    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping=overlapping, steps=steps,
+                                         budget=settings["train"]["budget"], epochs=settings["train"]["epochs"])
+    write_text(conclusions.to_markdown(blocks), markdown_out)
+    write_text(conclusions.to_html(blocks), html_out)
+    for number, finding in enumerate(found, 1):
+        log.info("conclusion %d (%s): %s", number, finding.claim, finding.verdict)
+
+
+def figure_curves(run: Run, history_path, out) -> None:
+    from .. import figures
+
+    history = pd.read_csv(history_path)
+    figures.save(figures.training_curves(history, f"{run.label}: training curves"), out)
+
+
+def figure_confusions(settings: dict, image: str, confusions: Mapping[Case, str | Path], out) -> None:
+    """The row-normalised confusion matrices of the cases (``confusions``: case -> file) on one image."""
+    from .. import figures
+
+    matrices = {case.name: read_confusion(path) for case, path in confusions.items()}
+    title = f"{image} image: row-normalised confusion matrices"
+    figures.save(figures.confusion_grid(matrices, cfg.class_names(settings), title), out)
+
+
+def figure_learning(histories: Mapping[Run, str | Path], out) -> None:
+    """Validation mIoU of every run against its optimiser steps and its training pixels."""
+    from .. import figures
+
+    figures.save(figures.learning_curves({run: pd.read_csv(path) for run, path in histories.items()}), out)
+
+
+def figure_summary(settings: dict, evaluation_csv, out) -> None:
+    from .. import figures
+
+    metrics = tuple(settings["figures"]["metrics"])
+    figures.save(figures.metric_vs_patch_size(pd.read_csv(evaluation_csv), metrics), out)
