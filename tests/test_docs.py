@@ -74,3 +74,18 @@ def test_the_licence_is_the_one_the_package_names():
     assert project["license"] == {"text": "MIT"}
     assert license_text.startswith("MIT License\n\nCopyright (c) 2026 the aerialseg authors\n")
     assert "THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND" in license_text
+
+
+def test_the_architecture_page_names_every_module_of_the_package():
+    """docs/architecture.md stays true: every module it names exists, and every module of the
+    package is named there."""
+    import re
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    package = ROOT / "src" / "aerialseg"
+    modules = {str(p.relative_to(package).with_suffix("")) for p in package.rglob("*.py") if p.name != "__init__.py"}
+    named = set(re.findall(r"`([a-z_]+(?:/[a-z_]+)?)`", page))
+    missing = sorted(m for m in modules if m not in named and m.split("/")[-1] not in named)
+    assert missing == [], f"modules missing from docs/architecture.md: {missing}"
+    gone = sorted(n for n in named if "/" in n and n not in modules)
+    assert gone == [], f"docs/architecture.md names modules that do not exist: {gone}"
