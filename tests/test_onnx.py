@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed (requirements.t
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
 torch = pytest.importorskip("torch")
 
-from aerialseg import backends, export, mosaic  # noqa: E402
+from aerialseg import backends, export, files, mosaic  # noqa: E402
 from aerialseg.jobs import prediction  # noqa: E402
 from aerialseg.io.read import read_image  # noqa: E402
 from aerialseg.io.write import write_png  # noqa: E402
@@ -73,7 +73,7 @@ def test_the_file_carries_what_mapping_needs_and_the_deepness_keys(exported):
     assert meta["case"] == "imagenet_p32" and meta["repeat"] == 2 and meta["patch_size"] == 32
     assert meta["predict"] == {"stride": 24, "blend": "gaussian"}
     assert meta["data"]["classes"][2] == {"name": "water", "color": [0, 0, 255]}
-    assert meta["source_sha256"] == export.sha256_of(exported[0])
+    assert meta["source_sha256"] == files.sha256(exported[0])
     deepness = {key: json.loads(props[key]) for key in ("model_type", "class_names", "tile_size", "tiles_overlap",
                                                         "standardization_mean", "standardization_std")}
     assert deepness == {"model_type": "Segmentor", "class_names": {"0": "road", "1": "tree", "2": "water"},
@@ -232,7 +232,7 @@ def test_a_model_pt_is_exported_once_and_then_read_from_the_cache(tmp_path, monk
     model_pt = _checkpoint(tmp_path / "model.pt", seed=4)
     first = backends.onnx_bytes(model_pt, cache=backends.cache_dir())
     cached = list((tmp_path / "cache").glob("*.onnx"))
-    assert [p.name for p in cached] == [f"{export.sha256_of(model_pt)}.onnx"]
+    assert [p.name for p in cached] == [f"{files.sha256(model_pt)}.onnx"]
     with monkeypatch.context() as patched:
         patched.setattr(export, "to_bytes", lambda *a, **k: pytest.fail("exported again"))
         assert backends.onnx_bytes(model_pt, cache=backends.cache_dir()) == first

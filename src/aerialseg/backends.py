@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .export import INPUT, read_metadata, sha256_of
+from .export import INPUT, read_metadata
+from .files import sha256
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def onnx_bytes(model_path, predict: dict | None = None, cache: Path | None = Non
         return path.read_bytes()
     if not path.is_file():
         raise InputError(f"{path}: checkpoint does not exist")
-    source = sha256_of(path)
+    source = sha256(path)
     cached = cache / f"{source}.onnx" if cache is not None else None
     for candidate in (path.with_suffix(".onnx"), cached):
         if candidate is not None and candidate.is_file() and _source_of(candidate) == source:

@@ -26,7 +26,6 @@ the Deepness keys
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -36,6 +35,7 @@ from pathlib import Path
 from . import __version__
 from .errors import InputError
 from .files import atomic_path
+from .files import sha256
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,6 @@ FORMAT = 1
 
 REQUIRED = ("spec", "case", "patch_size", "data", "predict")
 """What `read_metadata` needs in the ``aerialseg`` metadata to map with the file alone."""
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export(model_path: str | Path, out_path: str | Path, predict: dict | None = None,
@@ -84,7 +76,7 @@ def to_bytes(model_path: str | Path, predict: dict | None = None, record: dict |
     predict = predict if predict is not None else (_beside(model_path, "prediction_settings.yaml").get("settings", {})
                                                    .get("predict", {}))
     meta = project_metadata(checkpoint, spec, predict, record)
-    meta["source_sha256"] = sha256_of(model_path)
+    meta["source_sha256"] = sha256(model_path)
     graph = onnx.load_from_string(_trace(net, spec.in_channels))
     for key, value in {METADATA_KEY: json.dumps(meta), **deepness_metadata(meta)}.items():
         entry = graph.metadata_props.add()

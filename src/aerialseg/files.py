@@ -90,3 +90,14 @@ def write_yaml(data, path: str | Path, comment: str = "") -> None:
 
 def write_json(data, path: str | Path) -> None:
     write_text(json.dumps(data, indent=2) + "\n", path)
+
+
+def sha256(path: str | Path) -> str:
+    """The sha256 of a file's content, read in blocks of 1 MiB."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

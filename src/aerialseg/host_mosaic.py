@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .class_ids import IGNORE_INDEX
-from .patches import window_starts
+from .patches import check_windows, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,7 @@ def iter_strips(predict: BatchPredictor, image, n_classes: int, size: int, strid
     for consecutive blocks of finished rows, top to bottom (`mosaic.iter_strips`, on the host)."""
     source = image if hasattr(image, "rows") else _Array(image)
     height, width = source.shape
-    if height < size or width < size:
-        raise ValueError(f"image of {width} x {height} px is smaller than the {size} px patch")
-    if stride > size:
-        raise ValueError(f"a stride of {stride} px would leave pixels unpredicted between {size} px windows")
+    check_windows(height, width, size, stride)
     rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
     batch_size = batch_size or min(CPU_BATCH, len(cols))
     log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on the host", width, height,

@@ -10,7 +10,6 @@ With none available the error says how to get them.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import replace
 from importlib import resources
@@ -22,7 +21,7 @@ import torch
 
 from .device import channels_last
 from .errors import InputError, WeightsError
-from .files import atomic_path
+from .files import atomic_path, sha256
 from .model_spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec  # noqa: F401  (part of this module's API)
 
 # torchvision's MobileNet_V2_Weights.IMAGENET1K_V1; the file name carries the hash prefix.
@@ -94,14 +93,6 @@ def packaged_weights() -> Path | None:
     except ModuleNotFoundError:
         return None
     return Path(str(path)) if path.is_file() else None
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find_imagenet_weights(encoder: str, configured: str | Path | None = None) -> Path | None:

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .class_ids import IGNORE_INDEX
-from .patches import cut, window_sums, window_starts
+from .patches import check_windows, cut, window_sums, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +128,7 @@ def iter_strips(
     no-data pixels). ``batch_size`` None is the device's default."""
     source = image if hasattr(image, "rows") else _ArrayImage(image)
     height, width = source.shape
-    if height < size or width < size:
-        raise ValueError(f"image of {width} x {height} px is smaller than the {size} px patch")
-    if stride > size:
-        raise ValueError(f"a stride of {stride} px would leave pixels unpredicted between {size} px windows")
+    check_windows(height, width, size, stride)
     device = torch.device(device)
     rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
     batch_size = batch_size or default_batch_size(size, len(cols), on_gpu=device.type == "cuda")

@@ -195,3 +195,12 @@ def patch_index_of_tiles(shapes: dict[str, tuple[int, int]], size: int, stride: 
     else:
         raise ValueError(f"unknown experiment.split {split!r}")
     return index[["row", "col", "split", "tile"]]
+
+
+def check_windows(height: int, width: int, size: int, stride: int) -> None:
+    """A mosaic of ``size`` px windows every ``stride`` px can cover an image of ``height`` x
+    ``width`` px: the image is at least one window, and no pixel falls between windows."""
+    if height < size or width < size:
+        raise ValueError(f"image of {width} x {height} px is smaller than the {size} px patch")
+    if stride > size:
+        raise ValueError(f"a stride of {stride} px would leave pixels unpredicted between {size} px windows")
