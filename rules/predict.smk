@@ -20,6 +20,16 @@ rule predict:
     params:
         settings=settings("predict"),
         run=run_params,
+        # each image with its outputs above: (image, ids, color, geotiff or None, polygons or None)
+        files=lambda wc: [
+            (tile.image, *(layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
+                           for name in ("prediction.png", "prediction_color.png")),
+             layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.tif")
+             if tile.image in GEOREFERENCED else None,
+             layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.gpkg")
+             if tile.image in GEOREFERENCED and VECTORS else None)
+            for image in IMAGES for tile in TILES[image]
+        ],
     threads: cfg.prediction_resources(config)[1]
     resources:
         gpu=1,

@@ -3,8 +3,10 @@
 import sys
 
 from aerialseg import config
-from aerialseg.jobs import runner, prediction
+from aerialseg.jobs import prediction, runner
 
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "map")
-sys.exit(runner.run(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [snakemake.input.image],
-                      [snakemake.output.map], [snakemake.output.preview], threads=snakemake.threads))
+files = prediction.MapFiles(snakemake.input.image, snakemake.output.map, snakemake.output.preview,
+                            snakemake.output.get("vectors"))
+sys.exit(runner.run(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [files],
+                    threads=snakemake.threads))

@@ -1,13 +1,13 @@
-"""Rule predict: mosaic prediction of both images with one run's model."""
+"""Rule predict: mosaic prediction of every tile of both splits with one run's model."""
 
 import sys
 
 from aerialseg import config
-from aerialseg.jobs import runner, prediction
 from aerialseg.config import Case, Run
+from aerialseg.jobs import prediction, runner
 
 init, size, repeat = snakemake.params.run
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "predict")
-sys.exit(runner.run(prediction.predict_images, snakemake.log[0], settings, snakemake.input.model, snakemake.input.images,
-                      snakemake.output.ids, snakemake.output.color, threads=snakemake.threads,
-                      record=(Run(Case(init, size), repeat), snakemake.output.record)))
+tiles = [prediction.TileFiles(*files) for files in snakemake.params.files]
+sys.exit(runner.run(prediction.predict_images, snakemake.log[0], settings, snakemake.input.model, tiles,
+                    threads=snakemake.threads, record=(Run(Case(init, size), repeat), snakemake.output.record)))

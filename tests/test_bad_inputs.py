@@ -280,9 +280,9 @@ def run_job(job: str, config: dict, tmp: Path) -> int:
         prepare_training(config, tmp)
         return runner.run(training.train_case, log, config, Run(Case("scratch", 32)), train_files(config, tmp, out))
     else:
-        ids, colors = ([out / f"{image}_{kind}.png" for image in ("train", "test")] for kind in ("ids", "color"))
-        images = [config["data"][image]["image"] for image in ("train", "test")]
-        return runner.run(prediction.predict_images, log, config, tmp / "model.pt", images, ids, colors, threads=1)
+        tiles = [prediction.TileFiles(config["data"][image]["image"], out / f"{image}_ids.png", out / f"{image}_color.png")
+                 for image in ("train", "test")]
+        return runner.run(prediction.predict_images, log, config, tmp / "model.pt", tiles, threads=1)
 
 
 @pytest.fixture(scope="module")

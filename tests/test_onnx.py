@@ -177,8 +177,8 @@ def test_a_map_from_onnx_runtime_equals_torch_float32(tmp_path, exported):
     maps = {}
     for name, model, backend in (("torch", exported[0], "torch"), ("ort_pt", exported[0], "onnxruntime"),
                                  ("ort_onnx", exported[1], "auto")):
-        prediction.map_images(_settings(backend), model, [tmp_path / "area.png"], [tmp_path / f"{name}.png"],
-                            [tmp_path / f"{name}_preview.png"])
+        files = prediction.MapFiles(tmp_path / "area.png", tmp_path / f"{name}.png", tmp_path / f"{name}_preview.png")
+        prediction.map_images(_settings(backend), model, [files])
         maps[name] = np.asarray(read_image(tmp_path / f"{name}.png"))[:, :, 0]
     assert (maps["torch"] != maps["ort_pt"]).mean() <= 1e-4
     assert len(np.unique(maps["torch"])) > 1  # a map with several classes, or the comparison says little
@@ -201,8 +201,8 @@ def test_an_onnx_file_without_the_project_metadata_is_refused_naming_it(tmp_path
 def test_an_image_whose_bands_differ_from_the_models_is_refused(tmp_path, exported):
     write_png(tmp_path / "gray.png", np.zeros((64, 64), np.uint8))
     with pytest.raises(InputError, match="gray.png: 1 data band.*trained on images of 3"):
-        prediction.map_images(_settings("auto"), exported[1], [tmp_path / "gray.png"], [tmp_path / "m.png"],
-                            [tmp_path / "p.png"])
+        prediction.map_images(_settings("auto"), exported[1],
+                              [prediction.MapFiles(tmp_path / "gray.png", tmp_path / "m.png", tmp_path / "p.png")])
 
 
 def test_exporting_a_corrupt_checkpoint_fails_cleanly(tmp_path):

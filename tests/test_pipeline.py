@@ -151,7 +151,8 @@ def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transf
     config, transform = geotiff_pair
     _untrained_checkpoint(tmp_path / "model.pt")
     ids_png, color_png = tmp_path / "out/prediction.png", tmp_path / "out/prediction_color.png"
-    prediction.predict_images(config, tmp_path / "model.pt", [config["data"]["test"]["image"]], [ids_png], [color_png])
+    tile = prediction.TileFiles(config["data"]["test"]["image"], ids_png, color_png, tmp_path / "out/prediction.tif")
+    prediction.predict_images(config, tmp_path / "model.pt", [tile])
     with rasterio.open(tmp_path / "out/prediction.tif") as predicted:
         assert predicted.crs == rasterio.crs.CRS.from_string(UTM_40N) and predicted.transform == transform
         assert (predicted.height, predicted.width, predicted.count) == (70, 90, 1)
@@ -166,9 +167,10 @@ def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transf
 def test_a_tiff_without_georeference_still_works_and_says_so(small_config, tmp_path, caplog):
     _untrained_checkpoint(tmp_path / "model.pt")
     small_config["data"]["bands"] = [0, 1, 2]
-    outputs = [tmp_path / "prediction.png"], [tmp_path / "prediction_color.png"]
+    tile = prediction.TileFiles(small_config["data"]["test"]["image"], tmp_path / "prediction.png",
+                                tmp_path / "prediction_color.png")
     with caplog.at_level("INFO"):
-        prediction.predict_images(small_config, tmp_path / "model.pt", [small_config["data"]["test"]["image"]], *outputs)
+        prediction.predict_images(small_config, tmp_path / "model.pt", [tile])
     ids = np.asarray(Image.open(tmp_path / "prediction.png"))
     assert ids.shape == (96, 80) and ids.max() < 3 and not (tmp_path / "prediction.tif").exists()
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "prediction_color.png")), np.asarray(COLORS, np.uint8)[ids])
@@ -329,10 +331,11 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
         "value_range": None, "nodata": None, "image_bands": 3})
     ids_png = tmp_path / "out/prediction.png"
     with caplog.at_level("DEBUG"):
+        tile = prediction.TileFiles(tmp_path / "tile.tif", ids_png, tmp_path / "out/color.png",
+                                    tmp_path / "out/prediction.tif", tmp_path / "out/prediction.gpkg")
         prediction.predict_images({"predict": {"stride": 16, "blend": "mean", "tta": False, "batch_size": None,
-                                             "vectors": True, "min_area": 0},
-                                 "train": {"device": "cpu", "threads": 1}},
-                                tmp_path / "model.pt", [tmp_path / "tile.tif"], [ids_png], [tmp_path / "out/color.png"])
+                                               "vectors": True, "min_area": 0},
+                                   "train": {"device": "cpu", "threads": 1}}, tmp_path / "model.pt", [tile])
     gdal_trouble = [r.getMessage() for r in caplog.records
                     if r.name.startswith("rasterio") and ("GDAL signalled" in r.getMessage() or r.levelno >= 30)]
     assert gdal_trouble == [], gdal_trouble

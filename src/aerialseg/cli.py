@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:  # an unreadable image: one line, no traceback
         print(f"aerialseg: {error}", file=sys.stderr)
         return 2
-    return runner.run(prediction.map_images, None, settings, args.model, args.images, [m for m, _ in outputs],
-                      [p for _, p in outputs], onnx_cache=backends.cache_dir())
+    maps = [prediction.MapFiles(image, map_out, preview,
+                                layout.vectors_path(map_out) if args.vectors and map_out.suffix == layout.GEOTIFF else None)
+            for image, (map_out, preview) in zip(args.images, outputs)]
+    return runner.run(prediction.map_images, None, settings, args.model, maps, onnx_cache=backends.cache_dir())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ unlabelled images, and the case that maps them."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -12,7 +13,6 @@ import pandas as pd
 
 from .. import config as cfg
 from ..config import Run, layout
-from ..config.layout import geotiff_path, vectors_path
 from ..errors import InputError
 from ..inference import LoadedModel, classes, load_model, map_codes
 from ..io.read import georeference, read_by_gdal
@@ -23,59 +23,77 @@ from .preflight import check_map_input
 log = logging.getLogger("aerialseg")
 
 
-def predict_images(settings: dict, model_path, image_paths: Sequence, ids_outs: Sequence, color_outs: Sequence,
-                   threads: int | None = None, record: tuple[Run, str | Path] | None = None) -> None:
+@dataclass(frozen=True)
+class TileFiles:
+    """The files of one image a predict job reads and writes, as its rule names them:
+    ``prediction.png`` (class ids) and ``prediction_color.png``; for a georeferenced image
+    ``prediction.tif`` (``geotiff``) and with ``predict.vectors`` its polygons (``vectors``)."""
+
+    image: str | Path
+    ids: str | Path
+    color: str | Path
+    geotiff: str | Path | None = None
+    vectors: str | Path | None = None
+
+
+def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threads: int | None = None,
+                   record: tuple[Run, str | Path] | None = None) -> None:
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
     one job predicts them all, so the model and the device are set up once. Each image gets
-    its class ids and their colours as PNG; a georeferenced one also ``prediction.tif``, a
-    Cloud-Optimised GeoTIFF written band by band (`geotiff_path`), and with
-    ``predict.vectors`` its polygons, ``prediction.gpkg``. What the model reads (bands, value
-    range, no-data, classes, patch size) comes from the checkpoint; how to predict from
-    ``predict.*`` (`mosaic.MosaicOptions`). ``record`` is the run and where to write the
-    settings that made its predictions (``prediction_settings.yaml``)."""
-    model = load_model(settings, model_path, threads, len(image_paths))
-    colors, _ = classes(model.checkpoint)
-    for image_path, ids_out, color_out in zip(image_paths, ids_outs, color_outs, strict=True):
-        with model.open(image_path) as image:
-            ids = np.empty(image.shape, dtype=np.uint8)
-            where = georeference(image_path)
-            geotiff = model.map_writer(geotiff_path(ids_out), image, where) if where is not None else None
-            try:
-                for top, block in model.iter_ids(image):
-                    ids[top : top + len(block)] = block
-                    if geotiff is not None:
-                        geotiff.write(top, block)
-                write_png(ids_out, ids)
-                write_png(color_out, colorize(ids, colors))
-            except BaseException:  # a killed job, a full disk: no half-written GeoTIFF is left behind
-                if geotiff is not None:
-                    geotiff.abort()
-                raise
-        if geotiff is not None:
-            geotiff.close()
-            log.info("%s: georeferenced (%s); wrote %s", image_path, where.crs, geotiff_path(ids_out))
-            _write_vectors(settings, model.checkpoint, geotiff_path(ids_out))
-        elif read_by_gdal(image_path):
-            log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", image_path)
+    its class ids and their colours as PNG; a georeferenced one also a Cloud-Optimised GeoTIFF
+    written band by band, and polygons where the rule names a file for them (`TileFiles`).
+    What the model reads (bands, value range, no-data, classes, patch size) comes from the
+    checkpoint; how to predict from ``predict.*`` (`inference.MosaicOptions`). ``record`` is
+    the run and where to write the settings that made its predictions."""
+    model = load_model(settings, model_path, threads, len(tiles))
+    for files in tiles:
+        _predict_tile(model, files)
+        if files.vectors is not None:
+            _write_vectors(settings, model.checkpoint, files.geotiff, files.vectors)
     if record is not None:
         run, path = record
         shaping = cfg.without_run_options(settings, "predict")
         write_yaml({"case": run.case.name, "repeat": run.repeat, "model_settings": model.checkpoint.get("fingerprint"),
                     "fingerprint": cfg.fingerprint(shaping), "settings": shaping}, path,
                    "What made this run's predictions from its model.pt (aerialseg).")
-    log.info("predicted %d image(s) in all", len(image_paths))
+    log.info("predicted %d image(s) in all", len(tiles))
 
 
-def _write_vectors(settings: dict, checkpoint: dict, map_path) -> None:
+def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
+    """One image's class ids as PNG (and colours), and as a GeoTIFF where the rule names one."""
+    colors, _ = classes(model.checkpoint)
+    where = georeference(files.image)
+    if (files.geotiff is not None) != (where is not None):
+        raise InputError(f"{files.image}: {'' if where else 'not '}georeferenced, but its GeoTIFF prediction was "
+                         f"{'not ' if files.geotiff is None else ''}asked for")
+    with model.open(files.image) as image:
+        ids = np.empty(image.shape, dtype=np.uint8)
+        geotiff = model.map_writer(files.geotiff, image, where) if where is not None else None
+        try:
+            for top, block in model.iter_ids(image):
+                ids[top : top + len(block)] = block
+                if geotiff is not None:
+                    geotiff.write(top, block)
+            write_png(files.ids, ids)
+            write_png(files.color, colorize(ids, colors))
+        except BaseException:  # a killed job, a full disk: no half-written GeoTIFF is left behind
+            if geotiff is not None:
+                geotiff.abort()
+            raise
+    if geotiff is not None:
+        geotiff.close()
+        log.info("%s: georeferenced (%s); wrote %s", files.image, where.crs, files.geotiff)
+    elif read_by_gdal(files.image):
+        log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
+
+
+def _write_vectors(settings: dict, checkpoint: dict, map_path, vectors_out) -> None:
     """The polygons of a map, named by class and keyed by the values the map holds."""
-    if not settings["predict"].get("vectors"):
-        return
     _, names = classes(checkpoint)
     values, _ = map_codes(checkpoint)
-    count = write_polygons(map_path, vectors_path(map_path), names, settings["predict"].get("min_area", 0),
-                                   values=values)
-    log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count,
-             settings["predict"].get("min_area", 0), vectors_path(map_path))
+    min_area = settings["predict"]["min_area"]
+    count = write_polygons(map_path, vectors_out, names, min_area, values=values)
+    log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count, min_area, vectors_out)
 
 
 def map_files(image_path, out_dir) -> tuple[Path, Path]:
@@ -88,19 +106,30 @@ def map_files(image_path, out_dir) -> tuple[Path, Path]:
     return layout.map_files(out_dir, Path(image_path).stem, suffix)
 
 
-def map_images(settings: dict, model_path, image_paths: Sequence, map_outs: Sequence, preview_outs: Sequence,
-               threads: int | None = None, onnx_cache: Path | None = None) -> None:
+@dataclass(frozen=True)
+class MapFiles:
+    """The files of one unlabelled image a map job reads and writes: its map (``{name}.tif`` or
+    ``.png``), its coloured preview, and with ``predict.vectors`` its polygons (``vectors``)."""
+
+    image: str | Path
+    map: str | Path
+    preview: str | Path
+    vectors: str | Path | None = None
+
+
+def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: int | None = None,
+               onnx_cache: Path | None = None) -> None:
     """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
-    it) and a coloured preview. A georeferenced image is read and its map written band by band
-    (a Cloud-Optimised GeoTIFF), so memory does not grow with the image; a PNG or JPEG, which
-    is read whole, gets a PNG map. The model's checkpoint says what it reads; the images must
-    have the band count of its training images."""
-    model = load_model(settings, model_path, threads, len(image_paths), onnx_cache)
-    for image_path, map_out, preview_out in zip(image_paths, map_outs, preview_outs, strict=True):
-        check_map_input(model.checkpoint, image_path, model_path)
-        map_image(model, image_path, map_out, preview_out)
-        if Path(map_out).suffix == layout.GEOTIFF:  # polygons need a CRS
-            _write_vectors(settings, model.checkpoint, map_out)
+    it), a coloured preview and the polygons the rule (or the command) names. A georeferenced
+    image is read and its map written band by band (a Cloud-Optimised GeoTIFF), so memory does
+    not grow with the image; a PNG or JPEG, which is read whole, gets a PNG map. The model's
+    checkpoint says what it reads; the images must have the band count of its training images."""
+    model = load_model(settings, model_path, threads, len(maps), onnx_cache)
+    for files in maps:
+        check_map_input(model.checkpoint, files.image, model_path)
+        map_image(model, files.image, files.map, files.preview)
+        if files.vectors is not None:
+            _write_vectors(settings, model.checkpoint, files.map, files.vectors)
 
 
 def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
