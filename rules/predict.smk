@@ -14,20 +14,16 @@ rule predict:
         color=tile_files(RUN, "prediction_color.png"),
         geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
                  for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.tif")]],
-        vectors=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED and VECTORS
-                 for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.gpkg")]],
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
         run=run_params,
-        # each image with its outputs above: (image, ids, color, geotiff or None, polygons or None)
+        # each image with its outputs above: (image, ids, color, geotiff or None)
         files=lambda wc: [
             (tile.image, *(layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
                            for name in ("prediction.png", "prediction_color.png")),
              layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.tif")
-             if tile.image in GEOREFERENCED else None,
-             layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.gpkg")
-             if tile.image in GEOREFERENCED and VECTORS else None)
+             if tile.image in GEOREFERENCED else None)
             for image in IMAGES for tile in TILES[image]
         ],
     threads: cfg.prediction_resources(config)[1]
@@ -131,7 +127,6 @@ rule map_geotiff:
     output:
         map=GEO_MAP,
         preview=GEO_PREVIEW,
-        **({"vectors": str(layout.vectors_path(GEO_MAP))} if VECTORS else {}),
     params:
         settings=settings("map"),
     threads: cfg.prediction_resources(config)[1]
@@ -151,3 +146,24 @@ use rule map_geotiff as map_png with:
     output:
         map=PNG_MAP,
         preview=PNG_PREVIEW,
+
+
+rule polygons:
+    """The polygons of a georeferenced map (predict.vectors): one feature per connected region
+    of a class, with its name and the value the map holds, after regions under
+    predict.min_area px are merged into their neighbours; for the study's prediction.tif and
+    the maps of data.predict alike."""
+    input:
+        "results/{map}.tif",
+    output:
+        "results/{map}.gpkg",
+    params:
+        settings=settings("polygons"),
+    log:
+        "results/logs/polygons/{map}.log",
+    benchmark:
+        "results/benchmarks/polygons/{map}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/polygons.py"

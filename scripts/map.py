@@ -6,7 +6,6 @@ from aerialseg import config
 from aerialseg.jobs import prediction, runner
 
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "map")
-files = prediction.MapFiles(snakemake.input.image, snakemake.output.map, snakemake.output.preview,
-                            snakemake.output.get("vectors"))
+files = prediction.MapFiles(snakemake.input.image, snakemake.output.map, snakemake.output.preview)
 sys.exit(runner.run(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [files],
                     threads=snakemake.threads))

@@ -29,6 +29,7 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "pool": {"data": ("classes",)},
     "map": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format")},
     "export_onnx": {"predict": ("stride", "blend")},
+    "polygons": {"data": ("classes", "label_format", "ignore_values"), "predict": ("min_area",)},
     "training_curves": {},
     "summary": {"data": ("classes",), "experiment": ("seed", "repeats")},
     "conclusions": {"experiment": ("split", "stride", "patch_sizes"), "train": ("batch_size", "budget", "epochs")},

@@ -87,6 +87,12 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
 
 
+def polygons(settings: dict, map_path, out) -> None:
+    """The polygons of a georeferenced map (rule polygons), named by the classes of
+    ``settings["data"]`` and keyed by the values its maps hold (`map_codes`)."""
+    _write_vectors(settings, {"data": settings["data"]}, map_path, out)
+
+
 def _write_vectors(settings: dict, checkpoint: dict, map_path, vectors_out) -> None:
     """The polygons of a map, named by class and keyed by the values the map holds."""
     _, names = classes(checkpoint)

@@ -1,0 +1,8 @@
+"""Rule polygons: a georeferenced map's regions as polygons in a GeoPackage."""
+
+import sys
+
+from aerialseg.jobs import prediction, runner
+
+sys.exit(runner.run(prediction.polygons, snakemake.log[0], snakemake.params.settings, snakemake.input[0],
+                    snakemake.output[0]))
