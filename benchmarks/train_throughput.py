@@ -47,7 +47,7 @@ def sync(device):
 def fresh_model(device, how=None):
     torch.manual_seed(0)
     spec = ModelSpec(5, "scratch")
-    how = how or devices.compute(device, training=True)
+    how = how or devices.compute_for_training(device)
     model = how.format(build(spec).to(device))
     model.train()
     return spec, model
@@ -56,7 +56,7 @@ def fresh_model(device, how=None):
 def run_aerialseg(image, ids, corners, size, batch, steps, device, capture, fused=False, precision="auto",
                   memory_format="auto") -> float:
     """Seconds per step of `train._train_step`, as `train.fit` runs it."""
-    how = devices.compute(device, precision, memory_format, training=True)
+    how = devices.compute_for_training(device, precision, memory_format)
     spec, model = fresh_model(device, how)
     settings = train.TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0, capture=capture)
     optimizer = train.make_optimizer(model, settings, device, fused=fused)

@@ -227,8 +227,8 @@ def test_bf16_autocast_only_where_the_gpu_computes_bf16_natively(monkeypatch):
 def test_the_cpu_keeps_float32_unless_bf16_is_asked_for_and_predicts_in_channels_last(monkeypatch):
     monkeypatch.setattr(device, "cpu_native_bf16", lambda: True)
     cpu = torch.device("cpu")
-    assert device.compute(cpu, training=True) == device.Compute(cpu, bf16=False, channels_last=False)
+    assert device.compute_for_training(cpu) == device.Compute(cpu, bf16=False, channels_last=False)
     assert device.compute(cpu) == device.Compute(cpu, bf16=False, channels_last=True)
-    assert device.compute(cpu, "bf16", "contiguous", training=True) == device.Compute(cpu, bf16=True, channels_last=False)
+    assert device.compute_for_training(cpu, "bf16", "contiguous") == device.Compute(cpu, bf16=True, channels_last=False)
     with pytest.raises(ConfigError, match="precision 'half'"):
         device.compute(cpu, "half")

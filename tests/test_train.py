@@ -11,7 +11,7 @@ from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.model import ModelSpec, build, normalize
 from aerialseg.patches import patch_index
 from aerialseg import train
-from aerialseg.device import compute
+from aerialseg.device import compute_for_training
 from aerialseg.errors import DivergenceError
 from aerialseg.train import HISTORY_COLUMNS, TrainingData, TrainSettings, fit, gather, seed_everything, weighted_loss
 
@@ -256,7 +256,7 @@ def _steps_on(spec, image, ids, corners, batch, kind, device=torch.device("cpu")
     model = build(spec).to(device)
     batches = train._Batches(len(corners) // batch, batch, spec.n_classes, device, 1 if kind == "train" else 2)
     image_t, labels_t = train.to_tensors(image, ids, device)
-    how = compute(device, training=True)
+    how = compute_for_training(device)
     inputs = train.StepInputs(model, train.input_transform(spec, device, how), image_t, labels_t, 16,
                               torch.ones(spec.n_classes, device=device), how)
     if kind == "train":

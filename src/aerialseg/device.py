@@ -178,20 +178,28 @@ PRECISIONS = ("auto", "float32", "bf16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
-def compute(device: torch.device, precision: str = "auto", memory_format: str = "auto", training: bool = False) -> Compute:
-    """How to run the model (``train.precision``/``predict.precision`` and
-    ``train.memory_format``/``predict.memory_format``). ``auto`` is bf16 on a GPU with
-    native bf16 and float32 everywhere else (the CPU keeps the study's numbers exactly; bf16
-    is there for the asking, where `native_bf16`), and channels-last on a GPU, and on the CPU
-    for prediction (the same class ids, faster) but not for training (the same histories)."""
+def compute(device: torch.device, precision: str = "auto", memory_format: str = "auto") -> Compute:
+    """How to run the model for prediction (``predict.precision``, ``predict.memory_format``).
+    ``auto`` is bf16 on a GPU with native bf16 and float32 everywhere else (the CPU keeps the
+    study's numbers exactly; bf16 is there for the asking, where `native_bf16`), and
+    channels-last everywhere (on the CPU too: the same class ids, faster)."""
+    return _compute(device, precision, memory_format, channels_by_default=True)
+
+
+def compute_for_training(device: torch.device, precision: str = "auto", memory_format: str = "auto") -> Compute:
+    """How to run the model for training (``train.precision``, ``train.memory_format``): as
+    `compute`, but ``auto`` keeps the CPU contiguous, so the study's histories stay the same."""
+    return _compute(device, precision, memory_format, channels_by_default=device.type == "cuda")
+
+
+def _compute(device: torch.device, precision: str, memory_format: str, channels_by_default: bool) -> Compute:
     if precision not in PRECISIONS or memory_format not in MEMORY_FORMATS:
         raise ConfigError(f"precision {precision!r} / memory format {memory_format!r}: expected one of {PRECISIONS} "
                           f"and one of {MEMORY_FORMATS}")
-    cuda = device.type == "cuda"
-    bf16 = precision == "bf16" or (precision == "auto" and cuda and native_bf16(device))
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and native_bf16(device))
     if bf16 and not native_bf16(device):
         log.warning("bf16 asked for on %s, which would only emulate it (slower than float32)", device)
-    channels = memory_format == "channels_last" or (memory_format == "auto" and (cuda or not training))
+    channels = memory_format == "channels_last" or (memory_format == "auto" and channels_by_default)
     return Compute(device, bf16=bf16, channels_last=channels)
 
 

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .class_ids import IGNORE_INDEX
-from .patches import check_windows, cut, window_sums, window_starts
+from .patches import check_windows, cut_channels_last, window_sums, window_starts
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, c
     logits = torch.zeros((len(corners), n_classes, size, size), device=pixels.device)  # filled batch by batch
     if keep is None or keep.all():
         for i in range(0, len(corners), batch_size):
-            logits[i : i + batch_size] = predictor(cut(pixels, corners[i : i + batch_size], size, channels_first=False))
+            logits[i : i + batch_size] = predictor(cut_channels_last(pixels, corners[i : i + batch_size], size))
         return logits
     kept = torch.from_numpy(np.flatnonzero(keep)).to(pixels.device)
     shape = min(batch_size, len(corners))  # the batch of a band without no-data
@@ -179,7 +179,7 @@ def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, c
         windows = corners[batch]
         if pixels.is_cuda and len(batch) < shape:  # pad with copies of a window: on CUDA every new batch shape
             windows = torch.cat([windows, windows[-1:].expand(shape - len(batch), 2)])  # costs a cuDNN benchmark
-        logits[batch] = predictor(cut(pixels, windows, size, channels_first=False))[: len(batch)].float()
+        logits[batch] = predictor(cut_channels_last(pixels, windows, size))[: len(batch)].float()
     return logits
 
 

@@ -22,25 +22,28 @@ def window_starts(length: int, size: int, stride: int) -> np.ndarray:
     return starts
 
 
-def cut(image, corners, size: int, channels_first: bool = True):
+def cut(image, corners, size: int):
     """Patches of ``size`` px with top-left ``corners`` (B, 2: row, col), cut by indexing on
-    the tensor's own device.
+    the tensor's own device: a (C, H, W) image gives (B, C, size, size) laid out band-major (as
+    the training step has always fed the model); a (H, W) label map gives (B, size, size)."""
+    rows, cols = _window_indices(image, corners, size)
+    if image.dim() == 2:
+        return image[rows, cols]
+    return image[:, rows, cols].permute(1, 0, 2, 3)  # (C, B, s, s) -> (B, C, s, s)
 
-    A (C, H, W) image gives (B, C, size, size) laid out band-major (as the training step has
-    always fed the model); with ``channels_first=False`` an (H, W, C) image gives the same
-    shape with channels-last strides (as windows stacked from an HWC array); a (H, W) label
-    map gives (B, size, size).
-    """
+
+def cut_channels_last(image, corners, size: int):
+    """`cut` of an (H, W, C) image: (B, C, size, size) with channels-last strides, as windows
+    stacked from an HWC array (the mosaic's bands of rows)."""
+    rows, cols = _window_indices(image, corners, size)
+    return image[rows, cols].permute(0, 3, 1, 2)  # (B, s, s, C) -> (B, C, s, s)
+
+
+def _window_indices(image, corners, size: int):
     import torch  # only callers that hold tensors get here; the patches rule stays light
 
     offsets = torch.arange(size, device=image.device)
-    rows = (corners[:, 0, None] + offsets)[:, :, None]  # (B, s, 1)
-    cols = (corners[:, 1, None] + offsets)[:, None, :]  # (B, 1, s)
-    if image.dim() == 2:
-        return image[rows, cols]
-    if not channels_first:
-        return image[rows, cols].permute(0, 3, 1, 2)  # (B, s, s, C) -> (B, C, s, s)
-    return image[:, rows, cols].permute(1, 0, 2, 3)  # (C, B, s, s) -> (B, C, s, s)
+    return (corners[:, 0, None] + offsets)[:, :, None], (corners[:, 1, None] + offsets)[:, None, :]  # (B, s, 1), (B, 1, s)
 
 
 def window_sums(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:

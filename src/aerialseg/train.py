@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .class_ids import IGNORE_INDEX
-from .device import Compute, GraphedStep, compute
+from .device import Compute, GraphedStep, compute_for_training
 from .errors import DivergenceError, InputError, first_line
 from .files import atomic_path
 from .metrics import best_index, mean_iou, overall_accuracy
@@ -250,7 +250,7 @@ class Steps:
         self.val_corners = torch.cat([corners["val"], corners["val"][:1].expand(padding, 2)])
         self.val_valid = torch.arange(self.val.steps * self.val.batch, device=device) < n_val
         weight = torch.tensor(data.class_weights, dtype=torch.float32, device=device)
-        how = compute(device, settings.precision, settings.memory_format, training=True)
+        how = compute_for_training(device, settings.precision, settings.memory_format)
         inputs = StepInputs(model, input_transform(spec, device, how), image_t, labels_t, data.size, weight, how)
         self.compute = how
         self.train_step = GraphedStep(partial(_train_step, self.train, inputs, optimizer, augment_patches=settings.augment),
@@ -306,7 +306,7 @@ def fit(
     an uninterrupted run would. A loss that is not finite, or has exploded, raises
     `DivergenceError` at the end of its epoch.
     """
-    model = compute(device, settings.precision, settings.memory_format, training=True).format(model.to(device))
+    model = compute_for_training(device, settings.precision, settings.memory_format).format(model.to(device))
     optimizer = make_optimizer(model, settings, device)
     steps = Steps(model, spec, data, settings, optimizer, device)
     generator = torch.Generator().manual_seed(settings.seed)
