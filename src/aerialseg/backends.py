@@ -101,9 +101,10 @@ def onnx_bytes(model_path, predict: dict | None = None, cache: Path | None = Non
     source = sha256(path)
     cached = cache / f"{source}.onnx" if cache is not None else None
     for candidate in (path.with_suffix(".onnx"), cached):
-        if candidate is not None and candidate.is_file() and _source_of(candidate) == source:
+        data = candidate.read_bytes() if candidate is not None and candidate.is_file() else None
+        if data is not None and _source_of(data) == source:
             log.info("%s: ONNX graph from %s", path, candidate)
-            return candidate.read_bytes()
+            return data
     from . import export
 
     data = export.to_bytes(path, predict)
@@ -112,12 +113,12 @@ def onnx_bytes(model_path, predict: dict | None = None, cache: Path | None = Non
     return data
 
 
-def _source_of(path: Path) -> str | None:
-    """The ``source_sha256`` an ONNX file records, None for any file that cannot tell."""
+def _source_of(data: bytes) -> str | None:
+    """The ``source_sha256`` an ONNX file (its bytes) records, None for any file that cannot tell."""
     try:
         import onnx
 
-        graph = onnx.load(str(path), load_external_data=False)
+        graph = onnx.load_from_string(data)
         props = {p.key: p.value for p in graph.metadata_props}
         return json.loads(props.get("aerialseg", "{}")).get("source_sha256")
     except Exception:  # a truncated or foreign file is simply not a match
@@ -167,10 +168,6 @@ class OnnxModel:
         mean, std = standardization(meta["spec"])
         values = np.arange(256, dtype=np.float32)[None, :]
         return cls(session, meta, (values / 255.0 - mean[:, None]) / std[:, None])
-
-    @property
-    def bands(self) -> int:
-        return int(self.meta["spec"]["in_channels"])
 
     def probabilities(self, windows: np.ndarray) -> np.ndarray:
         """Per-class probabilities (B, K, s, s) of uint8 windows (B, s, s, C). The input is

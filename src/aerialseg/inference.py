@@ -77,6 +77,7 @@ class LoadedModel:
     n_classes: int
     device: object  # a torch.device, or "cpu" for ONNX Runtime
     backend: str = "torch"
+    description: str = ""  # how it runs, for the job's log
 
     def open(self, image_path) -> Image:
         """An image open for reading as the model was trained to read it (bands, value range,
@@ -119,18 +120,28 @@ def load_model(settings: dict, model_path, threads: int | None = None, n_images:
     if backend == "onnxruntime":
         model = _load_onnx(settings, model_path, threads, onnx_cache)
     else:
-        model = _load_torch(settings, model_path, threads)
-    log.info("case %s: predicting %d image(s) with %s", model.loaded.checkpoint["case"], n_images, model.describe)
-    return model.loaded
+        model = _load_torch(settings, model_path, device_name, threads)
+    log.info("case %s: predicting %d image(s) with %s", model.checkpoint["case"], n_images, model.description)
+    return model
 
 
-@dataclass
-class _Loading:
-    loaded: LoadedModel
-    describe: str
+def start_torch(device_name: str, threads: int) -> tuple[StartupClock, object]:
+    """The prologue of a job that runs the model in torch: the heavy imports (timed), the CPU
+    threads and the device (on a GPU, a slot). Returns the start-up clock and the device."""
+    clock = StartupClock()
+    import torch
+
+    from . import device as devices
+    from . import model  # noqa: F401  (segmentation-models-pytorch: timed as an import here)
+
+    clock.mark("imports")
+    torch.set_num_threads(threads)
+    device = devices.resolve(device_name)
+    clock.mark("device")
+    return clock, device
 
 
-def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> _Loading:
+def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> LoadedModel:
     clock = StartupClock()
     data = backends.onnx_bytes(model_path, settings["predict"], cache)
     clock.mark("export" if Path(model_path).suffix == ".pt" else "read")
@@ -142,25 +153,19 @@ def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> 
         log.info("predict.%s: not used by ONNX Runtime, which runs float32 in its own layout", ", ".join(ignored))
     clock.mark("model")
     clock.report("the first window")
-    loaded = LoadedModel(model.meta, options, model.log_probabilities, int(model.meta["spec"]["n_classes"]), "cpu",
-                         backend="onnxruntime")
-    return _Loading(loaded, f"ONNX Runtime on the CPU ({model.session.get_session_options().intra_op_num_threads} "
-                            "threads), float32")
+    threads_used = model.session.get_session_options().intra_op_num_threads
+    return LoadedModel(model.meta, options, model.log_probabilities, int(model.meta["spec"]["n_classes"]), "cpu",
+                       backend="onnxruntime", description=f"ONNX Runtime on the CPU ({threads_used} threads), float32")
 
 
-def _load_torch(settings: dict, model_path, threads: int) -> _Loading:
-    clock = StartupClock()
-    import torch
-
+def _load_torch(settings: dict, model_path, device_name: str, threads: int) -> LoadedModel:
+    clock, device = start_torch(device_name, threads)
     from . import device as devices
     from . import model as models
 
-    clock.mark("imports")
-    torch.set_num_threads(threads)
-    device = devices.resolve(prediction_resources(settings)[0])
-    clock.mark("device")
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    if settings["predict"].get("fold_batchnorm"):
+    folded = settings["predict"].get("fold_batchnorm")
+    if folded:
         net = models.fold_batchnorm(net)
     options = MosaicOptions.from_settings(settings, checkpoint["patch_size"])
     how = devices.compute(device, options.precision, options.memory_format)
@@ -173,6 +178,6 @@ def _load_torch(settings: dict, model_path, threads: int) -> _Loading:
         with how.autocast():
             return net(prepare(batch))
 
-    folded = ", batch norm folded" if settings["predict"].get("fold_batchnorm") else ""
-    return _Loading(LoadedModel(checkpoint, options, predictor, spec.n_classes, device),
-                    f"torch on {device} ({threads} CPU threads), in {how.describe()}{folded}")
+    description = f"torch on {device} ({threads} CPU threads), in {how.describe()}"
+    description += ", batch norm folded" if folded else ""
+    return LoadedModel(checkpoint, options, predictor, spec.n_classes, device, description=description)

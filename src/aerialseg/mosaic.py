@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .class_ids import IGNORE_INDEX
+from . import host_mosaic
 from .patches import check_windows, cut_channels_last, window_sums, window_starts
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,8 @@ log = logging.getLogger(__name__)
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 """Maps a uint8 batch (B, C, s, s) on the prediction device to logits (B, K, s, s)."""
 
-BLENDS = ("mean", "gaussian")
-CPU_BATCH = 64
-"""On the CPU a batch is one window row, at most this many windows: larger batches are slower
-there (measured: 128 px windows of a 1024 px image took 3.7 s in batches of 60, 2.6 s in
-batches of one 15-window row)."""
+BLENDS = host_mosaic.BLENDS
+CPU_BATCH = host_mosaic.CPU_BATCH
 GPU_BATCH_PIXELS = 1 << 22
 """On a GPU a batch is about this many pixels of windows (4096 of 32 px, 1024 of 64 px, 256 of
 128 px), several window rows at once."""
@@ -62,14 +60,8 @@ def default_batch_size(size: int, row_windows: int, *, on_gpu: bool) -> int:
 
 
 def window_weights(size: int, blend: str) -> torch.Tensor:
-    """(s, s) weights of one window's logits: ones, or a Gaussian centred on the window."""
-    if blend == "mean":
-        return torch.ones(size, size)
-    if blend == "gaussian":
-        x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-        g = torch.exp(-0.5 * (x / (size / 4)) ** 2)
-        return (g[:, None] * g[None, :] / g.max() ** 2).float()
-    raise ValueError(f"unknown predict.blend {blend!r}: expected one of {BLENDS}")
+    """(s, s) weights of one window (`host_mosaic.window_weights`) as a tensor."""
+    return torch.from_numpy(host_mosaic.window_weights(size, blend))
 
 
 def with_flips(predictor: Predictor) -> Predictor:
@@ -98,17 +90,6 @@ def covering(starts: np.ndarray, size: int, length: int) -> tuple[np.ndarray, np
     return index, np.where(valid, position[None, :] - starts[index], 0), valid
 
 
-class _ArrayImage:
-    """An (H, W, C) uint8 array read like a `io.read.Image`, a band of rows at a time; every
-    pixel is valid."""
-
-    def __init__(self, array: np.ndarray):
-        self.array, self.shape = array, array.shape[:2]
-
-    def rows(self, top: int, bottom: int) -> tuple[np.ndarray, None]:
-        return self.array[top:bottom], None
-
-
 @torch.no_grad()
 def iter_strips(
     predictor: Predictor,
@@ -126,7 +107,7 @@ def iter_strips(
     uint8 array or an image open for windowed reading (`io.read.Image`), read one band of
     window rows at a time; windows wholly in no-data are not predicted (they cover only
     no-data pixels). ``batch_size`` None is the device's default."""
-    source = image if hasattr(image, "rows") else _ArrayImage(image)
+    source = image if hasattr(image, "rows") else host_mosaic.ArrayImage(image)
     height, width = source.shape
     check_windows(height, width, size, stride)
     device = torch.device(device)
@@ -237,7 +218,7 @@ def iter_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int
 
 def predict_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> np.ndarray:
     """Class ids (H, W) uint8 of the whole image (`iter_ids`, gathered)."""
-    source = image if hasattr(image, "rows") else _ArrayImage(image)
+    source = image if hasattr(image, "rows") else host_mosaic.ArrayImage(image)
     ids = np.empty(source.shape, dtype=np.uint8)
     for top, block in iter_ids(predictor, source, n_classes, size, stride, **kwargs):
         ids[top : top + len(block)] = block

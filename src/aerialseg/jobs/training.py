@@ -16,28 +16,12 @@ from .. import patches, stats
 from ..config import Case, Run
 from ..errors import DivergenceError
 from ..io.read import data_bands, georeference, image_size
-from ..startup import StartupClock
+from ..inference import start_torch
 from ..files import write_csv, write_yaml
 from .preflight import check_patch_fits
 from .datasets import read_tiles
 
 log = logging.getLogger("aerialseg")
-
-
-def _start_model_job(device_name: str, threads: int):
-    """The prologue of a job that runs the model: the heavy imports (timed), the CPU threads
-    and the device (on a GPU, a slot). Returns the start-up clock and the device."""
-    clock = StartupClock()
-    import torch
-
-    from .. import device as devices
-    from .. import model  # noqa: F401  (segmentation-models-pytorch: timed as an import here)
-
-    clock.mark("imports")
-    torch.set_num_threads(threads)
-    device = devices.resolve(device_name)
-    clock.mark("device")
-    return clock, device
 
 
 @dataclass(frozen=True)
@@ -66,7 +50,7 @@ def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) ->
     it stopped when run again; it is removed once the outputs exist. A run that diverges stops
     with an error naming the run and the epoch, and writes no model.
     """
-    clock, device = _start_model_job(settings["train"]["device"], threads)
+    clock, device = start_torch(settings["train"]["device"], threads)
     from .. import model as models
     from .. import train
 
