@@ -11,7 +11,8 @@ Part 2, end to end: ``aerialseg predict MODEL.pt IMAGE -o DIR`` in a fresh proce
 wall time and peak resident memory (GNU time), for each image: the baseline checkout's command
 (``--baseline-src``: its ``src`` folder), this checkout's with ``--backend torch``, and with its
 default (ONNX Runtime): once exporting the model.pt (an empty cache) and once with the graph
-cached. The maps are compared pixel by pixel with the baseline's (or with the torch back-end's).
+cached; with ``--int8 FILE`` also with an int8 graph (``aerialseg export --int8``, opt-in).
+The maps are compared pixel by pixel with the baseline's (or with the torch back-end's).
 Images: ``--image`` files as given, and for each ``--sizes`` side a 3-band GeoTIFF tiled from
 the first image (windowed writing), georeferenced, so that its map is a Cloud-Optimised GeoTIFF.
 
@@ -164,10 +165,12 @@ def end_to_end(args, work: Path, inputs: list[Path]) -> None:
             runs += [("this", here, "torch", ("--backend", "torch"), {})]
         runs += [("this", here, "ONNX Runtime, exporting", (), cache),
                  ("this", here, "ONNX Runtime, cached graph", (), cache)]
+        runs += [("this", here, "ONNX Runtime, int8 graph (opt-in)", (), {})] if args.int8 else []
         reference, base_seconds = None, None
         for index, (code, src, label, options, env) in enumerate(runs):
             out = work / f"{image.stem}-{index}"
-            seconds, peak = run_predict(src, args.model, image, out, args.threads, env, *options)
+            model = args.int8 if "int8" in label else args.model
+            seconds, peak = run_predict(src, model, image, out, args.threads, env, *options)
             ids = read_map(out, image)
             if reference is None:
                 reference, base_seconds = ids, (seconds if code == "baseline" else None)
@@ -185,6 +188,7 @@ def main() -> None:
     parser.add_argument("--skip-torch-above", type=float, default=30.0,
                         help="Mpx above which the baseline and the torch back-end are not run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--int8", type=Path, help="also map with this int8 graph (aerialseg export --int8)")
     parser.add_argument("--no-model-only", dest="model_only", action="store_false")
     args = parser.parse_args()
     import onnxruntime

@@ -57,6 +57,25 @@ rule export_onnx:
         "../scripts/export_onnx.py"
 
 
+rule export_onnx_int8:
+    """One run's model.onnx quantised to int8 (ONNX Runtime's static quantisation, activations
+    calibrated on windows of the training tiles) for faster mapping on the CPU: optional, never
+    the default; built when asked for (a target)."""
+    input:
+        model=f"{RUN}/model.onnx",
+        images=[tile.image for tile in TILES["train"]],
+    output:
+        f"{RUN}/model_int8.onnx",
+    log:
+        "results/logs/{prefix}export_onnx_int8/{case}.log",
+    benchmark:
+        "results/benchmarks/{prefix}export_onnx_int8/{case}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/export_onnx_int8.py"
+
+
 rule training_curves:
     """Loss, accuracy and mIoU per epoch, training against validation."""
     input:

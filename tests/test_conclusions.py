@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 
 from aerialseg import conclusions
+from aerialseg.budget import Epochs, Steps
 from aerialseg.conclusions import CONTRADICTED, NOT_RESOLVED, SUPPORTED, Difference, t_quantile
 from aerialseg.tables import RUN_COLUMNS
 
 SIZES = (32, 64, 128)
+EPOCHS = Epochs(epochs=8, batch_size=8)
 
 
 def make_runs(miou, seconds=None, val_gap=0.05):
@@ -60,7 +62,7 @@ def test_a_clear_win_is_supported():
     imagenet, scratch = steady(0.60, 0.05), steady(0.50, 0.05)
     runs = make_runs({**{f"imagenet_p{s}": v for s, v in imagenet.items()}, **{f"scratch_p{s}": v for s, v in scratch.items()}},
                      seconds={f"{i}_p{s}": [100.0, 102.0, 98.0] for i in ("imagenet", "scratch") for s in SIZES})
-    patch, init, time = conclusions.findings(runs)
+    patch, init, time = conclusions.findings(runs, EPOCHS)
     assert (patch.verdict, init.verdict, time.verdict) == (SUPPORTED, SUPPORTED, SUPPORTED)
     assert "64 -> 128 px: test mIoU +0.0500" in " ".join(patch.evidence) and "a counted gain" in patch.evidence[0]
     assert "ImageNet minus scratch: test mIoU +0.1000" in init.evidence[0]
@@ -71,7 +73,7 @@ def test_a_tie_within_the_noise_is_not_resolved():
     rng = np.random.default_rng(0)
     runs = make_runs({f"{i}_p{s}": list(0.6 + rng.normal(0, 0.05, 3)) for i in ("imagenet", "scratch") for s in SIZES},
                      seconds={f"{i}_p{s}": list(100 + rng.normal(0, 30, 3)) for i in ("imagenet", "scratch") for s in SIZES})
-    patch, init, time = conclusions.findings(runs)
+    patch, init, time = conclusions.findings(runs, EPOCHS)
     assert (patch.verdict, init.verdict, time.verdict) == (NOT_RESOLVED, NOT_RESOLVED, NOT_RESOLVED)
     assert all("within the noise" in line for line in init.evidence)
 
@@ -81,23 +83,23 @@ def test_a_reversal_is_contradicted():
     runs = make_runs({**{f"imagenet_p{s}": v for s, v in imagenet.items()}, **{f"scratch_p{s}": v for s, v in scratch.items()}},
                      seconds={**{f"imagenet_p{s}": [150.0, 151.0, 149.0] for s in SIZES},
                               **{f"scratch_p{s}": [100.0, 101.0, 99.0] for s in SIZES}})
-    patch, init, time = conclusions.findings(runs)
+    patch, init, time = conclusions.findings(runs, EPOCHS)
     assert (patch.verdict, init.verdict, time.verdict) == (CONTRADICTED, CONTRADICTED, CONTRADICTED)
     assert "a counted loss" in init.evidence[0] and "ratio 1.500" in time.evidence[0]
 
 
 def test_one_loss_among_gains_contradicts_and_one_tie_leaves_it_open():
     gains = {f"scratch_p{s}": v for s, v in steady(0.5, 0.05).items()}
-    assert conclusions.patch_size_finding(make_runs(gains)).verdict == SUPPORTED
+    assert conclusions.patch_size_finding(make_runs(gains), EPOCHS).verdict == SUPPORTED
     tie = {**gains, "scratch_p128": [0.553, 0.549, 0.551]}  # 64 -> 128 px: +0.005, -0.001, -0.001
-    assert conclusions.patch_size_finding(make_runs(tie)).verdict == NOT_RESOLVED
+    assert conclusions.patch_size_finding(make_runs(tie), EPOCHS).verdict == NOT_RESOLVED
     loss = {**gains, "scratch_p128": [0.40, 0.401, 0.402]}
-    assert conclusions.patch_size_finding(make_runs(loss)).verdict == CONTRADICTED
+    assert conclusions.patch_size_finding(make_runs(loss), EPOCHS).verdict == CONTRADICTED
 
 
 def test_with_one_repeat_differences_are_reported_not_called():
     runs = make_runs({f"{i}_p{s}": [0.9 if i == "imagenet" else 0.1] for i in ("imagenet", "scratch") for s in SIZES})
-    found = conclusions.findings(runs)
+    found = conclusions.findings(runs, EPOCHS)
     assert [f.verdict for f in found] == [NOT_RESOLVED] * 3
     assert "+0.8000 (one run: reported, not called)" in found[1].evidence[0]
 
@@ -106,7 +108,7 @@ def test_the_document_states_verdicts_and_the_validation_gap():
     runs = make_runs({f"{i}_p{s}": v for i, base in (("imagenet", 0.6), ("scratch", 0.5))
                       for s, v in steady(base, 0.05).items()}, val_gap=0.2)
     found, blocks = conclusions.document(runs, split="random", overlapping=True, steps={32: 51, 64: 12, 128: 3},
-                                         budget="epochs", epochs=8)
+                                         budget=Epochs(8, 8))
     markdown = conclusions.to_markdown(blocks)
     budget = ("Training budget: equal epochs (every case trained 8 epochs (optimiser steps per epoch: 32 px 51, "
               "64 px 12, 128 px 3); 32 px 408 steps and 3.34 Mpx, 64 px 96 steps and 3.15 Mpx, 128 px 24 steps and 3.15 Mpx).")
@@ -120,12 +122,12 @@ def test_the_document_states_verdicts_and_the_validation_gap():
     html = conclusions.to_html(blocks)
     assert html.startswith("<!DOCTYPE html>") and html.count("<strong>Verdict: supported.</strong>") == 3
     assert "<code>experiment.split: blocks</code>" in html
-    _, blocked = conclusions.document(runs, split="blocks", overlapping=True)
+    _, blocked = conclusions.document(runs, split="blocks", overlapping=True, budget=EPOCHS)
     assert "validation shares no pixel with training" in conclusions.to_markdown(blocked)
     with_steps = runs.assign(steps=runs.patch_size.map({32: 408, 64: 408, 128: 408}),
                              pixels=runs.patch_size.map({32: 408 * 8 * 32**2, 64: 408 * 8 * 64**2, 128: 408 * 8 * 128**2}))
     _, budgeted = conclusions.document(with_steps, "random", overlapping=False, steps={32: 51, 64: 12, 128: 3},
-                                       budget="steps", epochs=8)
+                                       budget=Steps(8, 8))
     assert ("Training budget: equal optimiser steps (every case trained as many optimiser steps as the 32 px patches "
             "take in 8 epochs; 32 px 408 steps and 3.34 Mpx, 64 px 408 steps and 13.4 Mpx, 128 px 408 steps and 53.5 Mpx).") \
         in conclusions.to_markdown(budgeted)

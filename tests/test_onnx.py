@@ -164,9 +164,10 @@ def test_windows_wholly_in_no_data_are_not_predicted_and_the_rest_is_unchanged()
 
 
 def _settings(backend, **predict):
-    return {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "vectors": False,
-                        "min_area": 0, "backend": backend, "fold_batchnorm": False, **predict},
-            "train": {"device": "cpu", "threads": 1}}
+    from aerialseg.config import sections
+
+    return sections(predict={"stride": None, "backend": backend, "fold_batchnorm": False, **predict},
+                    train={"device": "cpu", "threads": 1})
 
 
 def test_a_map_from_onnx_runtime_equals_torch_float32(tmp_path, exported):
@@ -286,3 +287,38 @@ def test_the_input_table_holds_exactly_what_torch_normalisation_computes(exporte
     values = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, 3, 1, 256)
     expected = normalize(values, ModelSpec(**model.meta["spec"]))[0, :, 0].numpy()
     np.testing.assert_array_equal(model.table, expected)
+
+
+def test_an_int8_graph_keeps_the_metadata_and_nearly_every_class_id(tmp_path, exported):
+    from aerialseg import quantize
+    from aerialseg.cli import main
+
+    rng = np.random.default_rng(11)
+    scene = np.repeat(np.repeat(rng.integers(0, 256, (12, 12, 3)), 8, 0), 8, 1).astype(np.uint8)  # blocky
+    write_png(tmp_path / "train.png", scene)
+    out = tmp_path / "model_int8.onnx"
+    assert main(["export", str(exported[1]), "-o", str(out), "--int8", "--calibration", str(tmp_path / "train.png"),
+                 "--calibration-windows", "32"]) == 0
+    props, source = _props(out), _props(exported[1])
+    meta = json.loads(props["aerialseg"])
+    assert meta["precision"] == "int8" and meta["calibration"] == {"windows": 32, "source": "train.png"}
+    assert {k: v for k, v in meta.items() if k not in ("precision", "calibration")} == json.loads(source["aerialseg"])
+    assert {k: v for k, v in props.items() if k != "aerialseg"} == {k: v for k, v in source.items() if k != "aerialseg"}
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(out)).graph.node)
+    fp32, int8 = (backends.OnnxModel.load(path.read_bytes(), path, threads=1) for path in (exported[1], out))
+    windows = quantize.calibration_windows(fp32, [tmp_path / "train.png"], 16, seed=3)
+    agree = (fp32.probabilities(windows).argmax(1) == int8.probabilities(windows).argmax(1)).mean()
+    assert agree > 0.9, f"int8 agrees with float32 in only {agree:.1%} of pixels"
+    with pytest.raises(InputError, match="already an int8 graph"):
+        quantize.export_int8(out, tmp_path / "again.onnx", [tmp_path / "train.png"])
+
+
+def test_int8_calibration_refuses_missing_or_too_small_images(tmp_path, exported):
+    from aerialseg import quantize
+
+    with pytest.raises(InputError, match="nowhere.png: calibration image file does not exist"):
+        quantize.export_int8(exported[1], tmp_path / "x.onnx", [tmp_path / "nowhere.png"])
+    write_png(tmp_path / "small.png", np.zeros((20, 20, 3), np.uint8))
+    with pytest.raises(InputError, match="small.png: 20 x 20 px, smaller than the model's 32 px window"):
+        quantize.export_int8(exported[1], tmp_path / "x.onnx", [tmp_path / "small.png"])
+    assert not (tmp_path / "x.onnx").exists()

@@ -70,7 +70,7 @@ def test_blocks_split_needs_two_blocks():
 
 
 def test_an_epoch_has_full_batches_or_one_small_one():
-    from aerialseg.patches import steps_per_epoch
+    from aerialseg.budget import steps_per_epoch
 
     assert [steps_per_epoch(n, 8) for n in (51, 64, 7, 2)] == [6, 8, 1, 1]
 
@@ -148,19 +148,29 @@ def test_the_tiles_split_gives_whole_tiles_to_validation():
     ("pixels", 128, 5, -(-10 * 38 * 8 * 32**2 // (5 * 128**2))),  # fewer patches than a batch: one smaller batch
 ])
 def test_a_training_budget_in_steps_for_every_patch_size(budget, size, n_train, expected):
-    from aerialseg.patches import budget_steps
+    from aerialseg import budget as budgets
 
-    assert budget_steps(budget, 10, 8, size, n_train, reference_size=32, reference_n_train=308) == expected
+    plan = budgets.of({"budget": budget, "epochs": 10, "batch_size": 8})
+    assert plan.steps(size, n_train, budgets.Reference(size=32, n_train=308)) == expected
 
 
 def test_a_budget_at_the_study_s_stride_gives_every_size_about_as_many_steps():
     """Stride 16 on the Dubai pair: 308 / 297 / 275 steps an epoch at 32 / 64 / 128 px (the issue's
     figures): an epoch budget is already nearly a step budget, and a pixel budget gives the 128 px
     case a sixteenth of the 32 px case's steps."""
-    from aerialseg.patches import budget_steps
+    from aerialseg.budget import Epochs, Pixels, Reference
 
-    reference = dict(reference_size=32, reference_n_train=308 * 32)
-    assert [budget_steps("epochs", 20, 32, s, n * 32, **reference) for s, n in ((32, 308), (64, 297), (128, 275))] == [
+    reference = Reference(size=32, n_train=308 * 32)
+    assert [Epochs(20, 32).steps(s, n * 32, reference) for s, n in ((32, 308), (64, 297), (128, 275))] == [
         6160, 5940, 5500]
-    assert [budget_steps("pixels", 20, 32, s, n * 32, **reference) for s, n in ((32, 308), (64, 297), (128, 275))] == [
+    assert [Pixels(20, 32).steps(s, n * 32, reference) for s, n in ((32, 308), (64, 297), (128, 275))] == [
         6160, 1540, 385]
+
+
+def test_an_unknown_budget_is_refused_naming_the_key():
+    from aerialseg import budget
+
+    with pytest.raises(ValueError, match="unknown train.budget 'hours': expected one of epochs, steps, pixels"):
+        budget.of({"budget": "hours", "epochs": 1, "batch_size": 1})
+    assert budget.reference_size({"budget": "epochs"}, [64, 32]) is None
+    assert budget.reference_size({"budget": "pixels"}, [64, 32]) == 32

@@ -333,9 +333,8 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
     with caplog.at_level("DEBUG"):
         tile = prediction.TileFiles(tmp_path / "tile.tif", ids_png, tmp_path / "out/color.png",
                                     tmp_path / "out/prediction.tif", tmp_path / "out/prediction.gpkg")
-        prediction.predict_images({"predict": {"stride": 16, "blend": "mean", "tta": False, "batch_size": None,
-                                               "vectors": True, "min_area": 0},
-                                   "train": {"device": "cpu", "threads": 1}}, tmp_path / "model.pt", [tile])
+        settings = cfg.sections(predict={"stride": 16, "vectors": True}, train={"device": "cpu", "threads": 1})
+        prediction.predict_images(settings, tmp_path / "model.pt", [tile])
     gdal_trouble = [r.getMessage() for r in caplog.records
                     if r.name.startswith("rasterio") and ("GDAL signalled" in r.getMessage() or r.levelno >= 30)]
     assert gdal_trouble == [], gdal_trouble

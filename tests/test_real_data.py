@@ -19,6 +19,7 @@ from aerialseg.jobs import preflight, datasets
 from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.errors import InputError
 from aerialseg.io.labels import load_pair, read_label
+from aerialseg.config import with_data_defaults
 from aerialseg.io.spec import DataSpec
 
 from .conftest import ROOT, SHARED_DATA
@@ -83,7 +84,7 @@ def test_isprs_crops_decode_as_index_labels(city):
         ],
         "ignore_values": [0],
     }
-    spec = DataSpec.from_config({"data": data})
+    spec = DataSpec.from_config({"data": with_data_defaults(data)})
     raw = np.asarray(Image.open(ISPRS / city / "label.png"))
     ids = read_label(ISPRS / city / "label.png", spec)
     assert ids.shape == (512, 512)

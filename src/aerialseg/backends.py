@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import with_data_defaults
 from .errors import ConfigError, InputError
 from .export import INPUT, read_metadata
 from .files import sha256
@@ -163,21 +164,26 @@ class OnnxModel:
             raise InputError(f"{name}: ONNX Runtime cannot load this model ({type(error).__name__}: "
                              f"{str(error).splitlines()[0]})") from None
         meta = read_metadata(name, session.get_modelmeta().custom_metadata_map)
+        meta["data"] = with_data_defaults(meta["data"])
         from .model_spec import standardization
 
         mean, std = standardization(meta["spec"])
         values = np.arange(256, dtype=np.float32)[None, :]
         return cls(session, meta, (values / 255.0 - mean[:, None]) / std[:, None])
 
-    def probabilities(self, windows: np.ndarray) -> np.ndarray:
-        """Per-class probabilities (B, K, s, s) of uint8 windows (B, s, s, C). The input is
-        looked up per band in `table`, which holds ``(v / 255 - mean) / std`` for every value v,
-        computed in float32 as torch normalises (`model.normalize`): the same numbers, faster."""
+    def inputs(self, windows: np.ndarray) -> np.ndarray:
+        """The graph's input (B, C, s, s) float32 for uint8 windows (B, s, s, C), looked up per
+        band in `table`, which holds ``(v / 255 - mean) / std`` for every value v, computed in
+        float32 as torch normalises (`model.normalize`): the same numbers, faster."""
         b, h, w, c = windows.shape
         x = np.empty((b, c, h, w), np.float32)
         for band in range(c):
             np.take(self.table[band], windows[..., band], out=x[:, band])
-        return self.session.run(None, {INPUT: x})[0]
+        return x
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """Per-class probabilities (B, K, s, s) of uint8 windows (B, s, s, C)."""
+        return self.session.run(None, {INPUT: self.inputs(windows)})[0]
 
     def log_probabilities(self, windows: np.ndarray) -> np.ndarray:
         """The scores the mosaic blends: log-probabilities, clamped away from log 0. A window's

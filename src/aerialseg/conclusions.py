@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .budget import Budget
 from .config import Case
 from .tables import case_labels
 
@@ -131,14 +132,7 @@ def _cases(runs: pd.DataFrame) -> tuple[list[str], list[int]]:
     return inits, sorted(int(s) for s in runs["patch_size"].unique())
 
 
-BUDGETS = {
-    "epochs": "equal epochs",
-    "steps": "equal optimiser steps",
-    "pixels": "equal training pixels",
-}
-
-
-def budget_sentence(runs: pd.DataFrame, budget: str, epochs: int, steps: dict[int, int] | None = None) -> str:
+def budget_sentence(runs: pd.DataFrame, budget: Budget, steps: dict[int, int] | None = None) -> str:
     """What every case trained for, in words, with the steps and pixels each patch size got."""
     first = runs[(runs["repeat"] == runs["repeat"].min()) & (runs["image"] == "test")]
     per_size = first.groupby("patch_size")[["steps", "pixels"]].first() if {"steps", "pixels"} <= set(runs) else None
@@ -147,15 +141,10 @@ def budget_sentence(runs: pd.DataFrame, budget: str, epochs: int, steps: dict[in
     per_epoch = "" if not steps else " (optimiser steps per epoch: " + ", ".join(
         f"{size} px {n}" for size, n in sorted(steps.items())) + ")"
     reference = f"{min(steps)} px" if steps else "smallest"
-    what = {
-        "epochs": f"every case trained {epochs} epochs{per_epoch}",
-        "steps": f"every case trained as many optimiser steps as the {reference} patches take in {epochs} epochs",
-        "pixels": f"every case saw as many training pixels as the {reference} patches see in {epochs} epochs",
-    }[budget]
-    return f"Training budget: {BUDGETS[budget]} ({what}{got})."
+    return f"Training budget: {budget.held_equal} ({budget.describe(reference, per_epoch)}{got})."
 
 
-def patch_size_finding(runs: pd.DataFrame, budget: str = "epochs", context: str = "") -> Finding:
+def patch_size_finding(runs: pd.DataFrame, budget: Budget, context: str = "") -> Finding:
     """``context``: the budget sentence (`budget_sentence`), which says what was held equal."""
     inits, sizes = _cases(runs)
     evidence, differences = [], []
@@ -167,19 +156,8 @@ def patch_size_finding(runs: pd.DataFrame, budget: str = "epochs", context: str 
     if len(sizes) < 2:
         evidence.append("only one patch size was run: nothing to compare")
     else:
-        evidence.append(f"The comparison is of patch size at {BUDGETS[budget]}. {context} "
-                        + _what_the_budget_mixes(budget))
-    return Finding(f"Bigger patches give better results (at {BUDGETS[budget]}).", gain_verdict(differences), evidence)
-
-
-def _what_the_budget_mixes(budget: str) -> str:
-    return {
-        "epochs": "At equal epochs a bigger patch also means more pixels per step and, without overlap, fewer "
-                  "steps: context, steps and pixels seen change together (train.budget: steps or pixels holds "
-                  "one of them equal).",
-        "steps": "At equal steps a bigger patch sees more pixels per step: context and pixels seen change together.",
-        "pixels": "At equal pixels a bigger patch takes fewer, larger steps: context and steps change together.",
-    }[budget]
+        evidence.append(f"The comparison is of patch size at {budget.held_equal}. {context} {budget.mixes}")
+    return Finding(f"Bigger patches give better results (at {budget.held_equal}).", gain_verdict(differences), evidence)
 
 
 def init_finding(runs: pd.DataFrame) -> Finding:
@@ -253,7 +231,7 @@ def _what_the_gap_says(gap: float, within: float = 0.01) -> str:
     return f"Validation and test agree within {within}."
 
 
-def findings(runs: pd.DataFrame, budget: str = "epochs", context: str = "") -> list[Finding]:
+def findings(runs: pd.DataFrame, budget: Budget, context: str = "") -> list[Finding]:
     return [patch_size_finding(runs, budget, context), init_finding(runs), time_finding(runs)]
 
 
@@ -262,11 +240,11 @@ Block = tuple[str, object]
 
 
 def document(runs: pd.DataFrame, split: str, *, overlapping: bool, steps: dict[int, int] | None = None,
-             budget: str = "epochs", epochs: int = 0) -> tuple[list[Finding], list[Block]]:
+             budget: Budget) -> tuple[list[Finding], list[Block]]:
     """The findings and the conclusions document, as blocks to render (`to_markdown`, `to_html`);
-    ``steps`` are the optimiser steps per epoch of each patch size, ``budget`` and ``epochs``
-    what every case trained for (``train.budget``, ``train.epochs``)."""
-    context = budget_sentence(runs, budget, epochs, steps)
+    ``steps`` are the optimiser steps per epoch of each patch size, ``budget`` what every case
+    trained for (`budget.of` the train settings)."""
+    context = budget_sentence(runs, budget, steps)
     found = findings(runs, budget, context)
     repeats = int(runs["repeat"].nunique())
     labels = case_labels(runs["case"].unique().tolist())

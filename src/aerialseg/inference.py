@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import backends, host_mosaic
-from .config import prediction_resources
+from .config import prediction_resources, with_data_defaults
 from .io import write
 from .io.read import Image, open_image
 from .io.spec import DataSpec
@@ -47,8 +47,8 @@ class MosaicOptions:
         """``settings`` holds ``predict`` (stride null: half the patch)."""
         predict = settings["predict"]
         return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
-                   batch_size=predict["batch_size"], precision=predict.get("precision", "auto"),
-                   memory_format=predict.get("memory_format", "auto"))
+                   batch_size=predict["batch_size"], precision=predict["precision"],
+                   memory_format=predict["memory_format"])
 
 
 def classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
@@ -62,8 +62,7 @@ def map_codes(checkpoint: dict) -> tuple[list[int] | None, int]:
     values for index labels, else the class ids; and the nodata value."""
     data = checkpoint["data"]
     codes = [c.get("value") for c in data["classes"]]
-    return write.map_codes(data.get("label_format", "color"), None if None in codes else codes,
-                             data.get("ignore_values", ()))
+    return write.map_codes(data["label_format"], None if None in codes else codes, data["ignore_values"])
 
 
 @dataclass
@@ -116,7 +115,7 @@ def load_model(settings: dict, model_path, threads: int | None = None, n_images:
     (`backends.onnx_bytes`)."""
     device_name, configured_threads = prediction_resources(settings)
     threads = threads or configured_threads
-    backend = backends.choose(settings["predict"].get("backend", "auto"), device_name, model_path)
+    backend = backends.choose(settings["predict"]["backend"], device_name, model_path)
     if backend == "onnxruntime":
         model = _load_onnx(settings, model_path, threads, onnx_cache)
     else:
@@ -154,8 +153,9 @@ def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> 
     clock.mark("model")
     clock.report("the first window")
     threads_used = model.session.get_session_options().intra_op_num_threads
+    precision = model.meta.get("precision", "float32")  # int8 where quantised (aerialseg.quantize)
     return LoadedModel(model.meta, options, model.log_probabilities, int(model.meta["spec"]["n_classes"]), "cpu",
-                       backend="onnxruntime", description=f"ONNX Runtime on the CPU ({threads_used} threads), float32")
+                       backend="onnxruntime", description=f"ONNX Runtime on the CPU ({threads_used} threads), {precision}")
 
 
 def _load_torch(settings: dict, model_path, device_name: str, threads: int) -> LoadedModel:
@@ -164,7 +164,8 @@ def _load_torch(settings: dict, model_path, device_name: str, threads: int) -> L
     from . import model as models
 
     net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    folded = settings["predict"].get("fold_batchnorm")
+    checkpoint = {**checkpoint, "data": with_data_defaults(checkpoint["data"])}
+    folded = settings["predict"]["fold_batchnorm"]
     if folded:
         net = models.fold_batchnorm(net)
     options = MosaicOptions.from_settings(settings, checkpoint["patch_size"])

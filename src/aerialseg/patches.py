@@ -54,33 +54,6 @@ def window_sums(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int)
     return summed[rows + size, cols + size] - summed[rows, cols + size] - summed[rows + size, cols] + summed[rows, cols]
 
 
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Optimiser steps of an epoch: full batches only (the trailing partial batch is dropped,
-    so a batch of one never reaches BatchNorm); fewer patches than a batch make one batch."""
-    return n_train // min(batch_size, n_train)
-
-
-def budget_steps(budget: str, epochs: int, batch_size: int, size: int, n_train: int, reference_size: int,
-                 reference_n_train: int) -> int:
-    """The optimiser steps a case of patch ``size`` with ``n_train`` training patches takes
-    under a training budget, against the reference: the smallest patch size, with
-    ``reference_n_train`` training patches, trained for ``epochs`` epochs.
-
-    ``epochs``: its own ``epochs`` epochs; ``steps``: the reference's steps; ``pixels``: as many
-    steps as it takes to see the reference's training pixels (steps x batch x size^2), rounded
-    up, so no case sees fewer pixels than the reference. A batch is at most the patches there
-    are (`steps_per_epoch`)."""
-    if budget == "epochs":
-        return epochs * steps_per_epoch(n_train, batch_size)
-    reference_steps = epochs * steps_per_epoch(reference_n_train, batch_size)
-    if budget == "steps":
-        return reference_steps
-    if budget == "pixels":
-        reference_pixels = reference_steps * min(batch_size, reference_n_train) * reference_size**2
-        return -(-reference_pixels // (min(batch_size, n_train) * size**2))
-    raise ValueError(f"unknown train.budget {budget!r}")
-
-
 def grid(height: int, width: int, size: int, stride: int) -> pd.DataFrame:
     """Top-left corners (row, col) of all patches, row-major."""
     rows = window_starts(height, size, stride)

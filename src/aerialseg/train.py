@@ -34,7 +34,8 @@ from .errors import DivergenceError, InputError, first_line
 from .files import atomic_path
 from .metrics import best_index, mean_iou, overall_accuracy
 from .model import ModelSpec, cpu_state, input_transform, read_trusted
-from .patches import cut, steps_per_epoch
+from .budget import steps_per_epoch
+from .patches import cut
 
 log = logging.getLogger(__name__)
 

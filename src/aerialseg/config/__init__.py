@@ -17,10 +17,11 @@ from .settings import (IMAGE_KEYS, JOB_SETTINGS, LABEL_KEYS, RUN_OPTIONS, UPSTRE
                        without_run_options)
 from .study import (IGNORE_INDEX, IMAGES, Case, Run, Tile, cases, class_colors, class_names, map_cases, maps,
                     repeat_seed, repeats, runs, split_tiles, tiled, tiles)
-from .validation import load, load_keys, load_schema, merge, validate, validate_keys
+from .validation import load, load_keys, load_schema, merge, sections, validate, validate_keys, with_data_defaults
 
 __all__ = ["ConfigError", "IMAGE_KEYS", "JOB_SETTINGS", "LABEL_KEYS", "RUN_OPTIONS", "UPSTREAM", "budget_reference",
            "fingerprint", "job_settings", "prediction_resources", "result_settings", "training_stride",
            "with_run_options", "without_run_options", "IGNORE_INDEX", "IMAGES", "Case", "Run", "Tile", "cases",
            "class_colors", "class_names", "map_cases", "maps", "repeat_seed", "repeats", "runs", "split_tiles",
-           "tiled", "tiles", "load", "load_keys", "load_schema", "merge", "validate", "validate_keys"]
+           "tiled", "tiles", "load", "load_keys", "load_schema", "merge", "sections", "validate", "validate_keys",
+           "with_data_defaults"]

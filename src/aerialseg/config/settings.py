@@ -134,15 +134,17 @@ def fingerprint(settings: dict) -> str:
 
 def prediction_resources(config: dict) -> tuple[str, int]:
     """The device and CPU threads of a prediction job: ``predict.device`` and
-    ``predict.threads``, where null (or absent) those of training."""
-    predict, train = config["predict"], config.get("train", {})
-    return predict.get("device") or train.get("device", "auto"), predict.get("threads") or train.get("threads", 1)
+    ``predict.threads``, where null those of training."""
+    predict, train = config["predict"], config["train"]
+    return predict["device"] or train["device"], predict["threads"] or train["threads"]
 
 
 def budget_reference(config: dict) -> int | None:
     """The patch size whose epochs set a step or pixel budget (the smallest); None for the
     epochs budget, which needs none."""
-    return None if config["train"]["budget"] == "epochs" else min(config["experiment"]["patch_sizes"])
+    from ..budget import reference_size
+
+    return reference_size(config["train"], config["experiment"]["patch_sizes"])
 
 
 def training_stride(config: dict, size: int) -> int:

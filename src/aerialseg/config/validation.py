@@ -106,6 +106,30 @@ def validate_keys(config: dict) -> dict:
     return config
 
 
+def sections(**given: dict) -> dict:
+    """Config sections outside a config file (the command line's ``predict`` options, say),
+    checked against their part of the schema and completed with its defaults: the schema stays
+    the only place a default lives. ``sections(predict={"blend": "gaussian"}, train={})``."""
+    schema = load_schema()
+    part = {"type": "object", "$defs": schema.get("$defs", {}),
+            "properties": {name: {key: rule for key, rule in schema["properties"][name].items() if key != "required"}
+                           for name in given}}  # what a config file must give, the caller need not
+    config = copy.deepcopy(given)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(part)
+    _raise([line for e in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+            for line in _problems(e)])
+    return config
+
+
+def with_data_defaults(data: dict) -> dict:
+    """A model's ``data`` settings (a checkpoint's or an ONNX file's) completed with the schema's
+    defaults for any key its release did not record yet: a model.pt of an older aerialseg
+    reads its images as it was trained to, the default of a key it predates."""
+    defaults = {name: copy.deepcopy(rule["default"]) for name, rule in
+                load_schema()["properties"]["data"]["properties"].items() if "default" in rule}
+    return {**defaults, **data}
+
+
 def _raise(problems: list[str]) -> None:
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))

@@ -27,12 +27,12 @@ class DataSpec:
         values = [c.get("value") for c in classes]
         return cls(
             colors=tuple(tuple(c["color"]) for c in classes),
-            label_format=data.get("label_format", "color"),
+            label_format=data["label_format"],
             values=tuple(values) if None not in values else None,
-            ignore_colors=tuple(tuple(c) for c in data.get("ignore_colors", [])),
-            ignore_values=tuple(data.get("ignore_values", [])),
-            bands=tuple(data.get("bands", (0, 1, 2))),
+            ignore_colors=tuple(tuple(c) for c in data["ignore_colors"]),
+            ignore_values=tuple(data["ignore_values"]),
+            bands=tuple(data["bands"]),
             value_range=tuple(data["value_range"]) if data.get("value_range") else None,
             names=tuple(c["name"] for c in classes),
-            nodata=data.get("nodata"),
+            nodata=data["nodata"],
         )

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import config as cfg
-from .. import patches, tables
+from .. import budget, tables
 from ..config import Case, Run, layout
 from ..io.labels import load_pair
 from ..io.read import read_image
@@ -98,10 +98,10 @@ def conclude(settings: dict, runs_csv, patch_csvs: Mapping[int, str | Path], mar
 
     experiment = settings["experiment"]
     overlapping = any(cfg.training_stride(settings, size) < size for size in experiment["patch_sizes"])
-    steps = {size: patches.steps_per_epoch(int((pd.read_csv(path)["split"] == "train").sum()), settings["train"]["batch_size"])
+    steps = {size: budget.steps_per_epoch(int((pd.read_csv(path)["split"] == "train").sum()), settings["train"]["batch_size"])
              for size, path in patch_csvs.items()}
     found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping=overlapping, steps=steps,
-                                         budget=settings["train"]["budget"], epochs=settings["train"]["epochs"])
+                                         budget=budget.of(settings["train"]))
     write_text(conclusions.to_markdown(blocks), markdown_out)
     write_text(conclusions.to_html(blocks), html_out)
     for number, finding in enumerate(found, 1):

@@ -12,7 +12,7 @@ from typing import Sequence
 import pandas as pd
 
 from .. import config as cfg
-from .. import patches, stats
+from .. import budget, stats
 from ..config import Case, Run
 from ..errors import DivergenceError
 from ..io.read import data_bands, georeference, image_size
@@ -101,17 +101,17 @@ def _train_settings(settings: dict, seed: int, data, files: TrainFiles):
 
 
 def _budget_steps(settings: dict, data, files: TrainFiles) -> int | None:
-    """The optimiser steps of a step or pixel budget (`patches.budget_steps`); None for epochs."""
-    t = settings["train"]
-    if t["budget"] == "epochs":
+    """The optimiser steps of a step or pixel budget (`budget.Budget.steps`); None for epochs,
+    whose steps the training loop counts itself."""
+    plan = budget.of(settings["train"])
+    if isinstance(plan, budget.Epochs):
         return None
     n_train = int((data.index.split == "train").sum())
-    reference = pd.read_csv(files.reference_patches)
-    reference_size = settings["train"]["budget_size"]
-    steps = patches.budget_steps(t["budget"], t["epochs"], t["batch_size"], data.size, n_train, reference_size,
-                                 int((reference.split == "train").sum()))
-    log.info("budget: %s of the %d px patches in %d epochs: %d optimiser steps", t["budget"], reference_size,
-             t["epochs"], steps)
+    reference = budget.Reference(settings["train"]["budget_size"],
+                                 int((pd.read_csv(files.reference_patches).split == "train").sum()))
+    steps = plan.steps(data.size, n_train, reference)
+    log.info("budget: %s of the %d px patches in %d epochs: %d optimiser steps", plan.held_equal, reference.size,
+             plan.epochs, steps)
     return steps
 
 
