@@ -275,7 +275,7 @@ def test_the_console_command_maps_an_image_or_says_what_is_wrong(tmp_path, capsy
     assert ids.shape == (48, 40) and ids.max() < 3
     preview = np.asarray(Image.open(tmp_path / "maps/photo_preview.png"))
     np.testing.assert_array_equal(preview, np.asarray(COLORS, np.uint8)[ids])  # the map in the classes' colours
-    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "nowhere.png"), "-o", str(tmp_path)]) == 2
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "nowhere.png"), "-o", str(tmp_path)]) == 1
     assert "no such image file" in capsys.readouterr().err
     write_png(tmp_path / "grey.png", image[:, :, 0])
     assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "grey.png"), "-o", str(tmp_path / "m2")]) == 1
@@ -377,6 +377,6 @@ def test_the_console_command_names_an_unreadable_image_in_one_line(tmp_path, cap
     monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a fresh process: no handler of an earlier test
     _untrained_checkpoint(tmp_path / "model.pt")
     (tmp_path / "broken.tif").write_bytes(b"II*\x00 not a tiff")
-    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "broken.tif"), "-o", str(tmp_path / "m")]) == 2
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "broken.tif"), "-o", str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"aerialseg: {tmp_path}/broken.tif: cannot read image") and "Traceback" not in err
