@@ -151,8 +151,11 @@ def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transf
     config, transform = geotiff_pair
     _untrained_checkpoint(tmp_path / "model.pt")
     ids_png, color_png = tmp_path / "out/prediction.png", tmp_path / "out/prediction_color.png"
-    tile = prediction.TileFiles(config["data"]["test"]["image"], ids_png, color_png, tmp_path / "out/prediction.tif")
+    tile = prediction.TileFiles(config["data"]["test"]["image"], ids_png, color_png, tmp_path / "out/prediction.tif",
+                                style=tmp_path / "out/prediction.qml")
     prediction.predict_images(config, tmp_path / "model.pt", [tile])
+    style = (tmp_path / "out/prediction.qml").read_text()  # QGIS names the classes from it
+    assert all(f'label="{name}"' in style for name in ("a", "b", "c"))
     with rasterio.open(tmp_path / "out/prediction.tif") as predicted:
         assert predicted.crs == rasterio.crs.CRS.from_string(UTM_40N) and predicted.transform == transform
         assert (predicted.height, predicted.width, predicted.count) == (70, 90, 1)
