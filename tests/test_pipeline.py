@@ -28,7 +28,7 @@ def small_config(default_config, tmp_path) -> dict:
         write_png(tmp_path / f"{image}_label.png", np.asarray(COLORS, np.uint8)[ids])
         default_config["data"][image] = {"image": str(tmp_path / f"{image}.tif"), "label": str(tmp_path / f"{image}_label.png")}
     default_config["data"]["classes"] = [{"name": n, "color": c} for n, c in zip(["a", "b", "c"], COLORS)]
-    default_config["data"]["bands"] = [3, 0, 1]
+    default_config["data"]["band_numbers"] = [4, 1, 2]  # data.bands [3, 0, 1]
     default_config["data"]["value_range"] = [0, 4095]
     default_config["experiment"]["patch_sizes"] = [32, 64]
     return cfg.validate(default_config)
@@ -47,7 +47,8 @@ def test_header_checks_pass_and_class_stats_follow_the_labels(small_config, tmp_
 
 def test_bands_beyond_the_image_stop_before_any_job(small_config):
     small_config["data"]["bands"] = [0, 1, 5]
-    with pytest.raises(InputError, match=r"train.tif: data.bands asks for band 5 \(counting from 0\) but the image has 4 band"):
+    with pytest.raises(InputError, match=r"train.tif: data.band_numbers asks for band 6 \(counting from 1; data.bands 5, "
+                                         r"counting from 0\) but the image has 4 band"):
         preflight.check_inputs(small_config)
 
 

@@ -187,8 +187,8 @@ def data_bands(path: str | Path) -> int:
 def check_bands(path, bands: Sequence[int], available: int) -> None:
     if max(bands) >= available:
         raise InputError(
-            f"{path}: data.bands asks for band {max(bands)} (counting from 0) but the image has "
-            f"{available} band(s)"
+            f"{path}: data.band_numbers asks for band {max(bands) + 1} (counting from 1; data.bands {max(bands)}, "
+            f"counting from 0) but the image has {available} band(s)"
         )
 
 
