@@ -202,3 +202,17 @@ def test_info_says_what_a_model_was_trained_on_and_reads_a_model_onnx_without_to
         assert line in done.stdout
     assert cli.main(["info", str(model_onnx.with_suffix(".pt"))]) == 0
     assert cli.main(["info", str(tmp_path / "notes.txt")]) == 1
+
+
+def test_the_command_line_page_documents_every_option_and_exit_status():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs/command-line.md").read_text()
+    commands = cli.parser()._subparsers._group_actions[0].choices
+    assert set(commands) == {"predict", "export", "info"}
+    for name, command in commands.items():
+        assert f"## `aerialseg {name} " in page
+        options = [o for action in command._actions for o in action.option_strings if o.startswith("--")]
+        assert [o for o in options if f"`{o}" not in page and o != "--help"] == [], name
+    for status in (cli.DONE, cli.FAILED, cli.USAGE, cli.INTERRUPTED):
+        assert f"| {status} |" in page

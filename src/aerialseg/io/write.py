@@ -14,6 +14,7 @@ colour, which QGIS applies when the map beside it is added as a layer.
 from __future__ import annotations
 
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -200,8 +201,10 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
             shapes = features.shapes(sieved, mask=sieved != nodata, transform=dataset.transform)
             for number, chunk in enumerate(_batches(shapes, batch)):
                 geometry, field_data = _features(chunk, name_of)
-                write(tmp, geometry, field_data=field_data, fields=["class", "class_id"], crs=crs,
-                      geometry_type="Polygon", driver="GPKG", layer="map", append=number > 0, encoding="UTF-8")
+                with warnings.catch_warnings():  # a map without a CRS (a world file alone) was warned of already
+                    warnings.filterwarnings("ignore", message="'crs' was not provided")
+                    write(tmp, geometry, field_data=field_data, fields=["class", "class_id"], crs=crs,
+                          geometry_type="Polygon", driver="GPKG", layer="map", append=number > 0, encoding="UTF-8")
                 count += len(chunk)
         tmp.replace(out_path)
     finally:

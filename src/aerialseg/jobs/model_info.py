@@ -48,7 +48,7 @@ def describe(model_path) -> str:
     """The lines ``aerialseg info`` prints for a model."""
     record = read_record(model_path)
     data, spec = record["data"], record["spec"]
-    repeat = record.get("repeat")
+    repeat = record.get("repeat") or _beside(Path(model_path), "settings.yaml").get("repeat")
     lines = [f"model:       {model_path}",
              f"case:        {record['case']}" + (f", repeat {repeat}" if repeat else ""),
              f"network:     {spec.get('architecture', 'DeepLabV3Plus')}, encoder {spec.get('encoder')} (depth "
@@ -102,6 +102,17 @@ def study_scores(model_path: Path, case: str) -> list[str]:
     if rows:
         scores.append(f"validation mIoU {float(rows[0]['val_miou']):.4f} ({training})")
     return scores
+
+
+def _beside(model_path: Path, name: str) -> dict:
+    """A YAML record the workflow writes beside a run's model (its ``settings.yaml``), or {}."""
+    import yaml
+
+    try:
+        record = yaml.safe_load((model_path.parent / name).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _rows(path: Path) -> list[dict]:
