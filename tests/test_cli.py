@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
 pytest.importorskip("torch")
@@ -146,6 +147,9 @@ def test_an_existing_map_is_refused_and_overwrite_leaves_no_file_of_the_earlier_
     assert _predict(model_onnx, image, maps, "--overwrite") == 0
     assert sorted(path.name for path in maps.iterdir()) == ["area.qml", "area.tif", "area_preview.png"]
     assert all(path.stat().st_mtime_ns != before[path.name] for path in maps.iterdir())
+    assert _predict(model_onnx, image, maps, "--overwrite", "--format", "png") == 0  # a PNG map replaces the GeoTIFF
+    assert sorted(path.name for path in maps.iterdir()) == ["area.png", "area_preview.png"]
+    assert np.asarray(Image.open(maps / "area.png")).shape == (40, 48)
 
 
 def test_bands_counted_from_1_and_a_nodata_value_override_the_models(model_onnx, tmp_path, capsys):

@@ -148,6 +148,9 @@ def _predict_parser(commands, common: argparse.ArgumentParser) -> None:
     output.add_argument("--overwrite", action="store_true",
                         help="replace existing maps; their other files (preview, style, polygons, confidence) are "
                              "replaced or removed, none is left from the earlier map")
+    output.add_argument("--format", choices=["auto", "png"], default="auto",
+                        help="auto: a GeoTIFF map for a georeferenced image, a PNG for any other; png: a PNG of class "
+                             "ids for every image (without georeference, no style or polygons)")
     output.add_argument("--vectors", action="store_true", help="also write each GeoTIFF map as polygons (NAME.gpkg)")
     output.add_argument("--min-area", type=_count, default=0, metavar="PX",
                         help="with --vectors: merge regions smaller than this many pixels into their neighbours")
@@ -226,6 +229,7 @@ def predict(args: argparse.Namespace) -> int:
     import os
 
     from . import backends
+    from .config import layout
     from .errors import InputError
     from .jobs import prediction
 
@@ -235,7 +239,8 @@ def predict(args: argparse.Namespace) -> int:
                             "memory_format": args.memory_format, "backend": args.backend,
                             "fold_batchnorm": args.fold_batchnorm, "window": args.window}}
     bands = tuple(number - 1 for number in args.bands) if args.bands else None
-    maps = prediction.plan_maps(args.images, prediction.MapRequest(args.out, args.vectors))
+    request = prediction.MapRequest(args.out, args.vectors, layout.PNG if args.format == "png" else None)
+    maps = prediction.plan_maps(args.images, request)
     existing = prediction.existing_outputs(maps)
     if existing and not args.overwrite:
         more = f" (and {len(existing) - 1} more file(s) of these maps)" if len(existing) > 1 else ""

@@ -118,11 +118,12 @@ def map_files(image_path, out_dir) -> tuple[Path, Path]:
 
 @dataclass(frozen=True)
 class MapRequest:
-    """Where the console command writes the maps of its images (``out_dir``) and whether it
-    also writes their polygons (``vectors``, for georeferenced maps)."""
+    """Where the console command writes the maps of its images (``out_dir``), whether it also
+    writes their polygons (``vectors``, for GeoTIFF maps) and in which format (``suffix``)."""
 
     out_dir: Path
     vectors: bool = False
+    suffix: str | None = None  # the maps' format: None for the image's (`map_files`), or layout.PNG
 
 
 def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
@@ -145,7 +146,8 @@ def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
 
 
 def _planned(image: Path, request: MapRequest) -> "MapFiles":
-    map_out, preview = map_files(image, request.out_dir)
+    map_out, preview = (layout.map_files(request.out_dir, image.stem, request.suffix) if request.suffix
+                        else map_files(image, request.out_dir))
     geotiff = map_out.suffix == layout.GEOTIFF
     vectors = layout.vectors_path(map_out) if request.vectors and geotiff else None
     style = layout.style_path(map_out) if geotiff else None
@@ -235,12 +237,13 @@ def _numbers(bands) -> str:
 
 def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
     """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
-    whole; a PNG for any other."""
+    whole; a PNG for any other, or for a georeferenced one where ``map_out`` is a PNG (the
+    console command's ``--format png``: held whole, without its georeference)."""
     colors, _ = classes(model.checkpoint)
     where = georeference(image_path)
-    if (Path(map_out).suffix == layout.GEOTIFF) != (where is not None):
-        raise InputError(f"{image_path}: {'' if where else 'not '}georeferenced, so its map is a "
-                         f"{'GeoTIFF' if where else 'PNG'}, not {map_out}")
+    if Path(map_out).suffix == layout.GEOTIFF and where is None:
+        raise InputError(f"{image_path}: not georeferenced, so its map is a PNG, not {map_out}")
+    where = where if Path(map_out).suffix == layout.GEOTIFF else None
     with model.open(image_path) as image:
         preview = Preview(image.height, image.width, colors)
         whole = np.empty(image.shape, dtype=np.uint8) if where is None else None
