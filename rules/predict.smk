@@ -5,7 +5,7 @@ rule predict:
     """Predict every tile of both splits with one run's model, each as overlapping windows
     whose logits are combined where they overlap; one job per run sets up the model and the
     GPU once. A georeferenced image also gets prediction.tif (its CRS and transform, a colour
-    table)."""
+    table) and its QGIS style prediction.qml (the class names and colours)."""
     input:
         model=f"{RUN}/model.pt",
         images=[tile.image for image in IMAGES for tile in TILES[image]],
@@ -14,16 +14,18 @@ rule predict:
         color=tile_files(RUN, "prediction_color.png"),
         geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
                  for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.tif")]],
+        style=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
+               for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.qml")]],
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
         run=run_params,
-        # each image with its outputs above: (image, ids, color, geotiff or None)
+        # each image with its outputs above: (image, ids, color, geotiff or None, style or None)
         files=lambda wc: [
             (tile.image, *(layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
                            for name in ("prediction.png", "prediction_color.png")),
-             layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.tif")
-             if tile.image in GEOREFERENCED else None)
+             *((layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
+                if tile.image in GEOREFERENCED else None) for name in ("prediction.tif", "prediction.qml")))
             for image in IMAGES for tile in TILES[image]
         ],
     threads: cfg.prediction_resources(config)[1]
@@ -114,19 +116,21 @@ checkpoint best_case:
 GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.GEOTIFF)
 PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.PNG)
 GEO_MAP, GEO_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{GEO_MAPS}}}", layout.GEOTIFF))
+GEO_STYLE = str(layout.style_path(GEO_MAP))
 PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{PNG_MAPS}}}", layout.PNG))
 
 
 rule map_geotiff:
     """Map one unlabelled image (data.predict) with one case's model, and draw a coloured
     preview: map_geotiff writes a georeferenced image's map as a GeoTIFF in its CRS and
-    transform, map_png any other image's as a PNG of class ids."""
+    transform, with its QGIS style {name}.qml, map_png any other image's as a PNG of class ids."""
     input:
         model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.pt"),  # the study's run, repeat 1
         image=lambda wc: MAPS[wc.name],
     output:
         map=GEO_MAP,
         preview=GEO_PREVIEW,
+        style=GEO_STYLE,
     params:
         settings=settings("map"),
     threads: cfg.prediction_resources(config)[1]

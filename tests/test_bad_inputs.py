@@ -106,6 +106,10 @@ def _folder_as_image(config, tmp):
     config["data"]["test"]["image"] = str(tmp / "folder")
 
 
+def _both_band_keys(config, tmp):
+    config["data"].update(bands=[2, 1, 0], band_numbers=[1, 2, 3])
+
+
 def _two_problems(config, tmp):
     config["experiment"]["patch_sizes"] = [30]
     config["data"]["classes"].append(dict(config["data"]["classes"][0]))
@@ -120,8 +124,13 @@ BEFORE_ANY_JOB = {
     "a number YAML reads as text": (_set("train", "lr", "1e-3"), ConfigError,
                                     "train.lr: '1e-3' is a string, not a number: YAML reads 1e-3 as text"),
     "unknown key": (_set("train", "epoch", 3), ConfigError, "train: unknown key(s) 'epoch'"),
-    "bands the image lacks": (_set("data", "bands", [0, 1, 5]), InputError,
-                              "data.bands asks for band 5 (counting from 0) but the image has 3 band(s)"),
+    "bands the image lacks": (_set("data", "band_numbers", [1, 2, 6]), InputError,
+                              "data.band_numbers asks for band 6 (counting from 1; data.bands 5, counting from 0) but "
+                              "the image has 3 band(s)"),
+    "bands the image lacks, counted from 0 (deprecated)": (
+        _set("data", "bands", [0, 1, 5]), InputError, "data.band_numbers asks for band 6 (counting from 1; data.bands 5"),
+    "both ways of naming bands": (_both_band_keys, ConfigError, "data.bands [2, 1, 0] and data.band_numbers [1, 2, 3]: "
+                                  "give only data.band_numbers (counting from 1"),
     "almost everything for validation": (_set("experiment", "val_fraction", 0.99), ConfigError,
                                          "experiment.val_fraction: 0.99 splits the 16 patches of 32 px"),
     "almost nothing for validation": (_set("experiment", "val_fraction", 0.001), ConfigError,

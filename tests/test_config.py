@@ -309,3 +309,28 @@ def test_the_many_tile_vaihingen_config_validates_and_splits_the_33_tiles(tmp_pa
     assert sorted(train) == [a for a in VAIHINGEN_AREAS if a % 2] and sorted(test) == [a for a in VAIHINGEN_AREAS
                                                                                          if not a % 2]
     assert cfg.tiles(config, "test")[0].label == "data/vaihingen/gts/top_mosaic_09cm_area10.tif"  # sorted by path
+
+
+def test_band_numbers_count_from_1_and_bands_from_0_still_work_with_a_deprecation_message(default_config, caplog):
+    raw = copy.deepcopy(default_config)
+    assert "bands" not in raw["data"] and "band_numbers" not in raw["data"]  # config.yaml names neither
+    assert (cfg.validate_keys(raw)["data"]["bands"], cfg.validate_keys(raw)["data"]["band_numbers"]) == ([0, 1, 2],
+                                                                                                          [1, 2, 3])
+    raw["data"]["band_numbers"] = [3, 2, 1]
+    with caplog.at_level("WARNING"):
+        validated = cfg.validate_keys(raw)
+    assert validated["data"]["bands"] == [2, 1, 0] and not caplog.records
+    assert cfg.validate_keys(validated)["data"]["bands"] == [2, 1, 0]  # a validated config validates as it is
+    del raw["data"]["band_numbers"]
+    raw["data"]["bands"] = [3, 0, 1]
+    with caplog.at_level("WARNING"):
+        validated = cfg.validate_keys(raw)
+    assert validated["data"]["band_numbers"] == [4, 1, 2]
+    assert caplog.messages == ["data.bands (counting from 0) is deprecated: write data.band_numbers: [4, 1, 2] "
+                               "(counting from 1, as GDAL and QGIS do)"]
+    raw["data"]["band_numbers"] = [1, 2, 3]
+    with pytest.raises(ConfigError, match=r"data.bands \[3, 0, 1\] and data.band_numbers \[1, 2, 3\]: give only"):
+        cfg.validate_keys(raw)
+    raw["data"]["band_numbers"] = [0, 1]
+    with pytest.raises(ConfigError, match=r"data.band_numbers\[0\]"):
+        cfg.validate_keys(raw)

@@ -232,3 +232,17 @@ def test_the_cpu_keeps_float32_unless_bf16_is_asked_for_and_predicts_in_channels
     assert device.compute_for_training(cpu, "bf16", "contiguous") == device.Compute(cpu, bf16=True, channels_last=False)
     with pytest.raises(ConfigError, match="precision 'half'"):
         device.compute(cpu, "half")
+
+
+def test_a_numbered_gpu_is_chosen_and_checked_against_those_visible():
+    from aerialseg import backends
+    from aerialseg.device import _numbered_gpu
+    from aerialseg.errors import ConfigError
+
+    assert _numbered_gpu("cuda:1", ["gpu-a", "gpu-b"]) == 1
+    assert _numbered_gpu("cuda", ["gpu-a"]) is None and _numbered_gpu("auto", []) is None
+    with pytest.raises(ConfigError, match="device 'cuda:2': 2 CUDA device\\(s\\) visible, numbered 0 to 1"):
+        _numbered_gpu("cuda:2", ["gpu-a", "gpu-b"])
+    assert backends.choose("auto", "cuda:1", "model.pt") == "torch"  # a GPU: PyTorch
+    with pytest.raises(ConfigError, match="runs on the CPU here"):
+        backends.choose("onnxruntime", "cuda:0", "model.pt")

@@ -115,7 +115,7 @@ def test_16_bit_multiband_tiff_bands_and_value_range(tmp_path, planar):
     np.testing.assert_array_equal(image, expected)
     full_range = read_image(path, DataSpec(colors=tuple(COLORS), bands=(0,)))
     np.testing.assert_array_equal(full_range[:, :, 0], np.rint(data[:, :, 0] * (255 / 65535)))
-    with pytest.raises(InputError, match="asks for band 4 .* the image has 4 band"):
+    with pytest.raises(InputError, match="asks for band 5 .* the image has 4 band"):
         read_image(path, DataSpec(colors=tuple(COLORS), bands=(0, 4)))
 
 

@@ -28,7 +28,7 @@ def small_config(default_config, tmp_path) -> dict:
         write_png(tmp_path / f"{image}_label.png", np.asarray(COLORS, np.uint8)[ids])
         default_config["data"][image] = {"image": str(tmp_path / f"{image}.tif"), "label": str(tmp_path / f"{image}_label.png")}
     default_config["data"]["classes"] = [{"name": n, "color": c} for n, c in zip(["a", "b", "c"], COLORS)]
-    default_config["data"]["bands"] = [3, 0, 1]
+    default_config["data"]["band_numbers"] = [4, 1, 2]  # data.bands [3, 0, 1]
     default_config["data"]["value_range"] = [0, 4095]
     default_config["experiment"]["patch_sizes"] = [32, 64]
     return cfg.validate(default_config)
@@ -47,7 +47,8 @@ def test_header_checks_pass_and_class_stats_follow_the_labels(small_config, tmp_
 
 def test_bands_beyond_the_image_stop_before_any_job(small_config):
     small_config["data"]["bands"] = [0, 1, 5]
-    with pytest.raises(InputError, match=r"train.tif: data.bands asks for band 5 \(counting from 0\) but the image has 4 band"):
+    with pytest.raises(InputError, match=r"train.tif: data.band_numbers asks for band 6 \(counting from 1; data.bands 5, "
+                                         r"counting from 0\) but the image has 4 band"):
         preflight.check_inputs(small_config)
 
 
@@ -151,8 +152,11 @@ def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transf
     config, transform = geotiff_pair
     _untrained_checkpoint(tmp_path / "model.pt")
     ids_png, color_png = tmp_path / "out/prediction.png", tmp_path / "out/prediction_color.png"
-    tile = prediction.TileFiles(config["data"]["test"]["image"], ids_png, color_png, tmp_path / "out/prediction.tif")
+    tile = prediction.TileFiles(config["data"]["test"]["image"], ids_png, color_png, tmp_path / "out/prediction.tif",
+                                style=tmp_path / "out/prediction.qml")
     prediction.predict_images(config, tmp_path / "model.pt", [tile])
+    style = (tmp_path / "out/prediction.qml").read_text()  # QGIS names the classes from it
+    assert all(f'label="{name}"' in style for name in ("a", "b", "c"))
     with rasterio.open(tmp_path / "out/prediction.tif") as predicted:
         assert predicted.crs == rasterio.crs.CRS.from_string(UTM_40N) and predicted.transform == transform
         assert (predicted.height, predicted.width, predicted.count) == (70, 90, 1)
@@ -275,7 +279,7 @@ def test_the_console_command_maps_an_image_or_says_what_is_wrong(tmp_path, capsy
     assert ids.shape == (48, 40) and ids.max() < 3
     preview = np.asarray(Image.open(tmp_path / "maps/photo_preview.png"))
     np.testing.assert_array_equal(preview, np.asarray(COLORS, np.uint8)[ids])  # the map in the classes' colours
-    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "nowhere.png"), "-o", str(tmp_path)]) == 2
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "nowhere.png"), "-o", str(tmp_path)]) == 1
     assert "no such image file" in capsys.readouterr().err
     write_png(tmp_path / "grey.png", image[:, :, 0])
     assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "grey.png"), "-o", str(tmp_path / "m2")]) == 1
@@ -376,6 +380,6 @@ def test_the_console_command_names_an_unreadable_image_in_one_line(tmp_path, cap
     monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a fresh process: no handler of an earlier test
     _untrained_checkpoint(tmp_path / "model.pt")
     (tmp_path / "broken.tif").write_bytes(b"II*\x00 not a tiff")
-    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "broken.tif"), "-o", str(tmp_path / "m")]) == 2
+    assert cli.main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "broken.tif"), "-o", str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"aerialseg: {tmp_path}/broken.tif: cannot read image") and "Traceback" not in err

@@ -57,12 +57,12 @@ def choose(backend: str, device: str, model_path) -> str:
         raise ConfigError(f"{model_path}: an ONNX file runs on ONNX Runtime only; give its model.pt for "
                           "predict.backend torch, or use backend auto or onnxruntime")
     if backend == "auto":
-        on_gpu = device == "cuda" or (device == "auto" and cuda_possible() and _torch_sees_cuda())
+        on_gpu = device.startswith("cuda") or (device == "auto" and cuda_possible() and _torch_sees_cuda())
         backend = "onnxruntime" if onnx_file or not on_gpu else "torch"
         if backend == "onnxruntime" and not onnx_file and not runtime_installed():
             log.warning("ONNX Runtime is not installed: predicting with torch (%s)", INSTALL_HINT)
             backend = "torch"
-    if backend == "onnxruntime" and device == "cuda":
+    if backend == "onnxruntime" and device.startswith("cuda"):
         raise ConfigError("predict.backend onnxruntime runs on the CPU here; set predict.device to cpu or auto, or "
                           "predict.backend to torch for the GPU")
     return backend

@@ -41,19 +41,34 @@ _held: list[int] = []  # file descriptors of the slot locks this process holds
 
 
 def resolve(name: str = "auto") -> torch.device:
-    """The device of a job: ``auto`` is a free CUDA GPU if there is one, else the CPU."""
+    """The device of a job: ``auto`` is a free CUDA GPU if there is one, else the CPU;
+    ``cuda`` a free GPU, ``cuda:N`` GPU number N (counting from 0, as CUDA does)."""
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA device is available (set it to auto or cpu)")
     keys = gpu_keys()
-    index = claim_gpu(keys)
+    index = _numbered_gpu(name, keys)
+    if index is None:
+        index = claim_gpu(keys)
+    else:
+        claim_gpu([keys[index]])  # a slot on that GPU: the index within the list is 0
     _open(index)
     # Fixed shapes (training steps, mosaic batches): let cuDNN time its algorithms once per
     # shape and keep the fastest.
     torch.backends.cudnn.benchmark = True
     log.info("GPU %d of %d visible (%s), slot lock %s", index, len(keys), torch.cuda.get_device_name(index), keys[index])
     return torch.device("cuda", index)
+
+
+def _numbered_gpu(name: str, keys: Sequence[str]) -> int | None:
+    """The GPU ``cuda:N`` names (checked against those visible), None for ``cuda`` or ``auto``."""
+    if not name.startswith("cuda:"):
+        return None
+    number = name.partition(":")[2]
+    if not number.isdigit() or int(number) >= len(keys):
+        raise ConfigError(f"device {name!r}: {len(keys)} CUDA device(s) visible, numbered 0 to {len(keys) - 1}")
+    return int(number)
 
 
 def _open(index: int) -> None:

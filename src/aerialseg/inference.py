@@ -44,8 +44,10 @@ class MosaicOptions:
 
     @classmethod
     def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
-        """``settings`` holds ``predict`` (stride null: half the patch)."""
+        """``settings`` holds ``predict`` (stride null: half the window; ``window``, which only
+        the console command sets, replaces the patch size)."""
         predict = settings["predict"]
+        size = predict.get("window") or size
         return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
                    batch_size=predict["batch_size"], precision=predict["precision"],
                    memory_format=predict["memory_format"])
@@ -88,16 +90,17 @@ class LoadedModel:
         """The image's class ids, block by block, logging the time when done."""
         start = time.perf_counter()
         o = self.options
+        shown = log.isEnabledFor(logging.INFO)  # the progress bar: not under the command's --quiet
         if self.backend == "onnxruntime":
             predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
             yield from host_mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
-                                            blend=o.blend, progress=True)
+                                            blend=o.blend, progress=shown)
         else:
             from . import mosaic
 
             predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
             yield from mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
-                                       device=self.device, blend=o.blend, progress=True)
+                                       device=self.device, blend=o.blend, progress=shown)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
     def map_writer(self, path, image: Image, where) -> write.MapWriter:

@@ -133,11 +133,15 @@ def test_georeferenced_images_get_geotiff_predictions(tmp_path):
         "data:\n"
         + "".join(f"  {image}: {{image: {tmp_path}/image.tif, label: {tmp_path}/label.tif}}\n" for image in ("train", "test"))
         + "  classes: [{name: a, color: [0, 0, 255]}, {name: b, color: [0, 255, 0]}]\n"
+        + f"  predict: [{tmp_path}/image.tif]\n"
         + "experiment: {patch_sizes: [32]}\n"
+        + "predict: {cases: [scratch_p32]}\n"
     )
     planned = snakemake("-n", "--configfile", config, workdir=tmp_path).stdout
     for image in ("train", "test"):
         assert f"results/cases/scratch_p32/{image}/prediction.tif" in planned
+        assert f"results/cases/scratch_p32/{image}/prediction.qml" in planned  # its QGIS style
+    assert "results/maps/scratch_p32/image.tif" in planned and "results/maps/scratch_p32/image.qml" in planned
 
 
 DUBAI = ROOT.parent / "shared" / "data" / "dubai-tile8"

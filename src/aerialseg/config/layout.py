@@ -10,8 +10,9 @@ files of a map with them; nothing else spells out a folder of ``results/``.
     results/{prefix}cases/{case}/{image}/[{tile}/]   a tile's outputs (`tile_file`)
     results/resume/{prefix}{case}/state.pt      a training job's resume state (`RESUME`)
     results/summary/                            the tables and figures (`SUMMARY`)
-    results/maps/{case}/{name}.tif|png          the maps of data.predict and their previews
-                                                and polygons (`MAPS`, `map_files`, `vectors_path`)
+    results/maps/{case}/{name}.tif|png          the maps of data.predict and their previews,
+                                                QGIS styles and polygons (`MAPS`, `map_files`,
+                                                `style_path`, `vectors_path`)
 """
 
 from __future__ import annotations
@@ -100,3 +101,21 @@ def geotiff_path(ids_png) -> Path:
 def vectors_path(map_path) -> Path:
     """Where a map's polygons go (``predict.vectors``): ``{map}.gpkg`` beside it."""
     return Path(map_path).with_suffix(".gpkg")
+
+
+def style_path(map_path) -> Path:
+    """Where a GeoTIFF map's QGIS style goes: ``{map}.qml`` beside it (``prediction.qml``
+    beside ``prediction.tif``), which QGIS applies when the layer is added."""
+    return Path(map_path).with_suffix(".qml")
+
+
+COMPANIONS = ("{name}.tif", "{name}.png", "{name}_preview.png", "{name}.qml", "{name}.gpkg",
+              "{name}_confidence.tif", "{name}_probabilities.tif")
+"""Every file that belongs to the map of the image named ``name`` (`map_companions`)."""
+
+
+def map_companions(out_dir, name: str) -> list[Path]:
+    """Every file in ``out_dir`` that belongs to the map of the image named ``name``: the map
+    (GeoTIFF or PNG), its preview, QGIS style, polygons and confidence rasters. A map written
+    again must leave none of them stale."""
+    return [Path(out_dir) / pattern.format(name=name) for pattern in COMPANIONS]

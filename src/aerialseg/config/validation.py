@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -22,6 +23,8 @@ import yaml
 from ..errors import ConfigError
 from .layout import demo_files, preview_name
 from .study import IMAGES, cases, maps, matching_files, tiles
+
+log = logging.getLogger("aerialseg")
 
 
 def load_schema() -> dict:
@@ -140,11 +143,32 @@ def _schema_checked(config: dict) -> tuple[dict, list[str]]:
     normalised, and the schema's problems with it."""
     config = copy.deepcopy(config)
     _pattern_over_pair(config)
+    data = config.get("data")
+    given = tuple(key for key in ("bands", "band_numbers") if isinstance(data, dict) and data.get(key) is not None)
     validator = _with_defaults(jsonschema.Draft202012Validator)(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     problems = [line for e in errors for line in _problems(e)]
     _normalise_paths(config)
-    return config, problems
+    return config, problems + (_band_numbers(config, given) if not errors else [])
+
+
+def _band_numbers(config: dict, given: tuple[str, ...]) -> list[str]:
+    """``data.band_numbers`` (counting from 1) read into ``data.bands`` (counting from 0),
+    the key the jobs read, and the other way round, so that a validated config holds both and
+    validates again as it is. ``data.bands`` given alone still works, with a deprecation
+    message; both given and naming different bands is a problem. ``given``: which of the two
+    the config gave."""
+    data = config["data"]
+    from_numbers = [number - 1 for number in data["band_numbers"] or ()]
+    if len(given) == 2 and data["bands"] != from_numbers:
+        return [f"data.bands {data['bands']} and data.band_numbers {data['band_numbers']}: give only "
+                "data.band_numbers (counting from 1, as GDAL and QGIS do); data.bands (counting from 0) is deprecated"]
+    if given == ("bands",):
+        log.warning("data.bands (counting from 0) is deprecated: write data.band_numbers: %s (counting from 1, as "
+                    "GDAL and QGIS do)", [band + 1 for band in data["bands"]])
+    data["bands"] = from_numbers or data["bands"]
+    data["band_numbers"] = [band + 1 for band in data["bands"]]
+    return []
 
 
 def _with_defaults(validator_class):

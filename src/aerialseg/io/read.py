@@ -99,27 +99,62 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Georeference:
-    """Where an image lies on the Earth: its coordinate reference system and the affine
-    transform from pixel (col, row) to map coordinates (rasterio's CRS and Affine)."""
+    """Where an image lies on the Earth: its coordinate reference system (None where only a
+    world file places it and nothing gives its CRS) and the affine transform from pixel
+    (col, row) to map coordinates (rasterio's CRS and Affine); ``world_file`` where the
+    transform comes from one."""
 
     crs: object
     transform: object
+    world_file: Path | None = None
+
+
+def world_file(path: str | Path) -> Path | None:
+    """The world file beside an image, if any: ``.pgw`` beside a PNG, ``.jgw`` beside a JPEG,
+    ``.tfw`` beside a TIFF (first and last letter of the suffix and ``w``), the suffix and
+    ``w`` (``.pngw``), or ``.wld``; GDAL reads each."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if len(suffix) < 3:
+        return None
+    for candidate in (f".{suffix[1]}{suffix[-1]}w", f"{suffix}w", ".wld"):
+        for spelled in (candidate, candidate.upper()):
+            if path.with_suffix(spelled).is_file():
+                return path.with_suffix(spelled)
+    return None
+
+
+def _prj_crs(path: Path):
+    """The CRS in a ``.prj`` file beside an image (WKT, as ESRI writes it), or None."""
+    from rasterio.crs import CRS
+
+    prj = path.with_suffix(".prj")
+    if not prj.is_file():
+        return None
+    try:
+        return CRS.from_user_input(prj.read_text().strip())
+    except Exception as error:  # rasterio raises CRSError, and others for odd text
+        raise InputError(f"{prj}: not a CRS that GDAL reads ({type(error).__name__}: {error})") from None
 
 
 def georeference(path: str | Path) -> Georeference | None:
-    """The CRS and geotransform of a GeoTIFF (or any GDAL raster); None for a PNG or JPEG, or
-    for a raster that carries no CRS or only the identity transform (GDAL's default for plain
-    TIFFs)."""
+    """The CRS and geotransform of a GeoTIFF (or any GDAL raster), or of any image with a world
+    file beside it (`world_file`; its CRS from a ``.prj`` or ``.aux.xml`` beside it, else
+    unknown: None); None for a PNG or JPEG without one, or for a raster that carries no CRS or
+    only the identity transform (GDAL's default for plain TIFFs)."""
     path = Path(path)
-    if not read_by_gdal(path) or not path.is_file():
+    world = world_file(path) if path.is_file() else None
+    if not path.is_file() or (not read_by_gdal(path) and world is None):
         return None
     try:
         with _gdal(path) as dataset:
-            if dataset.crs is None or dataset.transform.is_identity:
-                return None
-            return Georeference(dataset.crs, dataset.transform)
+            crs, transform = dataset.crs, dataset.transform
     except Exception as error:
         raise _unreadable(path, error) from None
+    crs = crs or _prj_crs(path)
+    if transform.is_identity or (crs is None and world is None):
+        return None
+    return Georeference(crs, transform, world)
 
 
 # --- alpha bands: they mark no-data, they hold no data ------------------------------------
@@ -152,8 +187,8 @@ def data_bands(path: str | Path) -> int:
 def check_bands(path, bands: Sequence[int], available: int) -> None:
     if max(bands) >= available:
         raise InputError(
-            f"{path}: data.bands asks for band {max(bands)} (counting from 0) but the image has "
-            f"{available} band(s)"
+            f"{path}: data.band_numbers asks for band {max(bands) + 1} (counting from 1; data.bands {max(bands)}, "
+            f"counting from 0) but the image has {available} band(s)"
         )
 
 

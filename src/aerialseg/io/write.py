@@ -6,11 +6,15 @@ that into a Cloud-Optimised GeoTIFF (internal 256 px tiles, overviews made with
 nearest-neighbour resampling, never averaging class ids), with the colour table, the class
 names and the nodata value (`IGNORE_INDEX` unless the dataset's own codes need another,
 `map_codes`). Memory stays that of a band of rows, whatever the map.
+
+`write_style`: a map's QGIS style (``.qml``), a paletted renderer with each class's name and
+colour, which QGIS applies when the map beside it is added as a layer.
 """
 
 from __future__ import annotations
 
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -123,6 +127,31 @@ class MapWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def write_style(path: str | Path, legend: MapLegend) -> None:
+    """A QGIS layer style (``.qml``) for a map: a paletted renderer of band 1 with one entry
+    per class (the value the map holds, its colour, its name as the label); the nodata value
+    stays transparent. Written atomically."""
+    import xml.etree.ElementTree as ET
+
+    values = legend.values if legend.values is not None else range(len(legend.colors))
+    names = list(legend.names) or [str(v) for v in values]
+    root = ET.Element("qgis", version="3.28", styleCategories="Symbology")
+    pipe = ET.SubElement(root, "pipe")
+    renderer = ET.SubElement(pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1",
+                             nodataColor="")
+    ET.SubElement(renderer, "rasterTransparency")
+    palette = ET.SubElement(renderer, "colorPalette")
+    for value, color, name in zip(values, legend.colors, names):
+        ET.SubElement(palette, "paletteEntry", value=str(int(value)), label=str(name), alpha="255",
+                      color="#{:02x}{:02x}{:02x}".format(*map(int, color[:3])))
+    ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
+    ET.SubElement(root, "blendMode").text = "0"
+    ET.indent(root)
+    text = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text + "\n", encoding="utf-8")
+
+
 class Preview:
     """A coloured preview of a map, at most ``max_side`` px a side, gathered band by band into
     one array made up front (small arrays kept while a map's big bands come and go would
@@ -172,8 +201,10 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
             shapes = features.shapes(sieved, mask=sieved != nodata, transform=dataset.transform)
             for number, chunk in enumerate(_batches(shapes, batch)):
                 geometry, field_data = _features(chunk, name_of)
-                write(tmp, geometry, field_data=field_data, fields=["class", "class_id"], crs=crs,
-                      geometry_type="Polygon", driver="GPKG", layer="map", append=number > 0, encoding="UTF-8")
+                with warnings.catch_warnings():  # a map without a CRS (a world file alone) was warned of already
+                    warnings.filterwarnings("ignore", message="'crs' was not provided")
+                    write(tmp, geometry, field_data=field_data, fields=["class", "class_id"], crs=crs,
+                          geometry_type="Polygon", driver="GPKG", layer="map", append=number > 0, encoding="UTF-8")
                 count += len(chunk)
         tmp.replace(out_path)
     finally:

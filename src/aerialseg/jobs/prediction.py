@@ -3,8 +3,9 @@ unlabelled images, and the case that maps them."""
 
 from __future__ import annotations
 
+import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,9 +17,9 @@ from ..config import Run, layout
 from ..errors import InputError
 from ..inference import LoadedModel, classes, load_model, map_codes
 from ..io.read import georeference, read_by_gdal
-from ..io.write import Preview, colorize, write_png, write_polygons
+from ..io.write import MapLegend, Preview, colorize, write_png, write_polygons, write_style
 from ..files import write_yaml
-from .preflight import check_map_input
+from .preflight import check_chosen_bands, check_map_bands, check_map_size
 
 log = logging.getLogger("aerialseg")
 
@@ -27,13 +28,15 @@ log = logging.getLogger("aerialseg")
 class TileFiles:
     """The files of one image a predict job reads and writes, as its rule names them:
     ``prediction.png`` (class ids) and ``prediction_color.png``; for a georeferenced image
-    ``prediction.tif`` (``geotiff``) and with ``predict.vectors`` its polygons (``vectors``)."""
+    ``prediction.tif`` (``geotiff``), its QGIS style ``prediction.qml`` (``style``) and with
+    ``predict.vectors`` its polygons (``vectors``)."""
 
     image: str | Path
     ids: str | Path
     color: str | Path
     geotiff: str | Path | None = None
     vectors: str | Path | None = None
+    style: str | Path | None = None
 
 
 def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threads: int | None = None,
@@ -82,7 +85,8 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
             raise
     if geotiff is not None:
         geotiff.close()
-        log.info("%s: georeferenced (%s); wrote %s", files.image, where.crs, files.geotiff)
+        _write_style(model, files.style)
+        log.info("%s: georeferenced (%s); wrote %s", files.image, _crs_name(files.image, where), files.geotiff)
     elif read_by_gdal(files.image):
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
 
@@ -113,39 +117,133 @@ def map_files(image_path, out_dir) -> tuple[Path, Path]:
 
 
 @dataclass(frozen=True)
+class MapRequest:
+    """Where the console command writes the maps of its images (``out_dir``), whether it also
+    writes their polygons (``vectors``, for GeoTIFF maps) and in which format (``suffix``)."""
+
+    out_dir: Path
+    vectors: bool = False
+    suffix: str | None = None  # the maps' format: None for the image's (`map_files`), or layout.PNG
+
+
+def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
+    """The files of each image's map in ``request.out_dir`` (`map_files`, with the style of a
+    GeoTIFF map, the polygons asked for, and the other files of an earlier map of the same
+    name as ``stale``). `InputError` for an image that does not exist and for images whose
+    maps would overwrite each other's files."""
+    names = [Path(path).stem for path in images]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"images named {', '.join(twice)} twice: their maps would overwrite each other")
+    missing = [str(path) for path in images if not Path(path).is_file()]
+    if missing:
+        raise InputError(f"no such image file: {', '.join(missing)}")
+    taken = sorted({name for name in names if layout.preview_name(name) in names})
+    if taken:
+        raise InputError(f"the previews of {', '.join(taken)} would overwrite the maps of the images named "
+                         f"{', '.join(layout.preview_name(name) for name in taken)}: rename one of each")
+    return [_planned(Path(image), request) for image in images]
+
+
+def _planned(image: Path, request: MapRequest) -> "MapFiles":
+    map_out, preview = (layout.map_files(request.out_dir, image.stem, request.suffix) if request.suffix
+                        else map_files(image, request.out_dir))
+    geotiff = map_out.suffix == layout.GEOTIFF
+    vectors = layout.vectors_path(map_out) if request.vectors and geotiff else None
+    style = layout.style_path(map_out) if geotiff else None
+    written = {map_out, preview, vectors, style}
+    stale = tuple(path for path in layout.map_companions(request.out_dir, image.stem) if path not in written)
+    return MapFiles(image, map_out, preview, vectors, style, stale)
+
+
+def existing_outputs(maps: Sequence["MapFiles"]) -> list[Path]:
+    """The files of these maps (those they write and those they would leave stale) that exist
+    already."""
+    paths = [path for files in maps for path in (files.map, files.preview, files.vectors, files.style, *files.stale)]
+    return [Path(path) for path in paths if path is not None and Path(path).exists()]
+
+
+@dataclass(frozen=True)
 class MapFiles:
     """The files of one unlabelled image a map job reads and writes: its map (``{name}.tif`` or
-    ``.png``), its coloured preview, and with ``predict.vectors`` its polygons (``vectors``)."""
+    ``.png``), its coloured preview, the QGIS style of a GeoTIFF map (``style``), with
+    ``predict.vectors`` its polygons (``vectors``), and the files of an earlier map of the
+    same name that this one replaces and must not leave behind (``stale``: removed once the
+    map is written; the console command's ``--overwrite``)."""
 
     image: str | Path
     map: str | Path
     preview: str | Path
     vectors: str | Path | None = None
+    style: str | Path | None = None
+    stale: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageReading:
+    """How the console command reads the images instead of as the model's training images
+    were read: ``bands`` (counting from 0; as many as the model reads) and ``nodata``
+    (replacing the files' own nodata value). None keeps the model's."""
+
+    bands: tuple[int, ...] | None = None
+    nodata: float | None = None
 
 
 def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: int | None = None,
-               onnx_cache: Path | None = None) -> None:
+               onnx_cache: Path | None = None, reading: ImageReading = ImageReading()) -> None:
     """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
-    it), a coloured preview and the polygons the rule (or the command) names. A georeferenced
-    image is read and its map written band by band (a Cloud-Optimised GeoTIFF), so memory does
-    not grow with the image; a PNG or JPEG, which is read whole, gets a PNG map. The model's
-    checkpoint says what it reads; the images must have the band count of its training images."""
-    model = load_model(settings, model_path, threads, len(maps), onnx_cache)
+    it), a coloured preview, the QGIS style and the polygons the rule (or the command) names.
+    A georeferenced image is read and its map written band by band (a Cloud-Optimised
+    GeoTIFF), so memory does not grow with the image; a PNG or JPEG, which is read whole, gets
+    a PNG map. The model's checkpoint says what it reads (unless ``reading`` says otherwise);
+    the images must have the band count of its training images."""
+    model = _read_as(load_model(settings, model_path, threads, len(maps), onnx_cache), reading, model_path)
     for files in maps:
-        check_map_input(model.checkpoint, files.image, model_path)
+        if reading.bands is None:
+            check_map_bands(model.checkpoint, files.image, model_path)
+        else:
+            check_chosen_bands(files.image, reading.bands)
+        check_map_size(files.image, model.options.size)
         map_image(model, files.image, files.map, files.preview)
+        _write_style(model, files.style)
         if files.vectors is not None:
             _write_vectors(settings, model.checkpoint, files.map, files.vectors)
+        for path in (Path(path) for path in files.stale if Path(path).exists()):
+            path.unlink()
+            log.info("%s: removed (left from an earlier map of %s)", path, files.image)
+
+
+def _read_as(model: LoadedModel, reading: ImageReading, model_path) -> LoadedModel:
+    """The model reading images as ``reading`` says: its bands (as many as it was trained on)
+    and no-data value in place of those of its training data."""
+    if reading == ImageReading():
+        return model
+    checkpoint = copy.deepcopy(model.checkpoint)
+    data = checkpoint["data"]
+    if reading.bands is not None:
+        if len(reading.bands) != len(data["bands"]):
+            raise InputError(f"bands {_numbers(reading.bands)} (counting from 1): {len(reading.bands)} band(s), but "
+                             f"{model_path} reads {len(data['bands'])} (it was trained on bands {_numbers(data['bands'])})")
+        data["bands"] = list(reading.bands)
+    if reading.nodata is not None:
+        data["nodata"] = reading.nodata
+    return replace(model, checkpoint=checkpoint)
+
+
+def _numbers(bands) -> str:
+    """Bands counted from 0 as GDAL and QGIS number them, from 1: ``2,1,0`` -> ``3,2,1``."""
+    return ",".join(str(band + 1) for band in bands)
 
 
 def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
     """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
-    whole; a PNG for any other."""
+    whole; a PNG for any other, or for a georeferenced one where ``map_out`` is a PNG (the
+    console command's ``--format png``: held whole, without its georeference)."""
     colors, _ = classes(model.checkpoint)
     where = georeference(image_path)
-    if (Path(map_out).suffix == layout.GEOTIFF) != (where is not None):
-        raise InputError(f"{image_path}: {'' if where else 'not '}georeferenced, so its map is a "
-                         f"{'GeoTIFF' if where else 'PNG'}, not {map_out}")
+    if Path(map_out).suffix == layout.GEOTIFF and where is None:
+        raise InputError(f"{image_path}: not georeferenced, so its map is a PNG, not {map_out}")
+    where = where if Path(map_out).suffix == layout.GEOTIFF else None
     with model.open(image_path) as image:
         preview = Preview(image.height, image.width, colors)
         whole = np.empty(image.shape, dtype=np.uint8) if where is None else None
@@ -166,8 +264,28 @@ def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
     else:
         write_png(map_out, whole)
     preview.save(preview_out)
-    log.info("%s: mapped to %s (%s), preview %s", image_path, map_out, where.crs if where else "no georeference",
-             preview_out)
+    log.info("%s: mapped to %s (%s), preview %s", image_path, map_out,
+             _crs_name(image_path, where) if where else "no georeference", preview_out)
+
+
+def _crs_name(image_path, where) -> str:
+    """The CRS of a georeferenced image for the log; one placed only by a world file, without
+    a ``.prj`` or ``.aux.xml`` to give its CRS, gets a warning: its map has none either."""
+    if where.crs is not None:
+        return str(where.crs)
+    log.warning("%s: placed by its world file %s, but its CRS is unknown (no .prj or .aux.xml beside it): the map "
+                "has the world file's transform and no CRS; set it in QGIS or GDAL", image_path, where.world_file)
+    return "CRS unknown"
+
+
+def _write_style(model: LoadedModel, style) -> None:
+    """The QGIS style of a GeoTIFF map (`io.write.write_style`): its classes' names and colours
+    keyed by the values the map holds."""
+    if style is None:
+        return
+    colors, names = classes(model.checkpoint)
+    values, nodata = map_codes(model.checkpoint)
+    write_style(style, MapLegend(colors, names, values, nodata))
 
 
 def best_case(training_csv, out_yaml) -> None:

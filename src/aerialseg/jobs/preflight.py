@@ -115,11 +115,24 @@ def check_patch_fits(path, shape: tuple[int, int], largest: int) -> None:
         )
 
 
-def check_map_input(checkpoint: dict, image_path, model_path) -> None:
-    height, width = image_size(image_path)
+def check_map_bands(checkpoint: dict, image_path, model_path) -> None:
+    """An image to map has the data bands of the model's training images."""
     bands, trained = data_bands(image_path), checkpoint["data"]["image_bands"]
     if bands != trained:
         raise InputError(f"{image_path}: {bands} data band(s), but {model_path} was trained on images of {trained}: "
                          "the model cannot read it")
-    if min(height, width) < checkpoint["patch_size"]:
-        raise InputError(f"{image_path}: {width} x {height} px, smaller than the model's {checkpoint['patch_size']} px windows")
+
+
+def check_chosen_bands(image_path, bands) -> None:
+    """The bands chosen to read from an image to map (counting from 0) exist in it."""
+    count = image_header(image_path)[2]
+    if max(bands) >= count:
+        raise InputError(f"{image_path}: band {max(bands) + 1} asked for (--bands, counting from 1), but the image "
+                         f"has {count} band(s)")
+
+
+def check_map_size(image_path, window: int) -> None:
+    """An image to map is at least as large as the prediction window."""
+    height, width = image_size(image_path)
+    if min(height, width) < window:
+        raise InputError(f"{image_path}: {width} x {height} px, smaller than the model's {window} px windows")
