@@ -206,12 +206,12 @@ def test_every_console_option_the_docs_name_exists():
     unknown = []
     for name, text in _pages().items():
         for command, rest in re.findall(r"aerialseg (predict|export)\b([^`\n]*)", text):
-            unknown += [(name, command, opt) for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", rest)
+            unknown += [(name, command, opt) for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", rest)
                         if opt not in options[command]]
     mapping = (ROOT / "docs/mapping.md").read_text()
-    listed = re.findall(r"`(--[a-z-]+)`", mapping)
+    listed = re.findall(r"`(--[a-z0-9-]+)`", mapping)
     assert len(listed) >= 10
-    unknown += [("docs/mapping.md", "predict", opt) for opt in listed if opt not in options["predict"]]
+    unknown += [("docs/mapping.md", "predict", opt) for opt in listed if opt not in options["predict"] | options["export"]]
     assert unknown == []
 
 
@@ -247,7 +247,7 @@ QUOTED = [
     ("docs/mapping.md", "case imagenet_p64: predicting 2 image(s) with ONNX Runtime on the CPU (2 threads), float32",
      'case %s: predicting %d image(s) with %s', "inference.py"),
     ("docs/mapping.md", "ONNX Runtime on the CPU (2 threads), float32",
-     'f"ONNX Runtime on the CPU ({threads_used} threads), float32"', "inference.py"),
+     'f"ONNX Runtime on the CPU ({threads_used} threads), {precision}"', "inference.py"),
     ("docs/mapping.md", "with torch on cpu (2 CPU threads), in float32, channels-last, batch norm folded",
      'f"torch on {device} ({threads} CPU threads), in {how.describe()}"', "inference.py"),
     ("docs/running.md", "took GPU slot 0 of GPU 1 (/tmp/aerialseg-gpu-locks/GPU-....0.lock)",
