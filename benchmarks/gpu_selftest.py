@@ -48,7 +48,7 @@ from aerialseg import demo, device as devices, mosaic, train  # noqa: E402
 from aerialseg.io.labels import decode_colors, load_pair  # noqa: E402
 from aerialseg.io.spec import DataSpec  # noqa: E402
 from aerialseg.model import ModelSpec, build, input_transform  # noqa: E402
-from aerialseg.patches import patch_index  # noqa: E402
+from aerialseg.patches import Split, patch_index  # noqa: E402
 
 LOSS_RTOL = 0.02
 SCORE_ATOL = 0.02
@@ -167,7 +167,7 @@ def check_histories(report: Report, image, ids, index, device):
         models[capture] = build(spec)
         settings = train.TrainSettings(epochs=EPOCHS, batch_size=BATCH, lr=1e-3, seed=0, capture=capture)
         data = train.TrainingData(image, ids, index, PATCH, [1.0] * 5)
-        histories[capture], _, _ = train.fit(models[capture], spec, data, settings, device, progress=False)
+        histories[capture], _, _ = train.fit(models[capture], spec, data, settings, device)
     captured, eager = histories[True], histories[False]
     loss_gap = max(float((abs(captured[c] - eager[c]) / eager[c].abs()).max()) for c in ("train_loss", "val_loss"))
     score_gap = max(float(abs(captured[c] - eager[c]).max()) for c in ("train_acc", "train_miou", "val_acc", "val_miou"))
@@ -205,7 +205,7 @@ def main() -> int:
     device = devices.resolve(args.device)
     folder = args.data or next((c for c in DATA_CANDIDATES if c.is_dir()), None)
     image, ids, what = load_crop(folder, args.crop)
-    index = patch_index(*ids.shape, PATCH, STRIDE, 0.2, seed=0)
+    index = patch_index(*ids.shape, PATCH, STRIDE, Split(0.2, seed=0))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"self-test on {name}, torch {torch.__version__}, strict capture; {what}; {PATCH} px patches, batch {BATCH}, "
           f"{EPOCHS} epochs", flush=True)

@@ -59,7 +59,7 @@ def run_aerialseg(image, ids, corners, size, batch, steps, device, capture, fuse
     how = devices.compute_for_training(device, precision, memory_format)
     spec, model = fresh_model(device, how)
     settings = train.TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0, capture=capture)
-    optimizer = train.make_optimizer(model, settings, device, fused=fused)
+    optimizer = train.make_optimizer(model, settings, device, **({"fused": True} if fused else {}))
     image_t, labels_t = train.to_tensors(image, ids, device)
     generator = torch.Generator().manual_seed(0)
     batches = train._Batches(WARMUP + steps, batch, spec.n_classes, device, loss_terms=1)

@@ -156,7 +156,7 @@ def test_bf16_on_the_cpu_changes_few_class_ids_and_channels_last_none(tmp_path):
     from aerialseg import demo, device, train
     from aerialseg.io.labels import decode_colors
     from aerialseg.model import ModelSpec, build, input_transform
-    from aerialseg.patches import patch_index
+    from aerialseg.patches import Split, patch_index
 
     image, label = demo.render_scene(192, seed=0)
     ids = decode_colors(label, list(demo.ISPRS_COLORS.values())[:5], [demo.ISPRS_COLORS["Clutter"]])
@@ -164,8 +164,8 @@ def test_bf16_on_the_cpu_changes_few_class_ids_and_channels_last_none(tmp_path):
     train.seed_everything(0)
     model = build(spec)
     settings = train.TrainSettings(epochs=3, batch_size=8, lr=3e-3, seed=0, augment=True)
-    train.fit(model, spec, train.TrainingData(image, ids, patch_index(192, 192, 32, 16, 0.2, 0), 32, [1.0] * 5),
-              settings, torch.device("cpu"), progress=False)
+    train.fit(model, spec, train.TrainingData(image, ids, patch_index(192, 192, 32, 16, Split(0.2, 0)), 32, [1.0] * 5),
+              settings, torch.device("cpu"))
     model.eval()
     test, _ = demo.render_scene(160, seed=1)
     maps = {}

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aerialseg.patches import grid, patch_index, split_random, window_starts
+from aerialseg.patches import Split, grid, patch_index, split_random, window_starts
 
 
 @pytest.mark.parametrize("length, size, stride", [(100, 32, 16), (96, 32, 32), (33, 32, 5), (32, 32, 7)])
@@ -27,9 +27,9 @@ def test_grid_is_row_major():
 
 
 def test_split_is_seeded_and_has_the_asked_fraction():
-    a = patch_index(256, 256, 32, 16, 0.2, seed=3)
-    b = patch_index(256, 256, 32, 16, 0.2, seed=3)
-    c = patch_index(256, 256, 32, 16, 0.2, seed=4)
+    a = patch_index(256, 256, 32, 16, Split(0.2, seed=3))
+    b = patch_index(256, 256, 32, 16, Split(0.2, seed=3))
+    c = patch_index(256, 256, 32, 16, Split(0.2, seed=4))
     assert list(a.columns) == ["row", "col", "split"]
     assert a.equals(b) and not a.split.equals(c.split)
     assert (a.split == "val").sum() == round(0.2 * len(a))
@@ -42,7 +42,7 @@ def test_split_needs_a_patch_on_each_side():
 
 def test_blocks_split_shares_no_pixel_between_train_and_val():
     height, width, size = 300, 260, 32
-    index = patch_index(height, width, size, 16, 0.2, seed=1, split="blocks", block_size=64)
+    index = patch_index(height, width, size, 16, Split(0.2, seed=1, kind="blocks", block_size=64))
     assert set(index.split) == {"train", "val"}
     val = np.zeros((height, width), bool)
     for r, c in index.loc[index.split == "val", ["row", "col"]].to_numpy():
@@ -50,13 +50,13 @@ def test_blocks_split_shares_no_pixel_between_train_and_val():
     for r, c in index.loc[index.split == "train", ["row", "col"]].to_numpy():
         assert not val[r : r + size, c : c + size].any()
     assert (index.split == "val").sum() >= 0.2 * len(grid(height, width, size, 16)) - 1
-    again = patch_index(height, width, size, 16, 0.2, seed=1, split="blocks", block_size=64)
+    again = patch_index(height, width, size, 16, Split(0.2, seed=1, kind="blocks", block_size=64))
     assert index.equals(again)
 
 
 def test_random_split_leaks_overlapping_patches():
     """Why the blocks split exists: with overlapping patches a random split shares pixels."""
-    index = patch_index(128, 128, 32, 16, 0.2, seed=0)
+    index = patch_index(128, 128, 32, 16, Split(0.2, seed=0))
     val = np.zeros((128, 128), bool)
     for r, c in index.loc[index.split == "val", ["row", "col"]].to_numpy():
         val[r : r + 32, c : c + 32] = True
@@ -66,7 +66,7 @@ def test_random_split_leaks_overlapping_patches():
 
 def test_blocks_split_needs_two_blocks():
     with pytest.raises(ValueError, match="holds only one 128 px block"):
-        patch_index(100, 100, 32, 16, 0.2, seed=0, split="blocks")
+        patch_index(100, 100, 32, 16, Split(0.2, seed=0, kind="blocks"))
 
 
 def test_an_epoch_has_full_batches_or_one_small_one():
@@ -103,9 +103,9 @@ def test_one_tile_gives_the_one_image_index_patch_for_patch(split):
     index = grid(160, 192, 32, 16)
     expected = (split_random(index, 0.2, 5) if split == "random"
                 else _split_blocks_of_one_image(index, 160, 192, 32, 0.2, 5, 64))
-    tiles = patch_index_of_tiles({"a": (160, 192)}, 32, 16, 0.2, seed=5, split=split, block_size=64)
+    tiles = patch_index_of_tiles({"a": (160, 192)}, 32, 16, Split(0.2, seed=5, kind=split, block_size=64))
     pd.testing.assert_frame_equal(tiles.drop(columns="tile"), expected)
-    pd.testing.assert_frame_equal(patch_index(160, 192, 32, 16, 0.2, seed=5, split=split, block_size=64), expected)
+    pd.testing.assert_frame_equal(patch_index(160, 192, 32, 16, Split(0.2, seed=5, kind=split, block_size=64)), expected)
     assert (tiles.tile == "a").all()
 
 
@@ -113,12 +113,12 @@ def test_the_split_of_several_tiles_draws_from_all_of_them():
     from aerialseg.patches import patch_index_of_tiles
 
     shapes = {"north": (128, 128), "south": (96, 160)}
-    index = patch_index_of_tiles(shapes, 32, 32, 0.25, seed=0)
+    index = patch_index_of_tiles(shapes, 32, 32, Split(0.25, seed=0))
     assert list(index.columns) == ["row", "col", "split", "tile"]
     assert index.groupby("tile").size().to_dict() == {"north": 16, "south": 15}
     assert set(index[index.split == "val"].tile) == {"north", "south"}  # a random split over all patches
     assert (index.row + 32 <= index.tile.map({t: h for t, (h, _) in shapes.items()})).all()
-    blocks = patch_index_of_tiles(shapes, 32, 16, 0.25, seed=0, split="blocks", block_size=64)
+    blocks = patch_index_of_tiles(shapes, 32, 16, Split(0.25, seed=0, kind="blocks", block_size=64))
     for tile, (height, width) in shapes.items():  # no training patch touches a validation patch of its tile
         mine = blocks[blocks.tile == tile]
         val = np.zeros((height, width), bool)
@@ -131,12 +131,12 @@ def test_the_tiles_split_gives_whole_tiles_to_validation():
     from aerialseg.patches import patch_index_of_tiles
 
     shapes = {name: (64, 64) for name in ("a", "b", "c", "d", "e")}
-    index = patch_index_of_tiles(shapes, 32, 32, 0.2, seed=1, split="tiles")
+    index = patch_index_of_tiles(shapes, 32, 32, Split(0.2, seed=1, kind="tiles"))
     per_tile = index.groupby("tile").split.agg(set)
     assert all(len(splits) == 1 for splits in per_tile)  # a tile is wholly train or wholly val
     assert (per_tile == {"val"}).sum() == 1 and (per_tile == {"train"}).sum() == 4
     with pytest.raises(ValueError, match="needs at least two training tiles"):
-        patch_index_of_tiles({"a": (64, 64)}, 32, 32, 0.2, seed=1, split="tiles")
+        patch_index_of_tiles({"a": (64, 64)}, 32, 32, Split(0.2, seed=1, kind="tiles"))
 
 
 @pytest.mark.parametrize("budget, size, n_train, expected", [

@@ -211,7 +211,7 @@ def test_tiles_named_like_numbers_keep_their_place_on_the_canvas(small_config, t
     small_config["data"].update(bands=[0, 1, 2], value_range=None)
     small_config["experiment"].update(stride=None)
     tiles = [_tile(tmp_path, "0001", rng, (64, 64)), _tile(tmp_path, "0002", rng, (64, 96))]
-    datasets.patch_index(small_config, 32, {t.name: t.image for t in tiles}, tmp_path / "p32.csv", tiled=True)
+    datasets.patch_index_of_tiles(small_config, 32, {t.name: t.image for t in tiles}, tmp_path / "p32.csv")
     (tmp_path / "w.json").write_text('{"a": 1.0, "b": 1.0, "c": 1.0}')
     files = training.TrainFiles(tiles=tiles, patches=tmp_path / "p32.csv", weights=tmp_path / "w.json",
                                 model=tmp_path / "m.pt", history=tmp_path / "h.csv")

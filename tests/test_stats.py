@@ -24,9 +24,13 @@ def test_weights_are_total_over_count():
     assert class_weights(np.array([2, 1, 5]), NAMES) == {"a": 4.0, "b": 8.0, "c": 1.6}
 
 
-def test_a_class_without_pixels_is_refused():
+def test_a_class_without_pixels_is_refused_or_weighed_none():
+    from aerialseg.stats import check_every_class_present
+
     with pytest.raises(ValueError, match="train.png: class\\(es\\) 'b' have no pixels"):
-        class_weights(np.array([2, 0, 5]), NAMES, source="train.png")
+        check_every_class_present(np.array([2, 0, 5]), NAMES, source="train.png")
+    check_every_class_present(np.array([2, 1, 5]), NAMES)
+    assert class_weights(np.array([2, 0, 5]), NAMES) == {"a": 3.5, "b": None, "c": 1.4}
 
 
 def test_loss_weights_by_weighting():

@@ -9,12 +9,18 @@ import torch
 
 from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.model import ModelSpec, build, normalize
-from aerialseg.patches import patch_index
+from aerialseg.patches import Split, patch_index
 from aerialseg import train
 from aerialseg.device import compute_for_training
 from aerialseg.errors import DivergenceError
-from aerialseg.train import HISTORY_COLUMNS, TrainingData, TrainSettings, fit, gather, seed_everything, weighted_loss
+from aerialseg.train import (HISTORY_COLUMNS, Resume, TrainingData, TrainSettings, fit, gather, seed_everything,
+                             weighted_loss)
 
+
+
+def _resume(path, fingerprint):
+    """Where a test run keeps its state (none: path None), under ``fingerprint``."""
+    return Resume(path, fingerprint) if path is not None else None
 
 def test_gather_equals_slicing():
     rng = np.random.default_rng(0)
@@ -46,12 +52,12 @@ def _tiny_run(seed=0):
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     ids = (image[:, :, 0] > 127).astype(np.uint8)
     ids[:4, :4] = IGNORE_INDEX
-    index = patch_index(64, 64, 32, 16, 0.25, seed=0)
+    index = patch_index(64, 64, 32, 16, Split(0.25, seed=0))
     spec = ModelSpec(n_classes=2, init="scratch", decoder_channels=32)
     seed_everything(seed)
     model = build(spec)
     settings = TrainSettings(epochs=2, batch_size=3, lr=1e-3, seed=seed)
-    return fit(model, spec, TrainingData(image, ids, index, 32, [1.0, 1.0]), settings, torch.device("cpu"), progress=False)
+    return fit(model, spec, TrainingData(image, ids, index, 32, [1.0, 1.0]), settings, torch.device("cpu"))
 
 
 def test_fit_returns_history_and_best_state_deterministically():
@@ -70,7 +76,7 @@ def _tiny_setup(tmp_path=None):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     ids = (image[:, :, 0] > 127).astype(np.uint8)
-    index = patch_index(64, 64, 32, 16, 0.25, seed=0)
+    index = patch_index(64, 64, 32, 16, Split(0.25, seed=0))
     spec = ModelSpec(n_classes=2, init="scratch", decoder_channels=32)
     return image, ids, index, spec
 
@@ -81,7 +87,7 @@ def _fit(epochs, resume_path=None, augment=True):
     model = build(spec)
     settings = TrainSettings(epochs=epochs, batch_size=3, lr=1e-3, seed=0, augment=augment, optimizer="adamw", weight_decay=0.01)
     return fit(model, spec, TrainingData(image, ids, index, 32, [1.0, 2.0]), settings, torch.device("cpu"),
-               progress=False, resume_path=resume_path, fingerprint="same")
+               resume=_resume(resume_path, "same"))
 
 
 def _killed_in_epoch(monkeypatch, epoch, run):
@@ -122,7 +128,7 @@ def test_a_state_of_another_configuration_is_not_resumed(tmp_path, caplog):
     settings = TrainSettings(epochs=1, batch_size=3, lr=1e-3, seed=0)
     with caplog.at_level("INFO"):
         history, _, _ = fit(build(spec), spec, TrainingData(image, ids, index, 32, [1.0, 2.0]), settings, torch.device("cpu"),
-                            progress=False, resume_path=state, fingerprint="other")
+               resume=_resume(state, "other"))
     assert "starting from epoch 1" in caplog.text and history.epoch.tolist() == [1]
 
 
@@ -219,11 +225,11 @@ def test_the_capturable_steps_train_exactly_as_the_eager_loop_they_replace(augme
     loss may differ in its last digits (its last batch is padded with ignored patches)."""
     image, ids, index, spec = _tiny_setup()
     ids[:6, :9] = IGNORE_INDEX
-    index = patch_index(64, 64, 16, 8, 0.2, seed=0)  # 49 patches: 39 train, 10 val
+    index = patch_index(64, 64, 16, 8, Split(0.2, seed=0))  # 49 patches: 39 train, 10 val
     settings = TrainSettings(epochs=3, batch_size=4, lr=1e-3, seed=1, augment=augment)
     expected = _fit_as_before(image, ids, index, spec, settings, 16, [1.0, 3.0])
     seed_everything(settings.seed)
-    history, _, _ = fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 3.0]), settings, torch.device("cpu"), progress=False)
+    history, _, _ = fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 3.0]), settings, torch.device("cpu"))
     history = history.drop(columns=["seconds", "steps", "pixels", "partial"])
     pd.testing.assert_frame_equal(history.drop(columns="val_loss"), expected.drop(columns="val_loss"), check_exact=True)
     np.testing.assert_allclose(history.val_loss, expected.val_loss, rtol=1e-6)
@@ -231,7 +237,7 @@ def test_the_capturable_steps_train_exactly_as_the_eager_loop_they_replace(augme
 
 def test_an_epoch_takes_the_full_batches_and_every_validation_patch(monkeypatch):
     image, ids, index, spec = _tiny_setup()
-    index = patch_index(64, 64, 16, 8, 0.2, seed=0)  # 39 train, 10 val patches
+    index = patch_index(64, 64, 16, 8, Split(0.2, seed=0))  # 39 train, 10 val patches
     seen = {"train": [], "val": []}
     real_train, real_val = train._train_step, train._val_step
 
@@ -244,11 +250,11 @@ def test_an_epoch_takes_the_full_batches_and_every_validation_patch(monkeypatch)
     monkeypatch.setattr(train, "_train_step", spy("train", real_train))
     monkeypatch.setattr(train, "_val_step", spy("val", real_val))
     settings = TrainSettings(epochs=1, batch_size=4, lr=1e-3, seed=0)
-    fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 1.0]), settings, torch.device("cpu"), progress=False)
+    fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 1.0]), settings, torch.device("cpu"))
     assert seen == {"train": [4] * 9, "val": [4] * 3}  # 39 // 4 full batches; 10 val patches padded to 12
     seen = {"train": [], "val": []}
     few = index[index.split == "val"].assign(split=["train"] * 3 + ["val"] * 7)  # 3 training patches
-    fit(build(spec), spec, TrainingData(image, ids, few, 16, [1.0, 1.0]), settings, torch.device("cpu"), progress=False)
+    fit(build(spec), spec, TrainingData(image, ids, few, 16, [1.0, 1.0]), settings, torch.device("cpu"))
     assert seen["train"] == [3]  # fewer patches than a batch: one smaller batch
 
 
@@ -300,14 +306,14 @@ def test_a_diverging_run_stops_with_the_epoch_and_what_to_try(lr, what):
     settings = TrainSettings(epochs=3, batch_size=3, lr=lr, seed=0)
     with pytest.raises(DivergenceError, match=rf"training diverged in epoch 1: {what}, so no model is written. "
                                               r"Try a smaller learning rate \(train.lr is " + re.escape(f"{lr:g}")):
-        fit(build(spec), spec, TrainingData(image, ids, index, 32, [1.0, 1.0]), settings, torch.device("cpu"), progress=False)
+        fit(build(spec), spec, TrainingData(image, ids, index, 32, [1.0, 1.0]), settings, torch.device("cpu"))
 
 
 def test_a_sane_learning_rate_is_not_called_divergent():
     image, ids, index, spec = _tiny_setup()
     seed_everything(0)
     settings = TrainSettings(epochs=2, batch_size=3, lr=1.0, seed=0)  # 1000 x the study's, still finite and small
-    history, _, _ = fit(build(spec), spec, TrainingData(image, ids, index, 32, [1.0, 1.0]), settings, torch.device("cpu"), progress=False)
+    history, _, _ = fit(build(spec), spec, TrainingData(image, ids, index, 32, [1.0, 1.0]), settings, torch.device("cpu"))
     assert history.train_loss.between(0, 100 * np.log(2)).all()
 
 
@@ -336,14 +342,14 @@ def test_on_cuda_a_step_never_waits_for_the_host(kind):
 @needs_cuda
 def test_on_cuda_captured_steps_train_like_eager_ones(caplog):
     image, ids, _, spec = _tiny_setup()
-    index = patch_index(64, 64, 16, 8, 0.2, seed=0)
+    index = patch_index(64, 64, 16, 8, Split(0.2, seed=0))
     histories = {}
     for capture in (False, True):
         seed_everything(0)
         settings = TrainSettings(epochs=3, batch_size=4, lr=1e-3, seed=0, augment=True, capture=capture)
         with caplog.at_level("INFO"):
             histories[capture], _, _ = fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 2.0]), settings,
-                                           torch.device("cuda"), progress=False)
+                                           torch.device("cuda"))
     assert "training step: captured as a CUDA graph" in caplog.text
     assert "validation step: captured as a CUDA graph" in caplog.text
     assert "capturing a CUDA graph failed" not in caplog.text
@@ -365,8 +371,8 @@ def test_the_resume_state_is_written_at_most_once_per_resume_seconds(tmp_path, r
     image, ids, index, spec = _tiny_setup()
     seed_everything(0)
     settings = TrainSettings(epochs=2, batch_size=3, lr=1e-3, seed=0, resume_seconds=resume_seconds)
-    fit(build(spec), spec, TrainingData(image, ids, index, 32, [1.0, 2.0]), settings, torch.device("cpu"), progress=False,
-        resume_path=tmp_path / "state.pt", fingerprint="f")
+    fit(build(spec), spec, TrainingData(image, ids, index, 32, [1.0, 2.0]), settings, torch.device("cpu"),
+        resume=_resume(tmp_path / "state.pt", "f"))
     assert (tmp_path / "state.pt").is_file() is written
 
 
@@ -387,11 +393,11 @@ def test_a_state_whose_epochs_are_all_done_says_so(tmp_path, caplog):
 
 def _budget_fit(budget_steps, resume_path=None, epochs=2):
     image, ids, index, spec = _tiny_setup()
-    index = patch_index(64, 64, 16, 8, 0.2, seed=0)  # 39 training patches: 13 steps an epoch in batches of 3
+    index = patch_index(64, 64, 16, 8, Split(0.2, seed=0))  # 39 training patches: 13 steps an epoch in batches of 3
     seed_everything(0)
     settings = TrainSettings(epochs=epochs, batch_size=3, lr=1e-3, seed=0, augment=True, budget_steps=budget_steps)
     return fit(build(spec), spec, TrainingData(image, ids, index, 16, [1.0, 2.0]), settings, torch.device("cpu"),
-               progress=False, resume_path=resume_path, fingerprint="budget")
+               resume=_resume(resume_path, "budget"))
 
 
 @functools.cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -141,15 +143,37 @@ def split_tiles(index: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataF
     return index.assign(split=np.where(val, "val", "train").astype(object))
 
 
-def patch_index(height: int, width: int, size: int, stride: int, val_fraction: float, seed: int,
-                split: str = "random", block_size: int | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Split:
+    """How the patches divide into training and validation (``experiment.*``): a seeded
+    ``val_fraction`` at random, in spatially disjoint blocks (of ``block_size`` px, null: the
+    largest that leaves enough blocks) or in whole tiles."""
+
+    val_fraction: float
+    seed: int
+    kind: str = "random"
+    block_size: int | None = None
+
+    @classmethod
+    def of(cls, experiment: dict) -> "Split":
+        return cls(experiment["val_fraction"], experiment["seed"], experiment["split"], experiment["block_size"])
+
+    def apply(self, index: pd.DataFrame, shapes: dict[str, tuple[int, int]], size: int) -> pd.DataFrame:
+        if self.kind == "random":
+            return split_random(index, self.val_fraction, self.seed)
+        if self.kind == "blocks":
+            return split_blocks_of_tiles(index, shapes, size, self.val_fraction, self.seed, self.block_size)
+        if self.kind == "tiles":
+            return split_tiles(index, self.val_fraction, self.seed)
+        raise ValueError(f"unknown experiment.split {self.kind!r}")
+
+
+def patch_index(height: int, width: int, size: int, stride: int, split: Split) -> pd.DataFrame:
     """The patch index of the contract for one image: row, col, split (train or val)."""
-    return patch_index_of_tiles({"": (height, width)}, size, stride, val_fraction, seed, split,
-                                block_size).drop(columns="tile")
+    return patch_index_of_tiles({"": (height, width)}, size, stride, split).drop(columns="tile")
 
 
-def patch_index_of_tiles(shapes: dict[str, tuple[int, int]], size: int, stride: int, val_fraction: float, seed: int,
-                         split: str = "random", block_size: int | None = None,
+def patch_index_of_tiles(shapes: dict[str, tuple[int, int]], size: int, stride: int, split: Split,
                          valid: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """The patch index of several tiles (``shapes``: tile -> (height, width), in order): row,
     col (within the tile), split, tile; the split draws from all of them. With one tile it is
@@ -162,15 +186,7 @@ def patch_index_of_tiles(shapes: dict[str, tuple[int, int]], size: int, stride: 
         empty = np.zeros(len(index), dtype=bool)
         empty[mine] = window_sums(mask, index.row.to_numpy()[mine], index.col.to_numpy()[mine], size) == 0
         index = index[~empty].reset_index(drop=True)
-    if split == "random":
-        index = split_random(index, val_fraction, seed)
-    elif split == "blocks":
-        index = split_blocks_of_tiles(index, shapes, size, val_fraction, seed, block_size)
-    elif split == "tiles":
-        index = split_tiles(index, val_fraction, seed)
-    else:
-        raise ValueError(f"unknown experiment.split {split!r}")
-    return index[["row", "col", "split", "tile"]]
+    return split.apply(index, shapes, size)[["row", "col", "split", "tile"]]
 
 
 def check_windows(height: int, width: int, size: int, stride: int) -> None:

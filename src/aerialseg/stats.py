@@ -35,19 +35,22 @@ def tile_table(counts_per_tile: dict[tuple[str, str], np.ndarray], class_names: 
     return pd.concat([keys, table], axis=1)
 
 
-def class_weights(counts: np.ndarray, class_names: Sequence[str], *, source: str = "training image",
-                  allow_missing: bool = False) -> dict[str, float | None]:
-    """w_i = sum(n) / n_i. A class without pixels would get an infinite weight: it is refused,
-    or with ``allow_missing`` (a loss that does not weigh classes) given ``None``."""
+def class_weights(counts: np.ndarray, class_names: Sequence[str]) -> dict[str, float | None]:
+    """w_i = sum(n) / n_i; ``None`` for a class without pixels, whose weight would be infinite
+    (`check_every_class_present` refuses those where the loss weighs classes)."""
+    total = float(counts.sum())
+    return {name: total / float(n) if n else None for name, n in zip(class_names, counts)}
+
+
+def check_every_class_present(counts: np.ndarray, class_names: Sequence[str], source: str = "training image") -> None:
+    """Refuse a class without pixels in ``source``: its weight sum(n)/n_i would be infinite."""
     missing = [name for name, n in zip(class_names, counts) if n == 0]
-    if missing and not allow_missing:
+    if missing:
         raise ValueError(
             f"{source}: class(es) {', '.join(map(repr, missing))} have no pixels, so their "
             "weight sum(n)/n_i would be infinite; remove them from data.classes, use a "
             "training image that contains them, or set train.weighting: none"
         )
-    total = float(counts.sum())
-    return {name: total / float(n) if n else None for name, n in zip(class_names, counts)}
 
 
 def loss_weights(weights: dict[str, float], class_names: Sequence[str], weighting: str = "inverse") -> list[float]:

@@ -61,6 +61,16 @@ class TrainSettings:
     budget_steps: int | None = None  # optimiser steps in all (None: epochs x the steps of an epoch)
     precision: str = "auto"  # auto (bf16 on a GPU that has it, else float32), float32 or bf16
     memory_format: str = "auto"  # auto (channels-last on a GPU, contiguous on the CPU), channels_last, contiguous
+    progress: bool = True  # a progress bar per epoch (on stderr: the job's log)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a run keeps its training state (``path``) and the key (``fingerprint``) of what
+    made it: a state saved under another key is not resumed from."""
+
+    path: str | Path
+    fingerprint: str
 
 
 def seed_everything(seed: int) -> None:
@@ -119,15 +129,14 @@ def draw_symmetries(batch_size: int, generator: torch.Generator) -> torch.Tensor
 
 
 def make_optimizer(model: torch.nn.Module, settings: TrainSettings, device: torch.device | None = None,
-                   fused: bool = False) -> torch.optim.Optimizer:
+                   **options) -> torch.optim.Optimizer:
     """Adam or AdamW. When its steps will be captured (CUDA with ``settings.capture``) its
     state lives on the device (``capturable``); eager steps keep the faster default, so an
-    eager run, and the eager baseline of the benchmarks, pay nothing for capture.
-    ``fused`` selects PyTorch's fused kernel (the benchmarks compare it)."""
+    eager run, and the eager baseline of the benchmarks, pay nothing for capture. ``options``
+    go to the optimizer as they are (the benchmarks try ``fused=True``)."""
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     extra = {"capturable": True} if device is not None and device.type == "cuda" and settings.capture else {}
-    if fused:
-        extra["fused"] = True
+    extra.update(options)
     return kinds[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, **extra)
 
 
@@ -244,6 +253,7 @@ class Steps:
         if self.n_train < 2:
             raise ValueError(f"only {self.n_train} training patch(es): need at least 2 for BatchNorm")
         self.model, self.settings, self.device, self.train_corners = model, settings, device, corners["train"]
+        self.size, self.n_classes = data.size, spec.n_classes
         batch = min(settings.batch_size, self.n_train)
         self.train = _Batches(steps_per_epoch(self.n_train, settings.batch_size), batch, spec.n_classes, device, loss_terms=1)
         self.val = _Batches(-(-n_val // settings.batch_size), settings.batch_size, spec.n_classes, device, loss_terms=2)
@@ -267,14 +277,14 @@ class Steps:
         flags = torch.stack([draw_symmetries(train.batch, generator) for _ in range(train.steps)]) if self.settings.augment else None
         return self.train_corners[order.to(self.device)], flags
 
-    def train_epoch(self, corners: torch.Tensor, flags: torch.Tensor | None, progress: bool = False,
-                    desc: str = "epoch", n_steps: int | None = None) -> dict[str, float]:
+    def train_epoch(self, corners: torch.Tensor, flags: torch.Tensor | None, desc: str = "epoch",
+                    n_steps: int | None = None) -> dict[str, float]:
         """Run the epoch's training steps, or its first ``n_steps`` (a budget that ends inside
         the epoch); their loss, accuracy and mIoU."""
         n_steps = self.train.steps if n_steps is None else n_steps
         self.model.train()
         self.train.start(corners, flags)
-        for _ in tqdm(range(n_steps), desc=desc, unit="batch", disable=not progress, leave=False):
+        for _ in tqdm(range(n_steps), desc=desc, unit="batch", disable=not self.settings.progress, leave=False):
             self.train_step()
         return _train_figures(self.train, n_steps)
 
@@ -287,23 +297,14 @@ class Steps:
         return _val_figures(self.val)
 
 
-def fit(
-    model: torch.nn.Module,
-    spec: ModelSpec,
-    data: TrainingData,
-    settings: TrainSettings,
-    device: torch.device,
-    *,
-    progress: bool = True,
-    resume_path: str | Path | None = None,
-    fingerprint: str = "",
-) -> tuple[pd.DataFrame, dict, int]:
+def fit(model: torch.nn.Module, spec: ModelSpec, data: TrainingData, settings: TrainSettings, device: torch.device,
+        resume: Resume | None = None) -> tuple[pd.DataFrame, dict, int]:
     """Train ``model`` on the patches of ``data``.
 
     Returns the per-epoch history, the state dict of the best epoch by validation mIoU, and
-    that epoch's number. With ``resume_path``, the full training state is saved there at the
+    that epoch's number. With ``resume``, the full training state is saved at its path at the
     end of an epoch (at most once per ``settings.resume_seconds``), and a run that finds a
-    state with the same ``fingerprint`` continues after its last saved epoch, ending exactly as
+    state with the same fingerprint continues after its last saved epoch, ending exactly as
     an uninterrupted run would. A loss that is not finite, or has exploded, raises
     `DivergenceError` at the end of its epoch.
     """
@@ -312,32 +313,35 @@ def fit(
     steps = Steps(model, spec, data, settings, optimizer, device)
     generator = torch.Generator().manual_seed(settings.seed)
     total = settings.budget_steps if settings.budget_steps is not None else settings.epochs * steps.train.steps
-    epochs = -(-total // steps.train.steps)  # the last one partial where the budget ends inside it
-    per_step = steps.train.batch * data.size * data.size  # training pixels of one step
-    run = _RunState(model, optimizer, generator, epochs)
-    if resume_path is not None:
-        run.restore(resume_path, fingerprint, device)
-    saved = time.perf_counter()
+    run = _RunState(model, optimizer, generator, -(-total // steps.train.steps))  # the last epoch partial where
+    if resume is not None:                                                       # the budget ends inside it
+        run.restore(resume.path, resume.fingerprint, device)
     log.info("model in %s on %s", steps.compute.describe(), device)
     try:
-        for epoch in range(len(run.rows) + 1, epochs + 1):
-            start = time.perf_counter()
-            done = run.rows[-1]["steps"] if run.rows else 0
-            n_steps = min(steps.train.steps, total - done)
-            train_row = steps.train_epoch(*steps.draw_epoch(generator), progress=progress, desc=f"epoch {epoch}",
-                                          n_steps=n_steps)
-            row = {"epoch": epoch, **train_row, **steps.validate(), "seconds": time.perf_counter() - start,
-                   "steps": done + n_steps, "pixels": (done + n_steps) * per_step, "partial": n_steps < steps.train.steps}
-            _log_epoch(row, epochs, steps.train_step.mode)
-            _check_diverged(row, spec.n_classes, settings)
-            run.finish_epoch(row)
-            if resume_path is not None and time.perf_counter() - saved >= settings.resume_seconds:
-                run.save(resume_path, fingerprint)
-                saved = time.perf_counter()
+        _epochs(run, steps, total, resume)
     finally:  # how the steps ran is evidence also when the run fails
         log.info("training step: %s", steps.train_step.summary())
         log.info("validation step: %s", steps.val_step.summary())
     return pd.DataFrame(run.rows, columns=HISTORY_COLUMNS), run.best_state, run.best_epoch
+
+
+def _epochs(run: "_RunState", steps: Steps, total: int, resume: Resume | None) -> None:
+    """The epochs still to train (all, or those after a resumed state), ``total`` steps in all."""
+    settings, saved = steps.settings, time.perf_counter()
+    per_step = steps.train.batch * steps.size * steps.size  # training pixels of one step
+    for epoch in range(len(run.rows) + 1, run.epochs + 1):
+        start = time.perf_counter()
+        done = run.rows[-1]["steps"] if run.rows else 0
+        n_steps = min(steps.train.steps, total - done)
+        train_row = steps.train_epoch(*steps.draw_epoch(run.generator), desc=f"epoch {epoch}", n_steps=n_steps)
+        row = {"epoch": epoch, **train_row, **steps.validate(), "seconds": time.perf_counter() - start,
+               "steps": done + n_steps, "pixels": (done + n_steps) * per_step, "partial": n_steps < steps.train.steps}
+        _log_epoch(row, run.epochs, steps.train_step.mode)
+        _check_diverged(row, steps.n_classes, settings)
+        run.finish_epoch(row)
+        if resume is not None and time.perf_counter() - saved >= settings.resume_seconds:
+            run.save(resume.path, resume.fingerprint)
+            saved = time.perf_counter()
 
 
 def _log_epoch(row: dict, epochs: int, mode: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from .. import config as cfg
 from .. import demo, patches, stats
@@ -54,9 +55,11 @@ def class_stats(settings: dict, tiles: Mapping[str, Sequence[cfg.Tile]], stats_c
     unweighted = settings["train"]["weighting"] == "none"
     source = ", ".join(map(str, labels["train"]))
     try:
-        weights = stats.class_weights(counts["train"], names, source=source, allow_missing=unweighted)
+        if not unweighted:
+            stats.check_every_class_present(counts["train"], names, source)
     except ValueError as error:  # a class without pixels: an input problem, reported without traceback
         raise InputError(str(error)) from None
+    weights = stats.class_weights(counts["train"], names)
     for name in (n for n, w in weights.items() if w is None):
         log.warning("class %r has no pixels in the training image: the model cannot learn it, and its weight "
                     "is undefined (null in %s; train.weighting is none, so the loss does not use it)", name, weights_json)
@@ -67,28 +70,35 @@ def class_stats(settings: dict, tiles: Mapping[str, Sequence[cfg.Tile]], stats_c
     log.info("class weights: %s", weights)
 
 
-def patch_index(settings: dict, size: int, images_of: Mapping[str, str | Path], out_csv, tiled: bool = False) -> None:
-    """The patch grid of the training tiles (``images_of``: tile -> image file) for one patch
-    size, without patches wholly in no-data, split into train and val; ``tiled`` adds the
+def patch_index(settings: dict, size: int, images_of: Mapping[str, str | Path], out_csv) -> None:
+    """The patch grid of the training image (``images_of``: its one tile -> image file) for one
+    patch size, without patches wholly in no-data, split into train and val: row, col, split."""
+    write_csv(_patch_index(settings, size, images_of).drop(columns="tile"), out_csv)
+
+
+def patch_index_of_tiles(settings: dict, size: int, images_of: Mapping[str, str | Path], out_csv) -> None:
+    """`patch_index` of several training tiles (``images_of``: tile -> image file), with the
     tile of each patch (a tile column)."""
+    write_csv(_patch_index(settings, size, images_of), out_csv)
+
+
+def _patch_index(settings: dict, size: int, images_of: Mapping[str, str | Path]) -> pd.DataFrame:
     experiment = settings["experiment"]
     shapes = {tile: image_size(path) for tile, path in images_of.items()}
     spec = DataSpec.from_config(settings)
     valid = {tile: valid_mask(path, spec, spec.nodata) for tile, path in images_of.items()}
     try:
-        index = patches.patch_index_of_tiles(
-            shapes, size, cfg.training_stride(settings, size), experiment["val_fraction"], experiment["seed"],
-            split=experiment["split"], block_size=experiment["block_size"],
-            valid={tile: mask for tile, mask in valid.items() if mask is not None},
-        )
+        index = patches.patch_index_of_tiles(shapes, size, cfg.training_stride(settings, size),
+                                             patches.Split.of(experiment),
+                                             valid={tile: mask for tile, mask in valid.items() if mask is not None})
     except ValueError as error:  # a split that the tiles cannot give: the message names the keys
         raise ConfigError(f"experiment.split {experiment['split']!r}, {size} px patches: {error}") from None
     if (index.split == "train").sum() < MIN_TRAIN_PATCHES:
         raise ConfigError(
             f"experiment.split {experiment['split']!r}: only {(index.split == 'train').sum()} training patch(es) of "
             f"{size} px are left; training needs at least {MIN_TRAIN_PATCHES} (use smaller blocks or a smaller stride)")
-    write_csv(index if tiled else index.drop(columns="tile"), out_csv)
     log.info("p%d: %d patches (%d train, %d val)", size, len(index), (index.split == "train").sum(), (index.split == "val").sum())
+    return index
 
 
 def read_tiles(settings: dict, tiles: Sequence[cfg.Tile]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:

@@ -17,7 +17,7 @@ from ..config import Case, Run
 from ..errors import DivergenceError
 from ..io.read import data_bands, georeference, image_size
 from ..inference import start_torch
-from ..files import write_csv, write_yaml
+from ..files import sha256, write_csv, write_yaml
 from .preflight import check_patch_fits
 from .datasets import read_tiles
 
@@ -65,9 +65,9 @@ def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) ->
     clock.report("the first epoch")
     record = _settings_record(settings, run, seed)
     try:
+        resume = train.Resume(files.resume, _resume_key(record, files)) if files.resume is not None else None
         history, best_state, best_epoch = train.fit(net, spec, data, _train_settings(settings, seed, data, files),
-                                                    device, resume_path=files.resume,
-                                                    fingerprint=_resume_key(record, files))
+                                                    device, resume)
     except DivergenceError as error:
         raise DivergenceError(f"case {run.label}: {error}") from None
     _write_training(net, spec, history, best_state, best_epoch, settings, record, files)
@@ -128,19 +128,14 @@ def _resume_key(record: dict, files: TrainFiles) -> str:
     """What a saved training state must match to be resumed: the run's record and its input
     files (the patch indexes and class weights by content, the tiles by path, size and time)."""
     indexes = [files.patches] + ([files.reference_patches] if files.reference_patches else [])
-    inputs = [_file_id(path, content=True) for path in (*indexes, files.weights)]
-    inputs += [_file_id(path) for tile in files.tiles for path in (tile.image, tile.label)]
+    inputs = [sha256(path) for path in (*indexes, files.weights)]  # small files: by content
+    inputs += [_file_stamp(path) for tile in files.tiles for path in (tile.image, tile.label)]
     return cfg.fingerprint({"record": record, "inputs": inputs})
 
 
-def _file_id(path, content: bool = False) -> str:
-    """A file by its content (small files), or by its path, size and modification time."""
-    path = Path(path)
-    if content:
-        import hashlib
-
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    status = path.stat()
+def _file_stamp(path) -> str:
+    """A large file by its path, size and modification time."""
+    status = Path(path).stat()
     return f"{path}:{status.st_size}:{status.st_mtime_ns}"
 
 
