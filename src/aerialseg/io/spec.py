@@ -3,7 +3,7 @@ by `read` (bands, value range, no-data) and `labels` (the classes and their code
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -21,18 +21,25 @@ class DataSpec:
     nodata: float | None = None
 
     @classmethod
-    def from_config(cls, config: dict) -> "DataSpec":
+    def for_images(cls, config: dict) -> "DataSpec":
+        """What reading images needs (``data.bands``, ``value_range``, ``nodata``): a spec that
+        decodes no label."""
         data = config["data"]
-        classes = data.get("classes", [])  # reading images alone needs none
-        values = [c.get("value") for c in classes]
-        return cls(
-            colors=tuple(tuple(c["color"]) for c in classes),
+        return cls(colors=(), bands=tuple(data["bands"]), nodata=data["nodata"],
+                   value_range=tuple(data["value_range"]) if data["value_range"] else None)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DataSpec":
+        """Reading images and decoding labels: the reading keys and the classes, label format and
+        ignored colours or values."""
+        data = config["data"]
+        values = [c.get("value") for c in data["classes"]]
+        return replace(
+            cls.for_images(config),
+            colors=tuple(tuple(c["color"]) for c in data["classes"]),
             label_format=data["label_format"],
             values=tuple(values) if None not in values else None,
             ignore_colors=tuple(tuple(c) for c in data["ignore_colors"]),
             ignore_values=tuple(data["ignore_values"]),
-            bands=tuple(data["bands"]),
-            value_range=tuple(data["value_range"]) if data.get("value_range") else None,
-            names=tuple(c["name"] for c in classes),
-            nodata=data["nodata"],
+            names=tuple(c["name"] for c in data["classes"]),
         )

@@ -85,7 +85,7 @@ def patch_index_of_tiles(settings: dict, size: int, images_of: Mapping[str, str 
 def _patch_index(settings: dict, size: int, images_of: Mapping[str, str | Path]) -> pd.DataFrame:
     experiment = settings["experiment"]
     shapes = {tile: image_size(path) for tile, path in images_of.items()}
-    spec = DataSpec.from_config(settings)
+    spec = DataSpec.for_images(settings)
     valid = {tile: valid_mask(path, spec, spec.nodata) for tile, path in images_of.items()}
     try:
         index = patches.patch_index_of_tiles(shapes, size, cfg.training_stride(settings, size),
