@@ -322,3 +322,12 @@ def test_int8_calibration_refuses_missing_or_too_small_images(tmp_path, exported
     with pytest.raises(InputError, match="small.png: 20 x 20 px, smaller than the model's 32 px window"):
         quantize.export_int8(exported[1], tmp_path / "x.onnx", [tmp_path / "small.png"])
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_batch_split_across_sessions_gives_what_one_session_gives(exported, monkeypatch):
+    monkeypatch.setattr(backends, "_cores", lambda: 3)
+    one = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=1)
+    three = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=3)
+    assert (len(one.sessions), len(three.sessions)) == (1, 3) and "3 session(s) side by side" in three.describe()
+    windows = np.random.default_rng(8).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)  # 7: uneven parts
+    np.testing.assert_array_equal(three.probabilities(windows), one.probabilities(windows))

@@ -244,10 +244,10 @@ def test_the_quoted_config_error_is_what_the_validation_says():
 
 QUOTED = [
     # (page, text quoted there, the code's format string, the file it is in)
-    ("docs/mapping.md", "case imagenet_p64: predicting 2 image(s) with ONNX Runtime on the CPU (2 threads), float32",
+    ("docs/mapping.md", "case imagenet_p64: predicting 2 image(s) with ONNX Runtime on the CPU (2 session(s) side by side, 1 thread(s) each, float32)",
      'case %s: predicting %d image(s) with %s', "inference.py"),
-    ("docs/mapping.md", "ONNX Runtime on the CPU (2 threads), float32",
-     'f"ONNX Runtime on the CPU ({threads_used} threads), {precision}"', "inference.py"),
+    ("docs/mapping.md", "ONNX Runtime on the CPU (2 session(s) side by side, 1 thread(s) each, float32)",
+     'f"ONNX Runtime on the CPU ({model.describe()})"', "inference.py"),
     ("docs/mapping.md", "with torch on cpu (2 CPU threads), in float32, channels-last, batch norm folded",
      'f"torch on {device} ({threads} CPU threads), in {how.describe()}"', "inference.py"),
     ("docs/running.md", "took GPU slot 0 of GPU 1 (/tmp/aerialseg-gpu-locks/GPU-....0.lock)",

@@ -155,10 +155,8 @@ def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> 
         log.info("predict.%s: not used by ONNX Runtime, which runs float32 in its own layout", ", ".join(ignored))
     clock.mark("model")
     clock.report("the first window")
-    threads_used = model.session.get_session_options().intra_op_num_threads
-    precision = model.meta.get("precision", "float32")  # int8 where quantised (aerialseg.quantize)
     return LoadedModel(model.meta, options, model.log_probabilities, int(model.meta["spec"]["n_classes"]), "cpu",
-                       backend="onnxruntime", description=f"ONNX Runtime on the CPU ({threads_used} threads), {precision}")
+                       backend="onnxruntime", description=f"ONNX Runtime on the CPU ({model.describe()})")
 
 
 def _load_torch(settings: dict, model_path, device_name: str, threads: int) -> LoadedModel:
