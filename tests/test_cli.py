@@ -106,11 +106,17 @@ def test_an_unforeseen_error_is_one_line_too_and_an_interruption_exits_with_130(
 
 
 def test_quiet_says_only_warnings_and_verbose_more(model_onnx, tmp_path, capsys):
+    from aerialseg.cli import main
+
     image = _geotiff(tmp_path / "area.tif")
     assert _predict(model_onnx, image, tmp_path / "q", "-q") == 0
     assert capsys.readouterr().err == ""
     assert _predict(model_onnx, image, tmp_path / "n") == 0
     assert "area.tif: mapped to" in capsys.readouterr().err
+    assert main(["-q", "predict", str(model_onnx), str(image), "-o", str(tmp_path / "before"), "--threads", "1"]) == 0
+    assert capsys.readouterr().err == ""  # before the command as after it
+    assert main(["-q", "predict", "-v", str(model_onnx), str(image), "-o", str(tmp_path / "x")]) == 2
+    assert "exclude each other" in capsys.readouterr().err
 
 
 def test_a_geotiff_map_gets_a_qgis_style_listing_every_class_and_polygons_named_by_class(model_onnx, tmp_path):

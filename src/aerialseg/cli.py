@@ -112,19 +112,23 @@ def _count(text: str) -> int:
 # --- the parser ---------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
-    """The options every command takes: how much it says."""
+def _common(before: str = "") -> argparse.ArgumentParser:
+    """The options every command takes: how much it says; given before the command
+    (``aerialseg -q predict ...``) they are kept apart (``before``), or a command's defaults
+    would overwrite them."""
     common = argparse.ArgumentParser(add_help=False)
     loudness = common.add_mutually_exclusive_group()
-    loudness.add_argument("-q", "--quiet", action="store_true", help="say only warnings and errors")
-    loudness.add_argument("-v", "--verbose", action="store_true", help="say more: aerialseg's debug messages too")
-    common.add_argument("--debug", action="store_true", help="show the traceback of an error, not only its one line")
+    loudness.add_argument("-q", "--quiet", dest=f"{before}quiet", action="store_true", help="say only warnings and errors")
+    loudness.add_argument("-v", "--verbose", dest=f"{before}verbose", action="store_true",
+                          help="say more: aerialseg's debug messages too")
+    common.add_argument("--debug", dest=f"{before}debug", action="store_true",
+                        help="show the traceback of an error, not only its one line")
     return common
 
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(
-        prog="aerialseg", formatter_class=_Formatter, epilog=MAIN_EXAMPLES + EXIT_STATUS,
+        prog="aerialseg", formatter_class=_Formatter, epilog=MAIN_EXAMPLES + EXIT_STATUS, parents=[_common("before_")],
         description="Map aerial images with a model trained by the aerialseg workflow, export the model\n"
                     "to ONNX, or say what it was trained on. Each command has its own help:\n"
                     "aerialseg COMMAND --help.")
@@ -313,6 +317,11 @@ def _failed(args: argparse.Namespace, error: BaseException, prefix: str = "") ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)  # a usage error exits here, with status 2
+    for name in ("quiet", "verbose", "debug"):  # given before the command or after it
+        setattr(args, name, getattr(args, name) or getattr(args, f"before_{name}"))
+    if args.quiet and args.verbose:
+        print("aerialseg: -q/--quiet and -v/--verbose exclude each other", file=sys.stderr)
+        return 2
     from .errors import ConfigError, DivergenceError, InputError, WeightsError, WriteError
 
     _logging(args)
