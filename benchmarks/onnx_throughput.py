@@ -36,13 +36,6 @@ import numpy as np
 SHAPES = [(16, 64), (64, 64), (256, 64), (64, 32), (16, 128), (4, 512)]
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def model_only(model_pt: Path, threads: int) -> None:
     import torch
 
@@ -194,7 +187,9 @@ def main() -> None:
     import onnxruntime
     import torch
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__}, "
+    from _machine import describe
+
+    print(f"machine: {describe()}; Python {platform.python_version()}, torch {torch.__version__}, "
           f"ONNX Runtime {onnxruntime.__version__}; {time.strftime('%Y-%m-%d')}")
     if args.model_only:
         model_only(args.model, args.threads)
