@@ -1,11 +1,15 @@
 # Mosaic prediction of whole images and their evaluation, for every run; maps of new imagery.
 
 
+CONFIDENCE = layout.confidence_path("prediction.png").name
+
+
 rule predict:
     """Predict every tile of both splits with one run's model, each as overlapping windows
     whose logits are combined where they overlap; one job per run sets up the model and the
     GPU once. A georeferenced image also gets prediction.tif (its CRS and transform, a colour
-    table)."""
+    table); every image its confidence raster prediction_confidence.tif (the softmax of the
+    blended logits at the chosen class)."""
     input:
         model=f"{RUN}/model.pt",
         images=[tile.image for image in IMAGES for tile in TILES[image]],
@@ -14,16 +18,19 @@ rule predict:
         color=tile_files(RUN, "prediction_color.png"),
         geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
                  for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.tif")]],
+        confidence=tile_files(RUN, CONFIDENCE),
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
         run=run_params,
-        # each image with its outputs above: (image, ids, color, geotiff or None)
+        # each image with its outputs above (prediction.TileFiles): image, ids, color, geotiff or None, confidence
         files=lambda wc: [
-            (tile.image, *(layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
-                           for name in ("prediction.png", "prediction_color.png")),
-             layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.tif")
-             if tile.image in GEOREFERENCED else None)
+            {"image": tile.image,
+             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
+                for key, name in (("ids", "prediction.png"), ("color", "prediction_color.png"),
+                                  ("confidence", CONFIDENCE))},
+             "geotiff": layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.tif")
+             if tile.image in GEOREFERENCED else None}
             for image in IMAGES for tile in TILES[image]
         ],
     threads: cfg.prediction_resources(config)[1]
@@ -117,6 +124,18 @@ GEO_MAP, GEO_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{GEO_MAPS
 PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{PNG_MAPS}}}", layout.PNG))
 
 
+def map_companions(map_pattern):
+    """The files beside a map that the map rules write (prediction.MapFiles): its confidence
+    raster always, its probabilities with predict.probabilities, its masked copy with
+    predict.confidence_threshold."""
+    files = {"confidence": str(layout.confidence_path(map_pattern))}
+    if config["predict"]["probabilities"]:
+        files["probabilities"] = str(layout.probabilities_path(map_pattern))
+    if config["predict"]["confidence_threshold"] is not None:
+        files["masked"] = str(layout.masked_path(map_pattern))
+    return files
+
+
 rule map_geotiff:
     """Map one unlabelled image (data.predict) with one case's model, and draw a coloured
     preview: map_geotiff writes a georeferenced image's map as a GeoTIFF in its CRS and
@@ -127,6 +146,7 @@ rule map_geotiff:
     output:
         map=GEO_MAP,
         preview=GEO_PREVIEW,
+        **map_companions(GEO_MAP),
     params:
         settings=settings("map"),
     threads: cfg.prediction_resources(config)[1]
@@ -146,15 +166,18 @@ use rule map_geotiff as map_png with:
     output:
         map=PNG_MAP,
         preview=PNG_PREVIEW,
+        **map_companions(PNG_MAP),
 
 
 rule polygons:
     """The polygons of a georeferenced map (predict.vectors): one feature per connected region
     of a class, with its name and the value the map holds, after regions under
-    predict.min_area px are merged into their neighbours; for the study's prediction.tif and
-    the maps of data.predict alike."""
+    predict.min_area px are merged into their neighbours, with the mean of the map's
+    confidence raster over each; for the study's prediction.tif and the maps of data.predict
+    alike."""
     input:
-        "results/{map}.tif",
+        map="results/{map}.tif",
+        confidence="results/{map}_confidence.tif",
     output:
         "results/{map}.gpkg",
     params:

@@ -8,7 +8,11 @@ export a model to ONNX.
 writes, for each image, exactly what the workflow's map rules write: its map (``{name}.tif``,
 a Cloud-Optimised GeoTIFF in the image's CRS and transform, written band by band, for a
 georeferenced image; ``{name}.png``, the class ids, for any other), a coloured preview
-``{name}_preview.png``, and with ``--vectors`` the polygons ``{name}.gpkg``. Everything the model reads
+``{name}_preview.png``, its confidence raster ``{name}_confidence.tif`` (the probability
+of the chosen class, uint8 with band scale 1/255), with ``--vectors`` the polygons
+``{name}.gpkg`` (with each polygon's mean confidence), with ``--probabilities`` one probability
+band per class ``{name}_probabilities.tif`` and with ``--confidence-threshold C`` the map with
+pixels under confidence C as nodata, ``{name}_masked.tif|png``. Everything the model reads
 (classes, bands, value range, normalisation, patch size) comes from the checkpoint or the ONNX
 file's metadata; the options are the mosaic's. On the CPU the model runs on ONNX Runtime by
 default (--backend); a model.onnx needs no torch at all. A thin entry point like the rule
@@ -49,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
                          help="torch backend: keep batch norm apart from the convolutions (predict.fold_batchnorm)")
     predict.add_argument("--vectors", action="store_true", help="also write each georeferenced map as polygons (.gpkg)")
     predict.add_argument("--min-area", type=int, default=0, help="with --vectors: merge regions under this many px first")
+    predict.add_argument("--probabilities", action="store_true",
+                         help="also write each map's per-class probabilities, {name}_probabilities.tif")
+    predict.add_argument("--confidence-threshold", type=_fraction, default=None, metavar="C",
+                         help="also write {name}_masked.tif|png, the map with pixels of confidence under C as nodata")
     export = commands.add_parser("export", help="write a model.pt as an ONNX file (for aerialseg predict and QGIS)",
                                  description="Write a trained model.pt as one ONNX file that carries everything mapping "
                                  "needs (classes, bands, value range, normalisation, window size and stride) and the "
@@ -60,6 +68,17 @@ def parser() -> argparse.ArgumentParser:
                         "the model, else half the patch size)")
     export.add_argument("--blend", choices=["mean", "gaussian"], default=None, help="the blend to record (default: the study's)")
     return main
+
+
+def _fraction(text: str) -> float:
+    """A number in (0, 1], as --confidence-threshold takes it."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a confidence threshold lies in (0, 1], not {value}")
+    return value
 
 
 def export_model(args) -> int:
@@ -91,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                             "device": args.device, "threads": args.threads or os.cpu_count() or 1,
                             "vectors": args.vectors, "min_area": args.min_area, "precision": args.precision,
                             "memory_format": args.memory_format, "backend": args.backend,
-                            "fold_batchnorm": args.fold_batchnorm}}
+                            "fold_batchnorm": args.fold_batchnorm, "probabilities": args.probabilities,
+                            "confidence_threshold": args.confidence_threshold}}
     names = [path.stem for path in args.images]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
@@ -101,20 +121,33 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"aerialseg: no such image file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    taken = sorted({name for name in names if layout.preview_name(name) in names})
+    taken = sorted({name for name in names if set(layout.companion_names(name)) & set(names)})
     if taken:
-        print(f"aerialseg: the previews of {', '.join(taken)} would overwrite the maps of the images named "
-              f"{', '.join(layout.preview_name(name) for name in taken)}: rename one of each", file=sys.stderr)
+        clashes = [sorted(set(layout.companion_names(name)) & set(names)) for name in taken]
+        print(f"aerialseg: the files beside the maps of {', '.join(taken)} (preview, confidence, ...) would overwrite "
+              f"the maps of the images named {', '.join(n for c in clashes for n in c)}: rename one of each",
+              file=sys.stderr)
         return 2
     try:
         outputs = [prediction.map_files(path, args.out) for path in args.images]
     except InputError as error:  # an unreadable image: one line, no traceback
         print(f"aerialseg: {error}", file=sys.stderr)
         return 2
-    maps = [prediction.MapFiles(image, map_out, preview,
-                                layout.vectors_path(map_out) if args.vectors and map_out.suffix == layout.GEOTIFF else None)
-            for image, (map_out, preview) in zip(args.images, outputs)]
+    maps = [_map_files(args, image, map_out, preview) for image, (map_out, preview) in zip(args.images, outputs)]
     return runner.run(prediction.map_images, None, settings, args.model, maps, onnx_cache=backends.cache_dir())
+
+
+def _map_files(args, image: Path, map_out: Path, preview: Path):
+    """The files ``aerialseg predict`` writes for one image (`prediction.MapFiles`)."""
+    from .config import layout
+    from .jobs import prediction
+
+    return prediction.MapFiles(
+        image, map_out, preview,
+        vectors=layout.vectors_path(map_out) if args.vectors and map_out.suffix == layout.GEOTIFF else None,
+        confidence=layout.confidence_path(map_out),
+        probabilities=layout.probabilities_path(map_out) if args.probabilities else None,
+        masked=layout.masked_path(map_out) if args.confidence_threshold is not None else None)
 
 
 if __name__ == "__main__":

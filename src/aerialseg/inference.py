@@ -87,18 +87,24 @@ class LoadedModel:
 
     def iter_ids(self, image: Image) -> Iterator[tuple[int, np.ndarray]]:
         """The image's class ids, block by block, logging the time when done."""
+        for block in self.iter_blocks(image):
+            yield block.top, block.ids
+
+    def iter_blocks(self, image: Image) -> Iterator[host_mosaic.Block]:
+        """The image's class ids and their confidence, block by block (`host_mosaic.Block`),
+        logging the time when done."""
         start = time.perf_counter()
         o = self.options
         if self.backend == "onnxruntime":
             predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from host_mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
-                                            blend=o.blend, progress=True)
+            yield from host_mosaic.iter_blocks(predict, image, self.n_classes, o.size, o.stride,
+                                               batch_size=o.batch_size, blend=o.blend, progress=True)
         else:
             from . import mosaic
 
             predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
-                                       device=self.device, blend=o.blend, progress=True)
+            yield from mosaic.iter_blocks(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
+                                          device=self.device, blend=o.blend, progress=True)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
     def map_writer(self, path, image: Image, where) -> write.MapWriter:
@@ -106,6 +112,14 @@ class LoadedModel:
         colors, names = classes(self.checkpoint)
         values, nodata = map_codes(self.checkpoint)
         return write.MapWriter(path, image.height, image.width, where, write.MapLegend(colors, names, values, nodata))
+
+    def confidence_writer(self, path, image: Image, where) -> write.ScoreWriter:
+        """The confidence raster of a map (`io.write.ScoreWriter`, one band)."""
+        return write.ScoreWriter(path, image.height, image.width, where, ["confidence"])
+
+    def probabilities_writer(self, path, image: Image, where) -> write.ScoreWriter:
+        """The per-class probabilities of a map, one band per class named after it."""
+        return write.ScoreWriter(path, image.height, image.width, where, classes(self.checkpoint)[1])
 
 
 def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,

@@ -10,8 +10,9 @@ files of a map with them; nothing else spells out a folder of ``results/``.
     results/{prefix}cases/{case}/{image}/[{tile}/]   a tile's outputs (`tile_file`)
     results/resume/{prefix}{case}/state.pt      a training job's resume state (`RESUME`)
     results/summary/                            the tables and figures (`SUMMARY`)
-    results/maps/{case}/{name}.tif|png          the maps of data.predict and their previews
-                                                and polygons (`MAPS`, `map_files`, `vectors_path`)
+    results/maps/{case}/{name}.tif|png          the maps of data.predict and their previews,
+                                                polygons, confidence rasters, ... (`MAPS`,
+                                                `map_files`, `vectors_path`, `COMPANIONS`)
 """
 
 from __future__ import annotations
@@ -90,6 +91,35 @@ def preview_name(name: str) -> str:
     """The name of the preview of the map named ``name``: the map of an image so named would
     overwrite it."""
     return f"{name}_preview"
+
+
+COMPANIONS = ("preview", "confidence", "probabilities", "masked")
+"""What may lie beside a map ``{name}.tif|png``, each as ``{name}_{companion}``: its preview,
+its confidence raster, its per-class probabilities, its masked map."""
+
+
+def companion_names(name: str) -> list[str]:
+    """The names of the files beside the map named ``name`` (`COMPANIONS`): the map of an image
+    so named would overwrite one of them."""
+    return [f"{name}_{companion}" for companion in COMPANIONS]
+
+
+def confidence_path(map_path) -> Path:
+    """A map's confidence raster: ``{name}_confidence.tif`` beside ``{name}.tif|png``
+    (``prediction_confidence.tif`` beside a tile's ``prediction.png`` and ``.tif``)."""
+    return Path(map_path).with_name(f"{Path(map_path).stem}_confidence{GEOTIFF}")
+
+
+def probabilities_path(map_path) -> Path:
+    """A map's per-class probabilities (``predict.probabilities``): ``{name}_probabilities.tif``."""
+    return Path(map_path).with_name(f"{Path(map_path).stem}_probabilities{GEOTIFF}")
+
+
+def masked_path(map_path) -> Path:
+    """A map's masked copy (``predict.confidence_threshold``): ``{name}_masked.tif|png``, the
+    map's own type."""
+    path = Path(map_path)
+    return path.with_name(f"{path.stem}_masked{path.suffix}")
 
 
 def geotiff_path(ids_png) -> Path:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import config as cfg
 from ..config import Run, layout
+from ..calibration import CODE_SCALE
+from ..class_ids import IGNORE_INDEX
 from ..errors import InputError
+from ..host_mosaic import Block
 from ..inference import LoadedModel, classes, load_model, map_codes
 from ..io.read import georeference, read_by_gdal
 from ..io.write import Preview, colorize, write_png, write_polygons
@@ -27,13 +30,15 @@ log = logging.getLogger("aerialseg")
 class TileFiles:
     """The files of one image a predict job reads and writes, as its rule names them:
     ``prediction.png`` (class ids) and ``prediction_color.png``; for a georeferenced image
-    ``prediction.tif`` (``geotiff``) and with ``predict.vectors`` its polygons (``vectors``)."""
+    ``prediction.tif`` (``geotiff``) and with ``predict.vectors`` its polygons (``vectors``);
+    its confidence raster ``prediction_confidence.tif`` (``confidence``; None: not written)."""
 
     image: str | Path
     ids: str | Path
     color: str | Path
     geotiff: str | Path | None = None
     vectors: str | Path | None = None
+    confidence: str | Path | None = None
 
 
 def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threads: int | None = None,
@@ -49,7 +54,7 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
     for files in tiles:
         _predict_tile(model, files)
         if files.vectors is not None:
-            _write_vectors(settings, model.checkpoint, files.geotiff, files.vectors)
+            _write_vectors(settings, model.checkpoint, files.geotiff, files.vectors, files.confidence)
     if record is not None:
         run, path = record
         shaping = cfg.without_run_options(settings, "predict")
@@ -60,7 +65,8 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
 
 
 def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
-    """One image's class ids as PNG (and colours), and as a GeoTIFF where the rule names one."""
+    """One image's class ids as PNG (and colours), and as a GeoTIFF where the rule names one;
+    its confidence raster where the rule names one."""
     colors, _ = classes(model.checkpoint)
     where = georeference(files.image)
     if (files.geotiff is not None) != (where is not None):
@@ -68,37 +74,81 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
                          f"{'not ' if files.geotiff is None else ''}asked for")
     with model.open(files.image) as image:
         ids = np.empty(image.shape, dtype=np.uint8)
-        geotiff = model.map_writer(files.geotiff, image, where) if where is not None else None
+        rasters = _Rasters()
         try:
-            for top, block in model.iter_ids(image):
-                ids[top : top + len(block)] = block
-                if geotiff is not None:
-                    geotiff.write(top, block)
+            if where is not None:
+                rasters.add(model.map_writer(files.geotiff, image, where), _ids)
+            if files.confidence is not None:
+                rasters.add(model.confidence_writer(files.confidence, image, where), _confidence)
+            for block in model.iter_blocks(image):
+                ids[block.top : block.top + len(block.ids)] = block.ids
+                rasters.write(block)
             write_png(files.ids, ids)
             write_png(files.color, colorize(ids, colors))
         except BaseException:  # a killed job, a full disk: no half-written GeoTIFF is left behind
-            if geotiff is not None:
-                geotiff.abort()
+            rasters.abort()
             raise
-    if geotiff is not None:
-        geotiff.close()
+    rasters.close()
+    if where is not None:
         log.info("%s: georeferenced (%s); wrote %s", files.image, where.crs, files.geotiff)
     elif read_by_gdal(files.image):
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
 
 
-def polygons(settings: dict, map_path, out) -> None:
+def _ids(block: Block) -> np.ndarray:
+    return block.ids
+
+
+def _confidence(block: Block) -> np.ndarray:
+    return block.confidence
+
+
+def _probabilities(block: Block) -> np.ndarray:
+    return block.probabilities()
+
+
+class _Rasters:
+    """The rasters a job writes block by block (maps, confidence, probabilities), each with
+    the part of a block it takes; all are finished together, or all aborted (no half-written
+    file is left)."""
+
+    def __init__(self):
+        self.writers: list[tuple[object, Callable[[Block], np.ndarray]]] = []
+
+    def add(self, writer, part: Callable[[Block], np.ndarray]) -> None:
+        self.writers.append((writer, part))
+
+    def write(self, block: Block) -> None:
+        for writer, part in self.writers:
+            writer.write(block.top, part(block))
+
+    def abort(self) -> None:
+        for writer, _ in self.writers:
+            writer.abort()
+
+    def close(self) -> None:
+        try:
+            for number, (writer, _) in enumerate(self.writers):
+                writer.close()
+        except BaseException:
+            for writer, _ in self.writers[number + 1 :]:
+                writer.abort()
+            raise
+
+
+def polygons(settings: dict, map_path, out, confidence_path=None) -> None:
     """The polygons of a georeferenced map (rule polygons), named by the classes of
-    ``settings["data"]`` and keyed by the values its maps hold (`map_codes`)."""
-    _write_vectors(settings, {"data": settings["data"]}, map_path, out)
+    ``settings["data"]`` and keyed by the values its maps hold (`map_codes`), with the mean
+    confidence of each where the map's confidence raster is given."""
+    _write_vectors(settings, {"data": settings["data"]}, map_path, out, confidence_path)
 
 
-def _write_vectors(settings: dict, checkpoint: dict, map_path, vectors_out) -> None:
+def _write_vectors(settings: dict, checkpoint: dict, map_path, vectors_out, confidence_path=None) -> None:
     """The polygons of a map, named by class and keyed by the values the map holds."""
     _, names = classes(checkpoint)
     values, _ = map_codes(checkpoint)
     min_area = settings["predict"]["min_area"]
-    count = write_polygons(map_path, vectors_out, names, min_area, values=values)
+    count = write_polygons(map_path, vectors_out, names, min_area, values=values, confidence_path=confidence_path)
     log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count, min_area, vectors_out)
 
 
@@ -115,59 +165,96 @@ def map_files(image_path, out_dir) -> tuple[Path, Path]:
 @dataclass(frozen=True)
 class MapFiles:
     """The files of one unlabelled image a map job reads and writes: its map (``{name}.tif`` or
-    ``.png``), its coloured preview, and with ``predict.vectors`` its polygons (``vectors``)."""
+    ``.png``), its coloured preview, with ``predict.vectors`` its polygons (``vectors``), its
+    confidence raster ``{name}_confidence.tif`` (``confidence``), with ``predict.probabilities``
+    its per-class probabilities ``{name}_probabilities.tif`` and with
+    ``predict.confidence_threshold`` its masked map ``{name}_masked.tif|png`` (``masked``). A
+    file left None is not written (`layout.map_companions` names them all)."""
 
     image: str | Path
     map: str | Path
     preview: str | Path
     vectors: str | Path | None = None
+    confidence: str | Path | None = None
+    probabilities: str | Path | None = None
+    masked: str | Path | None = None
 
 
 def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: int | None = None,
                onnx_cache: Path | None = None) -> None:
     """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
-    it), a coloured preview and the polygons the rule (or the command) names. A georeferenced
-    image is read and its map written band by band (a Cloud-Optimised GeoTIFF), so memory does
-    not grow with the image; a PNG or JPEG, which is read whole, gets a PNG map. The model's
-    checkpoint says what it reads; the images must have the band count of its training images."""
+    it), a coloured preview, its confidence and the other files the rule (or the command)
+    names (`MapFiles`). A georeferenced image is read and its rasters written band by band
+    (Cloud-Optimised GeoTIFFs), so memory does not grow with the image; a PNG or JPEG, which
+    is read whole, gets a PNG map. The model's checkpoint says what it reads; the images must
+    have the band count of its training images."""
     model = load_model(settings, model_path, threads, len(maps), onnx_cache)
+    threshold = settings["predict"].get("confidence_threshold")
     for files in maps:
         check_map_input(model.checkpoint, files.image, model_path)
-        map_image(model, files.image, files.map, files.preview)
+        if (files.masked is None) != (threshold is None):
+            raise InputError(f"{files.image}: a masked map needs predict.confidence_threshold and the threshold a "
+                             "file for the masked map")
+        map_image(model, files, threshold)
         if files.vectors is not None:
-            _write_vectors(settings, model.checkpoint, files.map, files.vectors)
+            _write_vectors(settings, model.checkpoint, files.map, files.vectors, files.confidence)
 
 
-def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
+def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = None) -> None:
     """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
-    whole; a PNG for any other."""
+    whole; a PNG for any other. Where ``files.masked`` is named, pixels whose written
+    confidence (code / 255) is under ``threshold`` are nodata in that copy of the map."""
     colors, _ = classes(model.checkpoint)
-    where = georeference(image_path)
-    if (Path(map_out).suffix == layout.GEOTIFF) != (where is not None):
-        raise InputError(f"{image_path}: {'' if where else 'not '}georeferenced, so its map is a "
-                         f"{'GeoTIFF' if where else 'PNG'}, not {map_out}")
-    with model.open(image_path) as image:
+    where = georeference(files.image)
+    if (Path(files.map).suffix == layout.GEOTIFF) != (where is not None):
+        raise InputError(f"{files.image}: {'' if where else 'not '}georeferenced, so its map is a "
+                         f"{'GeoTIFF' if where else 'PNG'}, not {files.map}")
+    with model.open(files.image) as image:
         preview = Preview(image.height, image.width, colors)
-        whole = np.empty(image.shape, dtype=np.uint8) if where is None else None
-        writer = model.map_writer(map_out, image, where) if where is not None else None
+        rasters, wholes = _map_rasters(model, files, image, where, threshold)
         try:
-            for top, block in model.iter_ids(image):
-                preview.write(top, block)
-                if writer is not None:
-                    writer.write(top, block)
-                else:
-                    whole[top : top + len(block)] = block
+            for block in model.iter_blocks(image):
+                preview.write(block.top, block.ids)
+                rasters.write(block)
+                for whole, part in wholes:
+                    whole[block.top : block.top + len(block.ids)] = part(block)
         except BaseException:
-            if writer is not None:
-                writer.abort()
+            rasters.abort()
             raise
-    if writer is not None:
-        writer.close()
-    else:
-        write_png(map_out, whole)
-    preview.save(preview_out)
-    log.info("%s: mapped to %s (%s), preview %s", image_path, map_out, where.crs if where else "no georeference",
-             preview_out)
+    rasters.close()
+    for (whole, _), path in zip(wholes, (files.map, files.masked)):
+        write_png(path, whole)
+    preview.save(files.preview)
+    log.info("%s: mapped to %s (%s), preview %s", files.image, files.map, where.crs if where else "no georeference",
+             files.preview)
+
+
+def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
+    """The rasters of a map written block by block, and the PNG maps (of an image without
+    georeference) gathered whole: (array, the part of a block it takes), the map's first."""
+    rasters, wholes = _Rasters(), []
+    parts = [(files.map, _ids)] + ([(files.masked, _masked_ids(threshold))] if files.masked is not None else [])
+    for path, part in parts:
+        if where is not None:
+            rasters.add(model.map_writer(path, image, where), part)
+        else:
+            wholes.append((np.empty(image.shape, dtype=np.uint8), part))
+    if files.confidence is not None:
+        rasters.add(model.confidence_writer(files.confidence, image, where), _confidence)
+    if files.probabilities is not None:
+        rasters.add(model.probabilities_writer(files.probabilities, image, where), _probabilities)
+    return rasters, wholes
+
+
+def _masked_ids(threshold: float) -> Callable[[Block], np.ndarray]:
+    """The part of a block a masked map takes: its ids, nodata where the confidence written
+    (code / 255) is under ``threshold``."""
+    kept = np.arange(256) / CODE_SCALE >= threshold  # per code; float64, as the threshold is written
+
+    def masked(block: Block) -> np.ndarray:
+        return np.where(kept[block.confidence], block.ids, np.uint8(IGNORE_INDEX))
+
+    return masked
 
 
 def best_case(training_csv, out_yaml) -> None:
