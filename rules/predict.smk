@@ -1,9 +1,6 @@
 # Mosaic prediction of whole images and their evaluation, for every run; maps of new imagery.
 
 
-CONFIDENCE = layout.confidence_path("prediction.png").name
-
-
 rule predict:
     """Predict every tile of both splits with one run's model, each as overlapping windows
     whose logits are combined where they overlap; one job per run sets up the model and the
@@ -18,7 +15,7 @@ rule predict:
         color=tile_files(RUN, "prediction_color.png"),
         geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
                  for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.tif")]],
-        confidence=tile_files(RUN, CONFIDENCE),
+        confidence=tile_files(RUN, TILE_CONFIDENCE),
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
@@ -28,7 +25,7 @@ rule predict:
             {"image": tile.image,
              **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
                 for key, name in (("ids", "prediction.png"), ("color", "prediction_color.png"),
-                                  ("confidence", CONFIDENCE))},
+                                  ("confidence", TILE_CONFIDENCE))},
              "geotiff": layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, "prediction.tif")
              if tile.image in GEOREFERENCED else None}
             for image in IMAGES for tile in TILES[image]
@@ -44,6 +41,37 @@ rule predict:
         "../envs/segmentation.yaml"
     script:
         "../scripts/predict.py"
+
+
+rule calibrate:
+    """How far one run's confidences can be trusted: its temperature fitted on its validation
+    patches (the split it held out), and the test tiles' confidence against correctness in 15
+    equal-width bins, as predicted and with the temperature (the test tiles are predicted once
+    more, as the predict rule does, in float)."""
+    input:
+        model=f"{RUN}/model.pt",
+        patches=lambda wc: layout.PATCHES.format(size=run_of(wc).case.size),
+        tiles=[path for image in IMAGES for tile in TILES[image] for path in (tile.image, tile.label)],
+    output:
+        summary=f"{RUN}/calibration.csv",
+        reliability=f"{RUN}/reliability.csv",
+        scaled=f"{RUN}/reliability_scaled.csv",
+    params:
+        settings=settings("calibrate"),
+        run=run_params,
+        train=tile_params(TILES["train"]),
+        test=tile_params(TILES["test"]),
+    threads: cfg.prediction_resources(config)[1]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/{prefix}calibrate/{case}.log",
+    benchmark:
+        "results/benchmarks/{prefix}calibrate/{case}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/calibrate.py"
 
 
 rule evaluate:
@@ -123,17 +151,6 @@ PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix ==
 GEO_MAP, GEO_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{GEO_MAPS}}}", layout.GEOTIFF))
 PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{PNG_MAPS}}}", layout.PNG))
 
-
-def map_companions(map_pattern):
-    """The files beside a map that the map rules write (prediction.MapFiles): its confidence
-    raster always, its probabilities with predict.probabilities, its masked copy with
-    predict.confidence_threshold."""
-    files = {"confidence": str(layout.confidence_path(map_pattern))}
-    if config["predict"]["probabilities"]:
-        files["probabilities"] = str(layout.probabilities_path(map_pattern))
-    if config["predict"]["confidence_threshold"] is not None:
-        files["masked"] = str(layout.masked_path(map_pattern))
-    return files
 
 
 rule map_geotiff:

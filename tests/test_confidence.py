@@ -255,3 +255,48 @@ def test_an_image_named_like_the_confidence_raster_of_another_is_refused(tmp_pat
     assert cli.main(["predict", "m.pt", str(tmp_path / "a.png"), str(tmp_path / "a_confidence.png"),
                      "-o", str(tmp_path / "o")]) == 2
     assert "a_confidence" in capsys.readouterr().err
+
+
+def _labelled_png(path, rng, shape):
+    write_png(path.with_suffix(".png"), rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+    ids = rng.integers(0, 3, shape)
+    write_png(path.with_name(path.name + "_label.png"), np.asarray(COLORS, np.uint8)[ids])
+    return ids
+
+
+def test_the_calibration_job_fits_a_temperature_and_counts_every_test_pixel(tmp_path):
+    import pandas as pd
+
+    from aerialseg.calibration import ReliabilityCounts
+    from aerialseg.config import Case, Run, Tile
+    from aerialseg.jobs import calibration
+
+    rng = np.random.default_rng(5)
+    _labelled_png(tmp_path / "train", rng, (64, 96))
+    truth = _labelled_png(tmp_path / "test", rng, (48, 80))
+    pd.DataFrame({"row": [0, 0, 32, 32], "col": [0, 64, 32, 64], "split": ["train", "val", "val", "val"]}).to_csv(
+        tmp_path / "p32.csv", index=False)
+    _checkpoint(tmp_path / "model.pt")
+    settings = _settings()
+    settings["data"] = {"classes": [{"name": n, "color": list(c)} for n, c in zip(["tree", "road", "roof"], COLORS)],
+                        "label_format": "color", "ignore_colors": [], "ignore_values": [], "bands": [0, 1, 2],
+                        "value_range": None, "nodata": None}
+    files = calibration.CalibrationFiles(
+        [Tile("train", str(tmp_path / "train.png"), str(tmp_path / "train_label.png"), "")], tmp_path / "p32.csv",
+        [Tile("test", str(tmp_path / "test.png"), str(tmp_path / "test_label.png"), "")],
+        tmp_path / "calibration.csv", tmp_path / "reliability.csv", tmp_path / "reliability_scaled.csv")
+    calibration.calibrate(settings, Run(Case("scratch", 32), 2), tmp_path / "model.pt", files)
+    row = pd.read_csv(files.summary).iloc[0]
+    assert (row["case"], row["repeat"], row["val_pixels"]) == ("scratch_p32", 2, 3 * 32 * 32)  # the three validation patches
+    assert 0.05 <= row.temperature <= 20 and row.val_nll_scaled <= row.val_nll
+    raw = ReliabilityCounts.from_frame(pd.read_csv(files.reliability))
+    scaled = ReliabilityCounts.from_frame(pd.read_csv(files.scaled))
+    assert raw.total == scaled.total == row.pixels == 48 * 80
+    assert row.ece == pytest.approx(raw.ece()) and row.ece_scaled == pytest.approx(scaled.ece())
+    assert raw.correct.sum() == scaled.correct.sum()  # a temperature moves confidences, never a class
+    tile = prediction.TileFiles(tmp_path / "test.png", tmp_path / "ids.png", tmp_path / "color.png")
+    prediction.predict_images(settings, tmp_path / "model.pt", [tile])
+    from PIL import Image
+
+    ids = np.asarray(Image.open(tmp_path / "ids.png"))
+    assert row.accuracy == pytest.approx((ids == truth).mean())  # the map's own classes were scored

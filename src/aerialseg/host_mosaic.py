@@ -170,12 +170,15 @@ class Block:
     confidence as uint8 codes (`calibration.to_codes`: the softmax of the blended scores at
     the chosen class, code / 255; 0 where the image has no data) and ``probabilities``, which
     computes the per-class probabilities of the block as uint8 codes (K, rows, W) when called
-    (only a map that writes them pays for them)."""
+    (only a map that writes them pays for them); ``confidence_at`` the confidence as float32
+    at a temperature T (the softmax of the blended scores / T at the chosen class; undefined
+    where the image has no data), for calibration."""
 
     top: int
     ids: np.ndarray
     confidence: np.ndarray
     probabilities: Callable[[], np.ndarray]
+    confidence_at: Callable[[float], np.ndarray]
 
 
 def iter_blocks(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, **kwargs) -> Iterator[Block]:
@@ -188,8 +191,12 @@ def iter_blocks(predict: BatchPredictor, image, n_classes: int, size: int, strid
         if valid is not None:
             ids[~valid] = IGNORE_INDEX
         confidence = to_codes(confidence_from_logits(scores, axis=0), valid)
-        yield Block(top, ids, confidence, _probabilities(scores, valid))
+        yield Block(top, ids, confidence, _probabilities(scores, valid), _confidence_at(scores))
 
 
 def _probabilities(scores: np.ndarray, valid: np.ndarray | None) -> Callable[[], np.ndarray]:
     return lambda: to_codes(softmax(scores, axis=0), valid)
+
+
+def _confidence_at(scores: np.ndarray) -> Callable[[float], np.ndarray]:
+    return lambda temperature: confidence_from_logits(scores, axis=0, temperature=temperature)

@@ -107,6 +107,18 @@ class LoadedModel:
                                           device=self.device, blend=o.blend, progress=True)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
+    def window_scores(self, windows: np.ndarray) -> np.ndarray:
+        """The scores (B, K, s, s) float32 on the host of uint8 windows (B, s, s, C): logits
+        (torch) or log-probabilities (ONNX Runtime), which give the same softmax at any
+        temperature."""
+        if self.backend == "onnxruntime":
+            return np.asarray(self.predictor(windows), dtype=np.float32)
+        import torch
+
+        with torch.no_grad():
+            batch = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device).permute(0, 3, 1, 2)
+            return self.predictor(batch).float().cpu().numpy()
+
     def map_writer(self, path, image: Image, where) -> write.MapWriter:
         """A GeoTIFF map of the image, in the dataset's class codes (`io.write.map_codes`)."""
         colors, names = classes(self.checkpoint)

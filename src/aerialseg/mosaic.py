@@ -230,13 +230,20 @@ def iter_blocks(predictor: Predictor, image, n_classes: int, size: int, stride: 
         if valid is not None:
             ids[~valid] = IGNORE_INDEX
             confidence[~valid] = 0
-        yield host_mosaic.Block(top, ids, confidence, _probabilities(block, valid))
+        yield host_mosaic.Block(top, ids, confidence, _probabilities(block, valid), _confidence_at(block, best.values))
 
 
 def _codes(scores: torch.Tensor) -> torch.Tensor:
     """Scores in [0, 1] as uint8 codes on their device (`calibration.to_codes`); NaN scores
     (rows no window predicted, all no-data) become 1 here and 0 once the caller masks no-data."""
     return torch.nan_to_num(scores * CODE_SCALE, nan=0.0).round_().clamp_(1, CODE_SCALE).to(torch.uint8)
+
+
+def _confidence_at(block: torch.Tensor, top: torch.Tensor):
+    def confidence_at(temperature: float) -> np.ndarray:
+        return (1 / torch.exp((block - top) / temperature).sum(0)).float().cpu().numpy()
+
+    return confidence_at
 
 
 def _probabilities(block: torch.Tensor, valid: np.ndarray | None):

@@ -244,7 +244,8 @@ def test_end_to_end_tiny_study(tiny_run):
     assert "device" not in record["settings"]["train"]  # how it ran is not what made it
     summary = yaml.safe_load((results / "summary/settings.yaml").read_text())
     assert summary["settings"]["predict"] == {"stride": 16, "blend": "mean", "tta": False, "vectors": False, "min_area": 0,
-                                              "precision": "auto", "memory_format": "auto"}
+                                              "precision": "auto", "memory_format": "auto", "probabilities": False,
+                                              "confidence_threshold": None}
     for table in ("training.md", "evaluation.md", "study_tables.md"):
         assert (results / "summary" / table).read_text().rstrip().endswith(
             f"Settings {summary['fingerprint']}: every setting that shaped these results is in results/summary/settings.yaml.")
@@ -281,6 +282,19 @@ def test_end_to_end_tiny_study(tiny_run):
         assert figure.shape[1] > figure.shape[0] and len(colors_in(results / f"summary/confusion_{image}.png")) > 50
     # a line per init in its colour (imagenet blue, scratch orange)
     assert {(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)} <= colors_in(results / "summary/metrics_vs_patch_size.png")
+    # confidence and calibration (issue 29): a confidence raster per tile, the test ECE in the tables
+    for case in cases:
+        for image in ("train", "test"):
+            assert (results / f"cases/{case}/{image}/prediction_confidence.tif").is_file()
+        calibration = pd.read_csv(results / f"cases/{case}/calibration.csv").iloc[0]
+        assert 0.05 <= calibration["temperature"] <= 20 and 0 <= calibration["ece"] <= 1
+        scored = runs[(runs.case == case) & (runs.repeat == 1) & (runs.image == "test")].iloc[0]
+        assert calibration["accuracy"] == pytest.approx(scored.overall_accuracy)  # the map's own classes, counted
+        assert calibration["ece"] == pytest.approx(scored.ece)
+        assert (results / f"summary/reliability_{case}.png").is_file()
+    assert evaluation[evaluation.image == "train"].ece.isna().all() and evaluation[evaluation.image == "test"].ece.between(0, 1).all()
+    assert evaluation.ece_sd.notna().sum() == 2 and runs[runs.image == "test"].ece.notna().all()
+    assert "lowered the test ECE in" in (results / "summary/calibration.md").read_text()
     for log, says in [("train/imagenet_p32.log", "kept epoch 1 of 1 (best validation mIoU)"),
                       ("predict/scratch_p32.log", "predicted 2 image(s) in all"),
                       ("repeats/2/train/scratch_p32.log", "case scratch_p32, repeat 2 (seed 43)")]:
@@ -306,8 +320,8 @@ def dry_run_plan(workdir: Path, *overrides: str) -> tuple[dict[str, int], dict[s
     return counts, reasons
 
 
-AFTER_TRAINING = {"predict": 4, "evaluate": 8, "confusion_figure": 2, "summary": 1, "conclusions": 1,
-                  "summary_figure": 1, "all": 1}
+AFTER_TRAINING = {"predict": 4, "calibrate": 4, "evaluate": 8, "confusion_figure": 2, "reliability_figure": 2,
+                  "summary": 1, "conclusions": 1, "summary_figure": 1, "all": 1}
 
 
 @pytest.mark.parametrize("change, jobs, params_changed", [
@@ -315,7 +329,7 @@ AFTER_TRAINING = {"predict": 4, "evaluate": 8, "confusion_figure": 2, "summary":
     ("train: {threads: 1, resume_seconds: 0, device: cpu}\npredict: {batch_size: 7, threads: 1}\n", {}, set()),
     ("experiment: {block_size: 64}\npredict: {min_area: 10}\ndata: {ignore_values: [7]}\n", {}, set()),
     ("train: {epochs: 2}\n", {"train": 4, "training_curves": 2, "learning_figure": 1, **AFTER_TRAINING}, {"train"}),
-    ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"predict"}),
+    ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"predict", "calibrate"}),
     ("experiment: {stride: 16}\n", {"patches": 1, "train": 4, "training_curves": 2, "learning_figure": 1,
                                     **AFTER_TRAINING}, {"patches"}),
     ("demo: {size: 256}\n", {"demo_scene": 2, "class_stats": 1, "patches": 1, "train": 4, "training_curves": 2,
@@ -335,7 +349,7 @@ def test_a_changed_setting_reruns_exactly_the_jobs_it_affects(tiny_run, change, 
 REPORT_FILES = [
     "class_stats.csv", "training_curves.png", "mosaic.png", "confusion_train.png", "confusion_test.png",
     "metrics_vs_patch_size.png", "learning_curves.png", "training.csv", "evaluation.csv", "per_class.csv", "runs.csv",
-    "conclusions.html",
+    "conclusions.html", "reliability_imagenet_p32.png", "reliability_scratch_p32.png", "calibration.csv",
 ]
 
 
@@ -351,7 +365,8 @@ def test_report_holds_every_figure_and_table_with_captions(report):
     for name in REPORT_FILES:
         assert name in html, name
     for caption in ["Row-normalised confusion matrices", "the study's Table 2", "the study's Table 3",
-                    "Training curves of case", "Panels: image, ground truth", "each checked", "Every single training run"]:
+                    "Training curves of case", "Panels: image, ground truth", "each checked", "Every single training run",
+                    "Reliability diagram of case", "expected calibration error"]:
         assert caption in html, caption
 
 
