@@ -86,25 +86,29 @@ class LoadedModel:
         return open_image(image_path, spec, spec.nodata)
 
     def iter_ids(self, image: Image) -> Iterator[tuple[int, np.ndarray]]:
-        """The image's class ids, block by block, logging the time when done."""
-        for block in self.iter_blocks(image):
-            yield block.top, block.ids
+        """The image's class ids, block by block (no confidence), logging the time when done."""
+        yield from self._timed(image, "iter_ids")
 
     def iter_blocks(self, image: Image) -> Iterator[host_mosaic.Block]:
         """The image's class ids and their confidence, block by block (`host_mosaic.Block`),
         logging the time when done."""
+        yield from self._timed(image, "iter_blocks")
+
+    def _timed(self, image: Image, function: str) -> Iterator:
+        """``function`` (iter_ids or iter_blocks) of the back-end's mosaic on the image."""
         start = time.perf_counter()
         o = self.options
         if self.backend == "onnxruntime":
             predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from host_mosaic.iter_blocks(predict, image, self.n_classes, o.size, o.stride,
-                                               batch_size=o.batch_size, blend=o.blend, progress=True)
+            yield from getattr(host_mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
+                                                      batch_size=o.batch_size, blend=o.blend, progress=True)
         else:
             from . import mosaic
 
             predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from mosaic.iter_blocks(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
-                                          device=self.device, blend=o.blend, progress=True)
+            yield from getattr(mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
+                                                 batch_size=o.batch_size, device=self.device, blend=o.blend,
+                                                 progress=True)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
     def window_scores(self, windows: np.ndarray) -> np.ndarray:
