@@ -326,6 +326,6 @@ def test_an_image_to_map_named_like_the_confidence_raster_of_another_stops_befor
 def test_a_confidence_threshold_lies_in_0_1(default_config):
     default_config["predict"]["confidence_threshold"] = 0
     with pytest.raises(ConfigError, match="confidence_threshold"):
-        cfg.validate(default_config)
+        cfg.validate(default_config, producible=DEMO)
     default_config["predict"]["confidence_threshold"] = 0.6
-    assert cfg.validate(default_config)["predict"]["probabilities"] is False
+    assert cfg.validate(default_config, producible=DEMO)["predict"]["probabilities"] is False
