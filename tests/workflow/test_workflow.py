@@ -138,6 +138,16 @@ def test_georeferenced_images_get_geotiff_predictions(tmp_path):
     planned = snakemake("-n", "--configfile", config, workdir=tmp_path).stdout
     for image in ("train", "test"):
         assert f"results/cases/scratch_p32/{image}/prediction.tif" in planned
+        assert f"results/cases/scratch_p32/{image}/prediction_confidence.tif" in planned
+    # maps of data.predict: each with its confidence raster, and what predict.probabilities and
+    # predict.confidence_threshold add; polygons read the confidence raster beside their map
+    maps = tmp_path / "maps.yaml"
+    maps.write_text(f"data: {{predict: [{tmp_path}/image.tif]}}\n"
+                    "predict: {cases: [scratch_p32], vectors: true, probabilities: true, confidence_threshold: 0.6}\n")
+    planned = snakemake("-n", "--configfile", config, maps, workdir=tmp_path).stdout
+    for name in ("image.tif", "image_confidence.tif", "image_probabilities.tif", "image_masked.tif", "image.gpkg"):
+        assert f"results/maps/scratch_p32/{name}" in planned, name
+    assert "results/cases/scratch_p32/test/prediction_confidence.tif" in planned
 
 
 DUBAI = ROOT.parent / "shared" / "data" / "dubai-tile8"
