@@ -15,7 +15,8 @@ Everything happens on the prediction device: the image goes there one band of ro
 time, windows are cut from it by indexing, and their weighted logits are summed there. Each
 pixel's sum is gathered from the windows that cover it in row-major window order (not
 scattered with atomics), so the result is deterministic on a GPU and, on the CPU, equal to
-adding the windows one by one. Only finished class ids come back to the host.
+adding the windows one by one. Only finished class ids (and, with `iter_blocks`, their
+confidence as uint8 codes) come back to the host.
 
 Memory stays bounded on huge images: the image is read a band of window rows at a time (an
 array, or an image open for windowed reading, `io.read.Image`), a band holds the windows of
