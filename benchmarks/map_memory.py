@@ -59,7 +59,8 @@ def rss_mib():
 start_mib = rss_mib()  # after the imports and the model
 start = time.perf_counter()
 with torch.no_grad():
-    prediction.map_image(model, image_path, map_path, map_path.replace(".tif", "_preview.png"))
+    prediction.map_image(model, prediction.MapFiles(image_path, map_path, map_path.replace(".tif", "_preview.png"),
+                                                    confidence=map_path.replace(".tif", "_confidence.tif")))
 seconds = time.perf_counter() - start
 with open("/proc/self/status") as status:  # VmHWM: this process's peak since its exec (ru_maxrss would count
     peak_mib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # the forking parent's)

@@ -45,6 +45,8 @@ MAPS = {tile.name: tile.image for tile in cfg.maps(config)}
 MAP_SUFFIX = {name: map_files(image, ".")[0].suffix for name, image in MAPS.items()}
 # With predict.vectors every georeferenced map also gets its polygons in a GeoPackage.
 VECTORS = config["predict"]["vectors"]
+# Every map has its confidence raster beside it: prediction_confidence.tif beside a tile's prediction.
+TILE_CONFIDENCE = layout.confidence_path("prediction.png").name
 
 
 def alternatives(values):
@@ -109,12 +111,14 @@ def all_outputs():
                 outputs += [layout.tile_file(folder, tile, name)
                             for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
     outputs += [f"{SUMMARY}/confusion_{image}.png" for image in IMAGES]
+    outputs += [f"{SUMMARY}/reliability_{case.name}.png" for case in CASES]
     outputs += [
         f"{SUMMARY}/training.md",
         f"{SUMMARY}/evaluation.md",
         f"{SUMMARY}/per_class.csv",
         f"{SUMMARY}/runs.csv",
         f"{SUMMARY}/tiles.csv",
+        f"{SUMMARY}/calibration.md",
         f"{SUMMARY}/study_tables.md",
         f"{SUMMARY}/settings.yaml",
         f"{SUMMARY}/conclusions.md",
@@ -122,6 +126,18 @@ def all_outputs():
         f"{SUMMARY}/learning_curves.png",
     ]
     return outputs
+
+
+def map_companions(map_pattern):
+    """The files beside a map that the map rules write (prediction.MapFiles): its confidence
+    raster always, its probabilities with predict.probabilities, its masked copy with
+    predict.confidence_threshold."""
+    files = {"confidence": str(layout.confidence_path(map_pattern))}
+    if config["predict"]["probabilities"]:
+        files["probabilities"] = str(layout.probabilities_path(map_pattern))
+    if config["predict"]["confidence_threshold"] is not None:
+        files["masked"] = str(layout.masked_path(map_pattern))
+    return files
 
 
 def map_outputs(case):

@@ -5,7 +5,9 @@ rule predict:
     """Predict every tile of both splits with one run's model, each as overlapping windows
     whose logits are combined where they overlap; one job per run sets up the model and the
     GPU once. A georeferenced image also gets prediction.tif (its CRS and transform, a colour
-    table) and its QGIS style prediction.qml (the class names and colours)."""
+    table) and its QGIS style prediction.qml (the class names and colours); every image its
+    confidence raster prediction_confidence.tif (the softmax of the blended logits at the
+    chosen class)."""
     input:
         model=f"{RUN}/model.pt",
         images=[tile.image for image in IMAGES for tile in TILES[image]],
@@ -16,16 +18,21 @@ rule predict:
                  for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.tif")]],
         style=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
                for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.qml")]],
+        confidence=tile_files(RUN, TILE_CONFIDENCE),
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
         run=run_params,
-        # each image with its outputs above: (image, ids, color, geotiff or None, style or None)
+        # each image with its outputs above (prediction.TileFiles): image, ids, color, confidence,
+        # and for a georeferenced image its geotiff and style (else None)
         files=lambda wc: [
-            (tile.image, *(layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
-                           for name in ("prediction.png", "prediction_color.png")),
-             *((layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
-                if tile.image in GEOREFERENCED else None) for name in ("prediction.tif", "prediction.qml")))
+            {"image": tile.image,
+             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
+                for key, name in (("ids", "prediction.png"), ("color", "prediction_color.png"),
+                                  ("confidence", TILE_CONFIDENCE))},
+             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
+                if tile.image in GEOREFERENCED else None
+                for key, name in (("geotiff", "prediction.tif"), ("style", "prediction.qml"))}}
             for image in IMAGES for tile in TILES[image]
         ],
     threads: cfg.prediction_resources(config)[1]
@@ -39,6 +46,37 @@ rule predict:
         "../envs/segmentation.yaml"
     script:
         "../scripts/predict.py"
+
+
+rule calibrate:
+    """How far one run's confidences can be trusted: its temperature fitted on its validation
+    patches (the split it held out), and the test tiles' confidence against correctness in 15
+    equal-width bins, as predicted and with the temperature (the test tiles are predicted once
+    more, as the predict rule does, in float)."""
+    input:
+        model=f"{RUN}/model.pt",
+        patches=lambda wc: layout.PATCHES.format(size=run_of(wc).case.size),
+        tiles=[path for image in IMAGES for tile in TILES[image] for path in (tile.image, tile.label)],
+    output:
+        summary=f"{RUN}/calibration.csv",
+        reliability=f"{RUN}/reliability.csv",
+        scaled=f"{RUN}/reliability_scaled.csv",
+    params:
+        settings=settings("calibrate"),
+        run=run_params,
+        train=tile_params(TILES["train"]),
+        test=tile_params(TILES["test"]),
+    threads: cfg.prediction_resources(config)[1]
+    resources:
+        gpu=1,
+    log:
+        "results/logs/{prefix}calibrate/{case}.log",
+    benchmark:
+        "results/benchmarks/{prefix}calibrate/{case}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/calibrate.py"
 
 
 rule evaluate:
@@ -120,6 +158,7 @@ GEO_STYLE = str(layout.style_path(GEO_MAP))
 PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{PNG_MAPS}}}", layout.PNG))
 
 
+
 rule map_geotiff:
     """Map one unlabelled image (data.predict) with one case's model, and draw a coloured
     preview: map_geotiff writes a georeferenced image's map as a GeoTIFF in its CRS and
@@ -131,6 +170,7 @@ rule map_geotiff:
         map=GEO_MAP,
         preview=GEO_PREVIEW,
         style=GEO_STYLE,
+        **map_companions(GEO_MAP),
     params:
         settings=settings("map"),
     threads: cfg.prediction_resources(config)[1]
@@ -150,15 +190,18 @@ use rule map_geotiff as map_png with:
     output:
         map=PNG_MAP,
         preview=PNG_PREVIEW,
+        **map_companions(PNG_MAP),
 
 
 rule polygons:
     """The polygons of a georeferenced map (predict.vectors): one feature per connected region
     of a class, with its name and the value the map holds, after regions under
-    predict.min_area px are merged into their neighbours; for the study's prediction.tif and
-    the maps of data.predict alike."""
+    predict.min_area px are merged into their neighbours, with the mean of the map's
+    confidence raster over each; for the study's prediction.tif and the maps of data.predict
+    alike."""
     input:
-        "results/{map}.tif",
+        map="results/{map}.tif",
+        confidence="results/{map}_confidence.tif",
     output:
         "results/{map}.gpkg",
     params:

@@ -2,12 +2,14 @@
 
 
 rule summary:
-    """The study's tables: training (Table 2), evaluation (Table 3) and per-class scores, over
-    the repeats; every single run; Tables 1-3 in the study's own layout; the settings."""
+    """The study's tables: training (Table 2), evaluation (Table 3, with the test ECE) and
+    per-class scores, over the repeats; every single run; Tables 1-3 in the study's own
+    layout; the calibration of the cases; the settings."""
     input:
         histories=[run_file(run, "history.csv") for run in RUNS],
         confusions=[run_file(run, f"{image}/confusion.csv") for run in RUNS for image in IMAGES],
         tile_confusions=[path for run in RUNS for path in tile_files(layout.run_dir(run), "confusion.csv")],
+        calibrations=[run_file(run, "calibration.csv") for run in RUNS],
         class_stats=f"{DATA}/class_stats.csv",
     output:
         training=report(
@@ -48,6 +50,14 @@ rule summary:
             subcategory="tables",
             labels={"table": "every tile"},
         ),
+        calibration=report(
+            f"{SUMMARY}/calibration.csv",
+            caption="../report/calibration_table.rst",
+            category="4. Comparison",
+            subcategory="tables",
+            labels={"table": "calibration"},
+        ),
+        calibration_md=f"{SUMMARY}/calibration.md",
         settings=report(
             f"{SUMMARY}/settings.yaml",
             caption="../report/settings.rst",
@@ -167,3 +177,31 @@ rule learning_figure:
         "../envs/segmentation.yaml"
     script:
         "../scripts/learning_figure.py"
+
+
+rule reliability_figure:
+    """The reliability diagram of one case on the test tiles (its repeats pooled): accuracy
+    against confidence in 15 equal-width bins, with the pixels in each bin, as predicted and
+    with each run's temperature."""
+    input:
+        reliability=lambda wc: [run_file(run, "reliability.csv") for run in RUNS if run.case.name == wc.case],
+        scaled=lambda wc: [run_file(run, "reliability_scaled.csv") for run in RUNS if run.case.name == wc.case],
+        calibrations=lambda wc: [run_file(run, "calibration.csv") for run in RUNS if run.case.name == wc.case],
+    output:
+        report(
+            f"{SUMMARY}/reliability_{{case}}.png",
+            caption="../report/reliability.rst",
+            category="4. Comparison",
+            subcategory="reliability diagrams",
+            labels={"case": "{case}"},
+        ),
+    params:
+        settings=settings("reliability_figure"),
+    log:
+        "results/logs/reliability_figure/{case}.log",
+    benchmark:
+        "results/benchmarks/reliability_figure/{case}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/reliability_figure.py"

@@ -6,7 +6,7 @@ from aerialseg import config
 from aerialseg.jobs import prediction, runner
 
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "map")
-files = prediction.MapFiles(snakemake.input.image, snakemake.output.map, snakemake.output.preview,
-                            style=getattr(snakemake.output, "style", None))  # map_png writes none
+outputs = dict(snakemake.output.items())
+files = prediction.MapFiles(snakemake.input.image, **outputs)
 sys.exit(runner.run(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [files],
                     threads=snakemake.threads))

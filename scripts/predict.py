@@ -8,7 +8,6 @@ from aerialseg.jobs import prediction, runner
 
 init, size, repeat = snakemake.params.run
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "predict")
-tiles = [prediction.TileFiles(image, ids, color, geotiff, style=style)
-         for image, ids, color, geotiff, style in snakemake.params.files]
+tiles = [prediction.TileFiles(**files) for files in snakemake.params.files]
 sys.exit(runner.run(prediction.predict_images, snakemake.log[0], settings, snakemake.input.model, tiles,
                     threads=snakemake.threads, record=(Run(Case(init, size), repeat), snakemake.output.record)))

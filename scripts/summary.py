@@ -11,5 +11,6 @@ histories = dict(zip(runs, snakemake.input.histories, strict=True))
 confusions = dict(zip([(run, image) for run in runs for image in images], snakemake.input.confusions, strict=True))
 tile_keys = [(run, image, tile) for run in runs for image in images for tile in tiles[image]]
 tile_confusions = dict(zip(tile_keys, snakemake.input.tile_confusions, strict=True))
+calibrations = dict(zip(runs, snakemake.input.calibrations, strict=True))
 sys.exit(runner.run(reporting.summarize, snakemake.log[0], snakemake.params.settings, histories, confusions,
-                      snakemake.input.class_stats, dict(snakemake.output.items()), tile_confusions))
+                      snakemake.input.class_stats, dict(snakemake.output.items()), tile_confusions, calibrations))

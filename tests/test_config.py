@@ -334,3 +334,23 @@ def test_band_numbers_count_from_1_and_bands_from_0_still_work_with_a_deprecatio
     raw["data"]["band_numbers"] = [0, 1]
     with pytest.raises(ConfigError, match=r"data.band_numbers\[0\]"):
         cfg.validate_keys(raw)
+
+
+def test_an_image_to_map_named_like_the_confidence_raster_of_another_stops_before_any_job(default_config, tmp_path):
+    config = _tiles_config(default_config, tmp_path)
+    for name in ("roofs", "roofs_confidence", "roads", "roads_preview"):
+        (tmp_path / f"{name}.tif").touch()
+    config["data"]["predict"] = [str(tmp_path / "r*.tif")]
+    with pytest.raises(ConfigError) as error:
+        cfg.validate(config)
+    message = str(error.value)
+    assert "data.predict: the files beside the map of 'roofs' would be the maps of ['roofs_confidence']" in message
+    assert "data.predict: the preview of 'roads' would be the map of 'roads_preview'" in message
+
+
+def test_a_confidence_threshold_lies_in_0_1(default_config):
+    default_config["predict"]["confidence_threshold"] = 0
+    with pytest.raises(ConfigError, match="confidence_threshold"):
+        cfg.validate(default_config, producible=DEMO)
+    default_config["predict"]["confidence_threshold"] = 0.6
+    assert cfg.validate(default_config, producible=DEMO)["predict"]["probabilities"] is False

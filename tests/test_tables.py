@@ -92,3 +92,19 @@ def test_the_kept_epoch_is_the_first_with_the_best_validation_miou():
     history = pd.DataFrame({"epoch": [1, 2, 3, 4], "val_miou": [0.5, np.nan, 0.7, 0.7]})
     assert tables.best_epoch(history) == 3
     assert tables.best_epoch(history.assign(val_miou=np.nan)) == 1
+
+
+def test_the_test_ece_joins_the_evaluation_and_runs_tables_on_the_test_rows_only():
+    histories, confusions = runs(2)
+    ece = {run: 0.01 * run.repeat + 0.1 * i for i, case in enumerate(CASES) for run in (Run(case, 1), Run(case, 2))}
+    evaluation = tables.evaluation_table(confusions, ece)
+    without = tables.evaluation_table(confusions)
+    assert list(evaluation.columns) == list(without.columns) and "ece" in evaluation and "ece_sd" in evaluation
+    scores = [c for c in without.columns if c not in ("ece", "ece_sd")]
+    pd.testing.assert_frame_equal(evaluation[scores], without[scores])  # the other scores as they were
+    test = evaluation[evaluation.image == "test"].set_index("case")
+    assert test.loc["scratch_p32", "ece"] == pytest.approx(0.115) and test.loc["scratch_p32", "ece_sd"] == pytest.approx(
+        np.std([0.11, 0.12], ddof=1))
+    assert evaluation[evaluation.image == "train"].ece.isna().all() and without.ece.isna().all()
+    table = tables.runs_table(histories, confusions, {1: 42, 2: 43}, ece)
+    assert table[table.image == "test"].ece.tolist() == pytest.approx([ece[Run(c, r)] for r in (1, 2) for c in CASES])

@@ -65,6 +65,30 @@ def confidence_from_logits(logits: np.ndarray, axis: int = 0, temperature: float
     return (1 / np.exp(shifted).sum(axis=axis)).astype(dtype, copy=False)
 
 
+CODE_SCALE = 255
+"""Confidence and probability rasters hold uint8 codes: code v means v / 255 (the GDAL band
+scale 1/255); code 0 is nodata, so a valid pixel's code is at least 1 (a probability under
+1/510 is written as 1/255)."""
+
+
+def to_codes(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Scores in [0, 1] (any shape, e.g. (rows, W) or (K, rows, W)) as uint8 codes
+    ``clip(rint(255 x score), 1, 255)``; 0 where ``valid`` (broadcast over the leading axes)
+    is False, and where a score is NaN (no window predicted it)."""
+    scores = np.asarray(scores)
+    with np.errstate(invalid="ignore"):
+        codes = np.clip(np.rint(np.nan_to_num(scores, nan=0.0) * CODE_SCALE), 1, CODE_SCALE).astype(np.uint8)
+    codes[np.isnan(scores)] = 0
+    if valid is not None:
+        codes[..., ~np.asarray(valid, dtype=bool)] = 0
+    return codes
+
+
+def from_codes(codes: np.ndarray) -> np.ndarray:
+    """uint8 codes as float32 scores (code / 255; nodata 0 reads as 0)."""
+    return np.asarray(codes, dtype=np.float32) / CODE_SCALE
+
+
 def pixel_rows(logits: np.ndarray, axis: int = 1) -> np.ndarray:
     """Logits with the class ``axis`` moved last and the rest flattened: (N pixels, K), the
     layout `fit_temperature` takes (``axis=1`` for a (B, K, H, W) batch, 0 for (K, H, W))."""

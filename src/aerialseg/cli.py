@@ -103,6 +103,16 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a confidence threshold lies in (0, 1]")
+    return value
+
+
 def _count(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of 0 or more")
@@ -158,6 +168,11 @@ def _predict_parser(commands, common: argparse.ArgumentParser) -> None:
     output.add_argument("--vectors", action="store_true", help="also write each GeoTIFF map as polygons (NAME.gpkg)")
     output.add_argument("--min-area", type=_count, default=0, metavar="PX",
                         help="with --vectors: merge regions smaller than this many pixels into their neighbours")
+    output.add_argument("--probabilities", action="store_true",
+                        help="also write each map's per-class probabilities, one band per class (NAME_probabilities.tif)")
+    output.add_argument("--confidence-threshold", type=_fraction, metavar="C",
+                        help="also write each map with the pixels whose confidence is under C (0-1) as nodata "
+                             "(NAME_masked.tif or .png)")
     reading = predict.add_argument_group("reading the images")
     reading.add_argument("--bands", type=_band_numbers, metavar="N,N,...",
                          help="the image bands to read, counting from 1 as GDAL and QGIS do, as many as the model "
@@ -249,10 +264,12 @@ def predict(args: argparse.Namespace) -> int:
         "stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
         "device": args.device, "threads": args.threads or os.cpu_count() or 1, "vectors": args.vectors,
         "min_area": args.min_area, "precision": args.precision, "memory_format": args.memory_format,
-        "backend": args.backend, "fold_batchnorm": args.fold_batchnorm})
+        "backend": args.backend, "fold_batchnorm": args.fold_batchnorm, "probabilities": args.probabilities,
+        "confidence_threshold": args.confidence_threshold})
     settings["predict"]["window"] = args.window  # the command's own: the workflow predicts with the patch size
     bands = tuple(number - 1 for number in args.bands) if args.bands else None
-    request = prediction.MapRequest(args.out, args.vectors, layout.PNG if args.format == "png" else None)
+    request = prediction.MapRequest(args.out, args.vectors, layout.PNG if args.format == "png" else None,
+                                    args.probabilities, args.confidence_threshold is not None)
     maps = prediction.plan_maps(args.images, request)
     existing = prediction.existing_outputs(maps)
     if existing and not args.overwrite:
@@ -335,6 +352,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # unforeseen: one line still, the traceback on demand
         return _failed(args, error, f"unexpected error ({type(error).__name__}; run again with --debug for the "
                                     "traceback): ")
+
+
+def _map_files(args, image: Path, map_out: Path, preview: Path):
+    """The files ``aerialseg predict`` writes for one image (`prediction.MapFiles`)."""
+    from .config import layout
+    from .jobs import prediction
+
+    return prediction.MapFiles(
+        image, map_out, preview,
+        vectors=layout.vectors_path(map_out) if args.vectors and map_out.suffix == layout.GEOTIFF else None,
+        confidence=layout.confidence_path(map_out),
+        probabilities=layout.probabilities_path(map_out) if args.probabilities else None,
+        masked=layout.masked_path(map_out) if args.confidence_threshold is not None else None)
 
 
 if __name__ == "__main__":

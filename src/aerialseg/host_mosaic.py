@@ -17,11 +17,13 @@ rows (``classes x band height x width`` floats).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .calibration import confidence_from_logits, softmax, to_codes
 from .class_ids import IGNORE_INDEX
 from .patches import check_windows, window_starts
 
@@ -159,3 +161,42 @@ def iter_ids(predict: BatchPredictor, image, n_classes: int, size: int, stride: 
         if valid is not None:
             ids[~valid] = IGNORE_INDEX
         yield top, ids
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of finished rows of a map, from one pass of the mosaic: rows ``top:top +
+    len(ids)``, their class ids (uint8, `IGNORE_INDEX` where the image has no data), their
+    confidence as uint8 codes (`calibration.to_codes`: the softmax of the blended scores at
+    the chosen class, code / 255; 0 where the image has no data) and ``probabilities``, which
+    computes the per-class probabilities of the block as uint8 codes (K, rows, W) when called
+    (only a map that writes them pays for them); ``confidence_at`` the confidence as float32
+    at a temperature T (the softmax of the blended scores / T at the chosen class; undefined
+    where the image has no data), for calibration."""
+
+    top: int
+    ids: np.ndarray
+    confidence: np.ndarray
+    probabilities: Callable[[], np.ndarray]
+    confidence_at: Callable[[float], np.ndarray]
+
+
+def iter_blocks(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, **kwargs) -> Iterator[Block]:
+    """`iter_ids` with each block's confidence (`Block`), from the same blended scores. The
+    host mosaic blends log-probabilities; their softmax is that of the blended logits, since
+    a window's log-probabilities are its logits less one number per pixel and softmax ignores
+    a shift shared by all classes."""
+    for top, scores, valid in iter_strips(predict, image, n_classes, size, stride, **kwargs):
+        ids = scores.argmax(0).astype(np.uint8)
+        if valid is not None:
+            ids[~valid] = IGNORE_INDEX
+        confidence = to_codes(confidence_from_logits(scores, axis=0), valid)
+        yield Block(top, ids, confidence, _probabilities(scores, valid), _confidence_at(scores))
+
+
+def _probabilities(scores: np.ndarray, valid: np.ndarray | None) -> Callable[[], np.ndarray]:
+    return lambda: to_codes(softmax(scores, axis=0), valid)
+
+
+def _confidence_at(scores: np.ndarray) -> Callable[[float], np.ndarray]:
+    return lambda temperature: confidence_from_logits(scores, axis=0, temperature=temperature)

@@ -87,27 +87,57 @@ class LoadedModel:
         return open_image(image_path, spec, spec.nodata)
 
     def iter_ids(self, image: Image) -> Iterator[tuple[int, np.ndarray]]:
-        """The image's class ids, block by block, logging the time when done."""
+        """The image's class ids, block by block (no confidence), logging the time when done."""
+        yield from self._timed(image, "iter_ids")
+
+    def iter_blocks(self, image: Image) -> Iterator[host_mosaic.Block]:
+        """The image's class ids and their confidence, block by block (`host_mosaic.Block`),
+        logging the time when done."""
+        yield from self._timed(image, "iter_blocks")
+
+    def _timed(self, image: Image, function: str) -> Iterator:
+        """``function`` (iter_ids or iter_blocks) of the back-end's mosaic on the image."""
         start = time.perf_counter()
         o = self.options
         shown = log.isEnabledFor(logging.INFO)  # the progress bar: not under the command's --quiet
         if self.backend == "onnxruntime":
             predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from host_mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
-                                            blend=o.blend, progress=shown)
+            yield from getattr(host_mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
+                                                      batch_size=o.batch_size, blend=o.blend, progress=shown)
         else:
             from . import mosaic
 
             predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from mosaic.iter_ids(predict, image, self.n_classes, o.size, o.stride, batch_size=o.batch_size,
-                                       device=self.device, blend=o.blend, progress=shown)
+            yield from getattr(mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
+                                                 batch_size=o.batch_size, device=self.device, blend=o.blend,
+                                                 progress=shown)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
+
+    def window_scores(self, windows: np.ndarray) -> np.ndarray:
+        """The scores (B, K, s, s) float32 on the host of uint8 windows (B, s, s, C): logits
+        (torch) or log-probabilities (ONNX Runtime), which give the same softmax at any
+        temperature."""
+        if self.backend == "onnxruntime":
+            return np.asarray(self.predictor(windows), dtype=np.float32)
+        import torch
+
+        with torch.no_grad():
+            batch = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device).permute(0, 3, 1, 2)
+            return self.predictor(batch).float().cpu().numpy()
 
     def map_writer(self, path, image: Image, where) -> write.MapWriter:
         """A GeoTIFF map of the image, in the dataset's class codes (`io.write.map_codes`)."""
         colors, names = classes(self.checkpoint)
         values, nodata = map_codes(self.checkpoint)
         return write.MapWriter(path, image.height, image.width, where, write.MapLegend(colors, names, values, nodata))
+
+    def confidence_writer(self, path, image: Image, where) -> write.ScoreWriter:
+        """The confidence raster of a map (`io.write.ScoreWriter`, one band)."""
+        return write.ScoreWriter(path, image.height, image.width, where, ["confidence"])
+
+    def probabilities_writer(self, path, image: Image, where) -> write.ScoreWriter:
+        """The per-class probabilities of a map, one band per class named after it."""
+        return write.ScoreWriter(path, image.height, image.width, where, classes(self.checkpoint)[1])
 
 
 def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,

@@ -15,7 +15,8 @@ Everything happens on the prediction device: the image goes there one band of ro
 time, windows are cut from it by indexing, and their weighted logits are summed there. Each
 pixel's sum is gathered from the windows that cover it in row-major window order (not
 scattered with atomics), so the result is deterministic on a GPU and, on the CPU, equal to
-adding the windows one by one. Only finished class ids come back to the host.
+adding the windows one by one. Only finished class ids (and, with `iter_blocks`, their
+confidence as uint8 codes) come back to the host.
 
 Memory stays bounded on huge images: the image is read a band of window rows at a time (an
 array, or an image open for windowed reading, `io.read.Image`), a band holds the windows of
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .calibration import CODE_SCALE
 from .class_ids import IGNORE_INDEX
 from . import host_mosaic
 from .patches import check_windows, cut_channels_last, window_sums, window_starts
@@ -214,6 +216,45 @@ def iter_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int
         if valid is not None:
             ids[~valid] = IGNORE_INDEX
         yield top, ids
+
+
+def iter_blocks(predictor: Predictor, image, n_classes: int, size: int, stride: int,
+                **kwargs) -> Iterator[host_mosaic.Block]:
+    """`iter_ids` with each block's confidence (`host_mosaic.Block`), in the same pass: the
+    argmax, the softmax at it and its uint8 code are computed on the device, and only ids and
+    codes (two bytes a pixel) come back; the probabilities only when the block's
+    ``probabilities`` is called."""
+    for top, block, valid in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
+        best = block.max(0)
+        ids = best.indices.to(torch.uint8).cpu().numpy()
+        confidence = _codes(1 / torch.exp(block - best.values).sum(0)).cpu().numpy()
+        if valid is not None:
+            ids[~valid] = IGNORE_INDEX
+            confidence[~valid] = 0
+        yield host_mosaic.Block(top, ids, confidence, _probabilities(block, valid), _confidence_at(block, best.values))
+
+
+def _codes(scores: torch.Tensor) -> torch.Tensor:
+    """Scores in [0, 1] as uint8 codes on their device (`calibration.to_codes`); NaN scores
+    (rows no window predicted, all no-data) become 1 here and 0 once the caller masks no-data."""
+    return torch.nan_to_num(scores * CODE_SCALE, nan=0.0).round_().clamp_(1, CODE_SCALE).to(torch.uint8)
+
+
+def _confidence_at(block: torch.Tensor, top: torch.Tensor):
+    def confidence_at(temperature: float) -> np.ndarray:
+        return (1 / torch.exp((block - top) / temperature).sum(0)).float().cpu().numpy()
+
+    return confidence_at
+
+
+def _probabilities(block: torch.Tensor, valid: np.ndarray | None):
+    def probabilities() -> np.ndarray:
+        codes = _codes(block.softmax(0)).cpu().numpy()
+        if valid is not None:
+            codes[:, ~valid] = 0
+        return codes
+
+    return probabilities
 
 
 def predict_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> np.ndarray:

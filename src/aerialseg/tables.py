@@ -22,7 +22,11 @@ TRAINING_COLUMNS = [
     "case", "init", "patch_size", "train_acc", "train_loss", "train_miou",
     "val_acc", "val_loss", "val_miou", "train_seconds", "best_epoch", "epochs", "steps", "pixels",
 ]
-EVALUATION_SCORES = ["precision", "recall", "f1", "f1_macro", "miou", "overall_accuracy", "kappa"]
+CONFUSION_SCORES = ["precision", "recall", "f1", "f1_macro", "miou", "overall_accuracy", "kappa"]
+EVALUATION_SCORES = [*CONFUSION_SCORES, "ece"]
+"""The scores of an image: those of its confusion matrix and the expected calibration error of
+its confidences (15 equal-width bins, `calibration`), measured on the test tiles only: empty
+(NaN) on the training image, and where no calibration was given."""
 EVALUATION_COLUMNS = ["case", "init", "patch_size", "image", *EVALUATION_SCORES]
 PER_CLASS_SCORES = ["precision", "recall", "f1", "iou"]
 PER_CLASS_COLUMNS = ["case", "image", "class", *PER_CLASS_SCORES, "support"]
@@ -74,17 +78,22 @@ def training_table(histories: Mapping[Run, pd.DataFrame]) -> pd.DataFrame:
     return over_repeats(training_runs(histories), ["case"], TRAINING_SCORES, TRAINING_COLUMNS)
 
 
-def evaluation_runs(confusions: Mapping[tuple[Run, str], np.ndarray]) -> pd.DataFrame:
+def evaluation_runs(confusions: Mapping[tuple[Run, str], np.ndarray],
+                    ece: Mapping[Run, float] | None = None) -> pd.DataFrame:
+    """One row per run and image: its confusion scores, and ``ece`` (the run's test ECE) on the
+    test image's row."""
+    ece = ece or {}
     return pd.DataFrame([
         {"case": run.case.name, "init": run.case.init, "patch_size": run.case.size, "image": image, "repeat": run.repeat,
-         **summary(cm)}
+         **summary(cm), "ece": float(ece.get(run, np.nan)) if image == "test" else np.nan}
         for (run, image), cm in confusions.items()
     ])
 
 
-def evaluation_table(confusions: Mapping[tuple[Run, str], np.ndarray]) -> pd.DataFrame:
-    """The study's Table 3: one row per case and image, over its repeats."""
-    return over_repeats(evaluation_runs(confusions), ["case", "image"], EVALUATION_SCORES, EVALUATION_COLUMNS)
+def evaluation_table(confusions: Mapping[tuple[Run, str], np.ndarray],
+                     ece: Mapping[Run, float] | None = None) -> pd.DataFrame:
+    """The study's Table 3: one row per case and image, over its repeats, with the test ECE."""
+    return over_repeats(evaluation_runs(confusions, ece), ["case", "image"], EVALUATION_SCORES, EVALUATION_COLUMNS)
 
 
 def per_class_table(confusions: Mapping[tuple[Run, str], np.ndarray], class_names: list[str]) -> pd.DataFrame:
@@ -97,16 +106,16 @@ def per_class_table(confusions: Mapping[tuple[Run, str], np.ndarray], class_name
 
 
 def runs_table(histories: Mapping[Run, pd.DataFrame], confusions: Mapping[tuple[Run, str], np.ndarray],
-               seeds: Mapping[int, int]) -> pd.DataFrame:
+               seeds: Mapping[int, int], ece: Mapping[Run, float] | None = None) -> pd.DataFrame:
     """Every single run: one row per case, repeat and image, with the evaluation scores of
     that image, the run's seed and its training scores (the same on both image rows)."""
     training = training_runs(histories).drop(columns=["init", "patch_size", "epochs"])
-    runs = evaluation_runs(confusions).merge(training, on=["case", "repeat"], how="left")
+    runs = evaluation_runs(confusions, ece).merge(training, on=["case", "repeat"], how="left")
     runs["seed"] = runs["repeat"].map(seeds)
     return runs[RUN_COLUMNS].sort_values(["repeat"], kind="stable").reset_index(drop=True)
 
 
-TILE_COLUMNS = ["case", "init", "patch_size", "repeat", "seed", "image", "tile", *EVALUATION_SCORES]
+TILE_COLUMNS = ["case", "init", "patch_size", "repeat", "seed", "image", "tile", *CONFUSION_SCORES]
 
 
 def tiles_table(confusions: Mapping[tuple[Run, str, str], np.ndarray], seeds: Mapping[int, int]) -> pd.DataFrame:
@@ -115,6 +124,18 @@ def tiles_table(confusions: Mapping[tuple[Run, str, str], np.ndarray], seeds: Ma
              "seed": seeds[run.repeat], "image": image, "tile": tile, **summary(cm)}
             for (run, image, tile), cm in confusions.items()]
     return pd.DataFrame(rows, columns=TILE_COLUMNS)
+
+
+CALIBRATION_SCORES = ["temperature", "val_nll", "val_nll_scaled", "ece", "ece_scaled", "accuracy", "mean_confidence",
+                      "confidence_correct", "confidence_wrong", "high_confidence_share", "high_confidence_accuracy",
+                      "high_confidence_share_scaled"]
+CALIBRATION_COLUMNS = ["case", "init", "patch_size", *CALIBRATION_SCORES]
+
+
+def calibration_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The calibration of each case on the test tiles, over its repeats: the runs' rows of
+    `jobs.calibration.calibrate` (one per run), as means with their spread."""
+    return over_repeats(runs, ["case"], CALIBRATION_SCORES, CALIBRATION_COLUMNS)
 
 
 # --- the study's tables, as published ----------------------------------------------------

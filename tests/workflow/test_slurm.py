@@ -51,7 +51,7 @@ def slurm_profile(tmp_path) -> Path:
         if "gpu" in resources:
             resources["gpu"] = 0  # the test node has no GPU: drop the request
             resources["cpus_per_task"] = 1
-    profile["set-threads"] = {"train": 1, "predict": 1}
+    profile["set-threads"] = {"train": 1, "predict": 1, "calibrate": 1}
     folder = tmp_path / "profile"
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))

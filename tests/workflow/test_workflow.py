@@ -96,7 +96,7 @@ def test_the_slurm_profile_gives_every_job_its_partition_memory_and_time(tmp_pat
             continue
         resources = dict(item.split("=", 1) for item in line.split(", "))
         wanted = {**profile["default-resources"], **profile["set-resources"][rule]}
-        partition = "gpu" if rule in ("train", "predict", "map_geotiff", "map_png") else "cpu"
+        partition = "gpu" if rule in ("train", "predict", "calibrate", "map_geotiff", "map_png") else "cpu"
         assert (resources["slurm_partition"], resources["mem_mb"], resources["runtime"]) == (
             partition, str(wanted["mem_mb"]), str(wanted["runtime"])), rule
         assert ("gpu" in resources) == (partition == "gpu"), rule
@@ -141,7 +141,17 @@ def test_georeferenced_images_get_geotiff_predictions(tmp_path):
     for image in ("train", "test"):
         assert f"results/cases/scratch_p32/{image}/prediction.tif" in planned
         assert f"results/cases/scratch_p32/{image}/prediction.qml" in planned  # its QGIS style
+        assert f"results/cases/scratch_p32/{image}/prediction_confidence.tif" in planned
     assert "results/maps/scratch_p32/image.tif" in planned and "results/maps/scratch_p32/image.qml" in planned
+    # maps of data.predict: each with its confidence raster, and what predict.probabilities and
+    # predict.confidence_threshold add; polygons read the confidence raster beside their map
+    maps = tmp_path / "maps.yaml"
+    maps.write_text(f"data: {{predict: [{tmp_path}/image.tif]}}\n"
+                    "predict: {cases: [scratch_p32], vectors: true, probabilities: true, confidence_threshold: 0.6}\n")
+    planned = snakemake("-n", "--configfile", config, maps, workdir=tmp_path).stdout
+    for name in ("image.tif", "image_confidence.tif", "image_probabilities.tif", "image_masked.tif", "image.gpkg"):
+        assert f"results/maps/scratch_p32/{name}" in planned, name
+    assert "results/cases/scratch_p32/test/prediction_confidence.tif" in planned
 
 
 DUBAI = ROOT.parent / "shared" / "data" / "dubai-tile8"
@@ -248,7 +258,8 @@ def test_end_to_end_tiny_study(tiny_run):
     assert "device" not in record["settings"]["train"]  # how it ran is not what made it
     summary = yaml.safe_load((results / "summary/settings.yaml").read_text())
     assert summary["settings"]["predict"] == {"stride": 16, "blend": "mean", "tta": False, "vectors": False, "min_area": 0,
-                                              "precision": "auto", "memory_format": "auto"}
+                                              "precision": "auto", "memory_format": "auto", "probabilities": False,
+                                              "confidence_threshold": None}
     for table in ("training.md", "evaluation.md", "study_tables.md"):
         assert (results / "summary" / table).read_text().rstrip().endswith(
             f"Settings {summary['fingerprint']}: every setting that shaped these results is in results/summary/settings.yaml.")
@@ -285,6 +296,19 @@ def test_end_to_end_tiny_study(tiny_run):
         assert figure.shape[1] > figure.shape[0] and len(colors_in(results / f"summary/confusion_{image}.png")) > 50
     # a line per init in its colour (imagenet blue, scratch orange)
     assert {(0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)} <= colors_in(results / "summary/metrics_vs_patch_size.png")
+    # confidence and calibration (issue 29): a confidence raster per tile, the test ECE in the tables
+    for case in cases:
+        for image in ("train", "test"):
+            assert (results / f"cases/{case}/{image}/prediction_confidence.tif").is_file()
+        calibration = pd.read_csv(results / f"cases/{case}/calibration.csv").iloc[0]
+        assert 0.05 <= calibration["temperature"] <= 20 and 0 <= calibration["ece"] <= 1
+        scored = runs[(runs.case == case) & (runs.repeat == 1) & (runs.image == "test")].iloc[0]
+        assert calibration["accuracy"] == pytest.approx(scored.overall_accuracy)  # the map's own classes, counted
+        assert calibration["ece"] == pytest.approx(scored.ece)
+        assert (results / f"summary/reliability_{case}.png").is_file()
+    assert evaluation[evaluation.image == "train"].ece.isna().all() and evaluation[evaluation.image == "test"].ece.between(0, 1).all()
+    assert evaluation.ece_sd.notna().sum() == 2 and runs[runs.image == "test"].ece.notna().all()
+    assert "lowered the test ECE in" in (results / "summary/calibration.md").read_text()
     for log, says in [("train/imagenet_p32.log", "kept epoch 1 of 1 (best validation mIoU)"),
                       ("predict/scratch_p32.log", "predicted 2 image(s) in all"),
                       ("repeats/2/train/scratch_p32.log", "case scratch_p32, repeat 2 (seed 43)")]:
@@ -310,8 +334,8 @@ def dry_run_plan(workdir: Path, *overrides: str) -> tuple[dict[str, int], dict[s
     return counts, reasons
 
 
-AFTER_TRAINING = {"predict": 4, "evaluate": 8, "confusion_figure": 2, "summary": 1, "conclusions": 1,
-                  "summary_figure": 1, "all": 1}
+AFTER_TRAINING = {"predict": 4, "calibrate": 4, "evaluate": 8, "confusion_figure": 2, "reliability_figure": 2,
+                  "summary": 1, "conclusions": 1, "summary_figure": 1, "all": 1}
 
 
 @pytest.mark.parametrize("change, jobs, params_changed", [
@@ -319,7 +343,7 @@ AFTER_TRAINING = {"predict": 4, "evaluate": 8, "confusion_figure": 2, "summary":
     ("train: {threads: 1, resume_seconds: 0, device: cpu}\npredict: {batch_size: 7, threads: 1}\n", {}, set()),
     ("experiment: {block_size: 64}\npredict: {min_area: 10}\ndata: {ignore_values: [7]}\n", {}, set()),
     ("train: {epochs: 2}\n", {"train": 4, "training_curves": 2, "learning_figure": 1, **AFTER_TRAINING}, {"train"}),
-    ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"predict"}),
+    ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"predict", "calibrate"}),
     ("experiment: {stride: 16}\n", {"patches": 1, "train": 4, "training_curves": 2, "learning_figure": 1,
                                     **AFTER_TRAINING}, {"patches"}),
     ("demo: {size: 256}\n", {"demo_scene": 2, "class_stats": 1, "patches": 1, "train": 4, "training_curves": 2,
@@ -339,7 +363,7 @@ def test_a_changed_setting_reruns_exactly_the_jobs_it_affects(tiny_run, change, 
 REPORT_FILES = [
     "class_stats.csv", "training_curves.png", "mosaic.png", "confusion_train.png", "confusion_test.png",
     "metrics_vs_patch_size.png", "learning_curves.png", "training.csv", "evaluation.csv", "per_class.csv", "runs.csv",
-    "conclusions.html",
+    "conclusions.html", "reliability_imagenet_p32.png", "reliability_scratch_p32.png", "calibration.csv",
 ]
 
 
@@ -355,7 +379,8 @@ def test_report_holds_every_figure_and_table_with_captions(report):
     for name in REPORT_FILES:
         assert name in html, name
     for caption in ["Row-normalised confusion matrices", "the study's Table 2", "the study's Table 3",
-                    "Training curves of case", "Panels: image, ground truth", "each checked", "Every single training run"]:
+                    "Training curves of case", "Panels: image, ground truth", "each checked", "Every single training run",
+                    "Reliability diagram of case", "expected calibration error"]:
         assert caption in html, caption
 
 

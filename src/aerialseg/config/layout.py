@@ -11,8 +11,9 @@ files of a map with them; nothing else spells out a folder of ``results/``.
     results/resume/{prefix}{case}/state.pt      a training job's resume state (`RESUME`)
     results/summary/                            the tables and figures (`SUMMARY`)
     results/maps/{case}/{name}.tif|png          the maps of data.predict and their previews,
-                                                QGIS styles and polygons (`MAPS`, `map_files`,
-                                                `style_path`, `vectors_path`)
+                                                polygons, QGIS styles, confidence rasters, ...
+                                                (`MAPS`, `map_files`, `style_path`,
+                                                `vectors_path`, `COMPANIONS`)
 """
 
 from __future__ import annotations
@@ -93,6 +94,35 @@ def preview_name(name: str) -> str:
     return f"{name}_preview"
 
 
+COMPANIONS = ("preview", "confidence", "probabilities", "masked")
+"""What may lie beside a map ``{name}.tif|png``, each as ``{name}_{companion}``: its preview,
+its confidence raster, its per-class probabilities, its masked map."""
+
+
+def companion_names(name: str) -> list[str]:
+    """The names of the files beside the map named ``name`` (`COMPANIONS`): the map of an image
+    so named would overwrite one of them."""
+    return [f"{name}_{companion}" for companion in COMPANIONS]
+
+
+def confidence_path(map_path) -> Path:
+    """A map's confidence raster: ``{name}_confidence.tif`` beside ``{name}.tif|png``
+    (``prediction_confidence.tif`` beside a tile's ``prediction.png`` and ``.tif``)."""
+    return Path(map_path).with_name(f"{Path(map_path).stem}_confidence{GEOTIFF}")
+
+
+def probabilities_path(map_path) -> Path:
+    """A map's per-class probabilities (``predict.probabilities``): ``{name}_probabilities.tif``."""
+    return Path(map_path).with_name(f"{Path(map_path).stem}_probabilities{GEOTIFF}")
+
+
+def masked_path(map_path) -> Path:
+    """A map's masked copy (``predict.confidence_threshold``): ``{name}_masked.tif|png``, the
+    map's own type."""
+    path = Path(map_path)
+    return path.with_name(f"{path.stem}_masked{path.suffix}")
+
+
 def geotiff_path(ids_png) -> Path:
     """Where the GeoTIFF of a prediction goes: ``prediction.tif`` beside ``prediction.png``."""
     return Path(ids_png).with_suffix(GEOTIFF)
@@ -109,8 +139,8 @@ def style_path(map_path) -> Path:
     return Path(map_path).with_suffix(".qml")
 
 
-COMPANIONS = ("{name}.tif", "{name}.png", "{name}_preview.png", "{name}.qml", "{name}.gpkg",
-              "{name}_confidence.tif", "{name}_probabilities.tif")
+MAP_FAMILY = ("{name}.tif", "{name}.png", "{name}_preview.png", "{name}.qml", "{name}.gpkg",
+              "{name}_confidence.tif", "{name}_probabilities.tif", "{name}_masked.tif", "{name}_masked.png")
 """Every file that belongs to the map of the image named ``name`` (`map_companions`)."""
 
 
@@ -118,4 +148,4 @@ def map_companions(out_dir, name: str) -> list[Path]:
     """Every file in ``out_dir`` that belongs to the map of the image named ``name``: the map
     (GeoTIFF or PNG), its preview, QGIS style, polygons and confidence rasters. A map written
     again must leave none of them stale."""
-    return [Path(out_dir) / pattern.format(name=name) for pattern in COMPANIONS]
+    return [Path(out_dir) / pattern.format(name=name) for pattern in MAP_FAMILY]

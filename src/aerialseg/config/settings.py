@@ -25,9 +25,11 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
               "train": ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "weighting", "augment", "budget",
                         "precision", "memory_format")},
     "predict": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format")},
+    "calibrate": {"data": LABEL_KEYS + IMAGE_KEYS, "predict": ("stride", "blend", "tta", "precision", "memory_format")},
     "evaluate": {"data": LABEL_KEYS + IMAGE_KEYS},
     "pool": {"data": ("classes",)},
-    "map": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format")},
+    "map": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format", "probabilities",
+                        "confidence_threshold")},
     "export_onnx": {"predict": ("stride", "blend")},
     "polygons": {"data": ("classes", "label_format", "ignore_values"), "predict": ("min_area",)},
     "training_curves": {},
@@ -36,6 +38,7 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "learning_figure": {},
     "confusion_figure": {"data": ("classes",)},
     "summary_figure": {"figures": ("metrics",)},
+    "reliability_figure": {},
 }
 """The config keys that shape each job's outputs, by section (None: the whole section); a
 prediction job reads the data settings from the checkpoint, which records them.
@@ -48,6 +51,8 @@ RUN_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "predict": {"train": ("device", "threads"),
                 "predict": ("batch_size", "device", "threads", "backend", "fold_batchnorm")},
     "map": {"train": ("device", "threads"), "predict": ("batch_size", "device", "threads", "backend", "fold_batchnorm")},
+    "calibrate": {"train": ("device", "threads"),
+                  "predict": ("batch_size", "device", "threads", "backend", "fold_batchnorm")},
 }
 """The keys that say how a job runs, not what it computes (the device, threads, capture, the
 resume interval, the prediction batch, the prediction backend and batch-norm folding, which

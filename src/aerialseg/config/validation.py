@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from ..errors import ConfigError
-from .layout import demo_files, preview_name
+from .layout import companion_names, demo_files, preview_name
 from .study import IMAGES, cases, maps, matching_files, tiles
 
 log = logging.getLogger("aerialseg")
@@ -405,6 +405,9 @@ def _tile_problems(config: dict) -> list[str]:
         problems.append(f"data.predict: two images are named {name!r} (after their files): their maps would be one")
     for name in sorted({n for n in names if preview_name(n) in names}):
         problems.append(f"data.predict: the preview of {name!r} would be the map of {preview_name(name)!r}: rename one")
+    for name in sorted({n for n in names if preview_name(n) not in names and set(companion_names(n)) & set(names)}):
+        taken = sorted(set(companion_names(name)) & set(names))
+        problems.append(f"data.predict: the files beside the map of {name!r} would be the maps of {taken}: rename one")
     cases_run = {case.name for case in cases(config)}
     for i, name in enumerate(config["predict"]["cases"]):
         if name not in cases_run:

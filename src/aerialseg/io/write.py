@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -72,59 +73,107 @@ class MapLegend:
     nodata: int = IGNORE_INDEX
 
 
-class MapWriter:
-    """A map of class ids written band by band (`write`), finished as a Cloud-Optimised
-    GeoTIFF by `close`: internal 256 px tiles, deflate, overviews by nearest-neighbour
-    resampling, the colour table and class names keyed by the values written, and the nodata
-    value (``legend``). Nothing appears at ``path`` until `close` succeeds."""
+@contextmanager
+def _quiet_without_georeference():
+    """A plain TIFF (of an image without georeference) is meant: rasterio need not warn."""
+    from rasterio.errors import NotGeoreferencedWarning
 
-    def __init__(self, path: str | Path, height: int, width: int, where, legend: MapLegend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        yield
+
+
+class _RowsToCog:
+    """Rows written into a tiled temporary GeoTIFF as they are finished (`write`), turned into
+    a Cloud-Optimised GeoTIFF at ``path`` by `close` (internal 256 px tiles, deflate,
+    overviews by ``resampling``); `abort` leaves nothing behind. ``where`` is the image's
+    georeference (CRS and transform), or None for a plain TIFF."""
+
+    resampling = "NEAREST"
+
+    def __init__(self, path: str | Path, height: int, width: int, where, **profile):
         import rasterio
 
         self.path, self.height, self.width = Path(path), height, width
-        values, nodata = legend.values, legend.nodata
-        self.values = np.asarray(values if values is not None else range(len(legend.colors)), dtype=np.int64)
-        dtype = "uint16" if max(self.values.max(initial=0), nodata) > 255 else "uint8"
-        self.lookup = np.full(256, nodata, dtype=dtype)  # class id -> the value written; IGNORE_INDEX -> nodata
-        self.lookup[: len(self.values)] = self.values
         self.tmp = self.path.with_name(f".{self.path.name}.rows.tif")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.dataset = rasterio.open(
-            self.tmp, "w", driver="GTiff", width=width, height=height, count=1, dtype=dtype, crs=where.crs,
-            transform=where.transform, tiled=True, blockxsize=256, blockysize=256, compress="deflate", nodata=nodata,
-            photometric="palette", BIGTIFF="IF_SAFER",
-        )
-        # the colour table before any pixel is written, as GDAL needs for a palette image
-        self.dataset.write_colormap(1, {int(v): (*map(int, c), 255) for v, c in zip(self.values, legend.colors)})
-        self.dataset.set_band_description(1, "class" if values is not None else "class id")
-        if legend.names:
-            self.dataset.update_tags(1, CLASSES=";".join(f"{int(v)}={n}" for v, n in zip(self.values, legend.names)))
+        placed = {"crs": where.crs, "transform": where.transform} if where is not None else {}
+        with _quiet_without_georeference():
+            self.dataset = rasterio.open(self.tmp, "w", driver="GTiff", width=width, height=height, tiled=True,
+                                         blockxsize=256, blockysize=256, compress="deflate", BIGTIFF="IF_SAFER",
+                                         **placed, **profile)
         self.rows_written = 0
 
-    def write(self, top: int, ids: np.ndarray) -> None:
-        """Rows ``top:top + len(ids)`` of class ids (``IGNORE_INDEX`` for no-data pixels)."""
+    def _write(self, top: int, bands: np.ndarray) -> None:
+        """Rows ``top:top + rows`` of every band, (bands, rows, W)."""
         from rasterio.windows import Window
 
-        self.dataset.write(self.lookup[ids][None], window=Window(0, top, self.width, len(ids)))
-        self.rows_written += len(ids)
+        self.dataset.write(bands, window=Window(0, top, self.width, bands.shape[1]))
+        self.rows_written += bands.shape[1]
 
     def close(self) -> None:
-        """Finish the map: the COG, with its overviews, replaces whatever was at ``path``."""
+        """Finish the raster: the COG, with its overviews, replaces whatever was at ``path``."""
         from rasterio.shutil import copy as copy_raster
 
         self.dataset.close()
         try:
             if self.rows_written != self.height:
                 raise RuntimeError(f"{self.path}: {self.rows_written} of {self.height} rows were written")
-            with atomic_path(self.path) as tmp:
+            with atomic_path(self.path) as tmp, _quiet_without_georeference():
                 copy_raster(self.tmp, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256,
-                            OVERVIEW_RESAMPLING="NEAREST", OVERVIEWS="AUTO", BIGTIFF="IF_SAFER")
+                            OVERVIEW_RESAMPLING=self.resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER")
         finally:
             self.tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         self.dataset.close()
         self.tmp.unlink(missing_ok=True)
+
+
+class MapWriter(_RowsToCog):
+    """A map of class ids written band by band (`write`), finished as a Cloud-Optimised
+    GeoTIFF by `close`: internal 256 px tiles, deflate, overviews by nearest-neighbour
+    resampling, the colour table and class names keyed by the values written, and the nodata
+    value (``legend``). Nothing appears at ``path`` until `close` succeeds."""
+
+    def __init__(self, path: str | Path, height: int, width: int, where, legend: MapLegend):
+        values, nodata = legend.values, legend.nodata
+        self.values = np.asarray(values if values is not None else range(len(legend.colors)), dtype=np.int64)
+        dtype = "uint16" if max(self.values.max(initial=0), nodata) > 255 else "uint8"
+        self.lookup = np.full(256, nodata, dtype=dtype)  # class id -> the value written; IGNORE_INDEX -> nodata
+        self.lookup[: len(self.values)] = self.values
+        super().__init__(path, height, width, where, count=1, dtype=dtype, nodata=nodata, photometric="palette")
+        # the colour table before any pixel is written, as GDAL needs for a palette image
+        self.dataset.write_colormap(1, {int(v): (*map(int, c), 255) for v, c in zip(self.values, legend.colors)})
+        self.dataset.set_band_description(1, "class" if values is not None else "class id")
+        if legend.names:
+            self.dataset.update_tags(1, CLASSES=";".join(f"{int(v)}={n}" for v, n in zip(self.values, legend.names)))
+
+    def write(self, top: int, ids: np.ndarray) -> None:
+        """Rows ``top:top + len(ids)`` of class ids (``IGNORE_INDEX`` for no-data pixels)."""
+        self._write(top, self.lookup[ids][None])
+
+
+class ScoreWriter(_RowsToCog):
+    """Scores 0-1 of a map (its confidence, or one probability per class) written band by band
+    as uint8 codes (`calibration.to_codes`), finished as a Cloud-Optimised GeoTIFF (a plain
+    one without georeference): one band per name in ``descriptions`` (the band's
+    description), the GDAL band scale 1/255 and offset 0 (a code v means v / 255), nodata 0
+    (where the map has nodata), overviews by averaging (scores, not classes)."""
+
+    resampling = "AVERAGE"
+
+    def __init__(self, path: str | Path, height: int, width: int, where, descriptions: Sequence[str]):
+        super().__init__(path, height, width, where, count=len(descriptions), dtype="uint8", nodata=0,
+                         photometric="minisblack")
+        self.dataset.scales = (1 / 255,) * len(descriptions)
+        self.dataset.offsets = (0.0,) * len(descriptions)
+        for band, description in enumerate(descriptions, 1):
+            self.dataset.set_band_description(band, description)
+
+    def write(self, top: int, codes: np.ndarray) -> None:
+        """Rows ``top:top + rows`` of codes: (rows, W) for one band, (bands, rows, W) for several."""
+        self._write(top, codes[None] if codes.ndim == 2 else codes)
 
 
 def write_style(path: str | Path, legend: MapLegend) -> None:
@@ -173,17 +222,21 @@ class Preview:
 
 
 def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[str], min_area: int = 0,
-                   values: Sequence[int] | None = None, batch: int = 10000) -> int:
+                   values: Sequence[int] | None = None, batch: int = 10000, confidence_path=None) -> int:
     """Write a map as polygons into a GeoPackage: one feature per connected region (4-connected)
     of a class, with its ``class`` name and ``class_id`` (its value in the map), in the map's
     CRS, after regions smaller than ``min_area`` px are merged into their neighbours
-    (rasterio's sieve). No-data pixels make no polygon. Returns the number of features.
+    (rasterio's sieve). With ``confidence_path`` (the map's confidence raster) each feature
+    also has ``confidence``: the mean confidence (0-1, code / 255) of its pixels. No-data
+    pixels make no polygon. Returns the number of features.
 
     Memory: not bounded by bands, unlike the map. The whole map is read, then its valid mask
     and its sieved copy are made, about 3 bytes per pixel, with GDAL's block cache
-    (`io.GDAL_CACHE_MB`) and the polygons of a batch of ``batch`` features on top. Measured on a
-    6000 x 6000 px map: 300 MiB with 52 thousand polygons, 400 MiB with 314 thousand (README,
-    "Polygons")."""
+    (`io.GDAL_CACHE_MB`) and the polygons of a batch of ``batch`` features on top; with a
+    confidence raster about 9 bytes more per pixel (the raster, the regions' numbers and one
+    class's labelling at a time). Measured on a
+    6000 x 6000 px map without confidence: 300 MiB with 52 thousand polygons, 400 MiB with 314
+    thousand (README, "Polygons")."""
     import rasterio
     from pyogrio.raw import write
     from rasterio import features
@@ -198,18 +251,52 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
             ids, nodata = dataset.read(1), dataset.nodata
             sieved = features.sieve(ids, min_area, mask=ids != nodata) if min_area > 1 else ids
             crs = dataset.crs.to_wkt() if dataset.crs else None
-            shapes = features.shapes(sieved, mask=sieved != nodata, transform=dataset.transform)
+            regions = None if confidence_path is None else _Regions(sieved, nodata, _read_confidence(confidence_path, ids))
+            shapes = features.shapes(sieved if regions is None else regions.numbers, mask=sieved != nodata,
+                                     transform=dataset.transform)
             for number, chunk in enumerate(_batches(shapes, batch)):
-                geometry, field_data = _features(chunk, name_of)
+                geometry, field_data = _features(chunk, name_of, regions)
                 with warnings.catch_warnings():  # a map without a CRS (a world file alone) was warned of already
                     warnings.filterwarnings("ignore", message="'crs' was not provided")
-                    write(tmp, geometry, field_data=field_data, fields=["class", "class_id"], crs=crs,
-                          geometry_type="Polygon", driver="GPKG", layer="map", append=number > 0, encoding="UTF-8")
+                    write(tmp, geometry, field_data=field_data, fields=["class", "class_id", "confidence"][: len(field_data)],
+                          crs=crs, geometry_type="Polygon", driver="GPKG", layer="map", append=number > 0,
+                          encoding="UTF-8")
                 count += len(chunk)
         tmp.replace(out_path)
     finally:
         tmp.unlink(missing_ok=True)
     return count
+
+
+def _read_confidence(path, ids: np.ndarray) -> np.ndarray:
+    """A map's confidence raster (uint8 codes), which must cover the map pixel for pixel."""
+    import rasterio
+
+    with rasterio.open(path) as dataset:
+        codes = dataset.read(1)
+    if codes.shape != ids.shape:
+        raise ValueError(f"{path}: {codes.shape[1]} x {codes.shape[0]} px, but its map is {ids.shape[1]} x {ids.shape[0]}")
+    return codes
+
+
+class _Regions:
+    """The connected regions (4-connected) of each class of a map: ``numbers`` (int32, 1.. per
+    region, 0 for no-data), and per number the class value (``value``) and the mean
+    confidence of its pixels (``confidence``, 0-1)."""
+
+    def __init__(self, ids: np.ndarray, nodata, codes: np.ndarray):
+        from scipy import ndimage
+
+        self.numbers = np.zeros(ids.shape, dtype=np.int32)
+        value = [0]
+        for v in np.unique(ids[ids != nodata]):
+            found, n = ndimage.label(ids == v)  # 4-connected, as rasterio's shapes
+            self.numbers[found > 0] = found[found > 0] + len(value) - 1
+            value += [int(v)] * n
+        self.value = np.asarray(value)
+        pixels = np.bincount(self.numbers.ravel(), minlength=len(value))
+        sums = np.bincount(self.numbers.ravel(), weights=codes.ravel(), minlength=len(value))
+        self.confidence = sums / np.maximum(pixels, 1) / 255
 
 
 def _batches(items, size: int):
@@ -225,13 +312,17 @@ def _batches(items, size: int):
         yield chunk
 
 
-def _features(shapes: list, name_of: dict) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The geometries (well-known binary) and fields (class name, class id) of a batch of
-    (polygon, value) pairs."""
+def _features(shapes: list, name_of: dict, regions: _Regions | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The geometries (well-known binary) and fields (class name, class id and, with
+    ``regions``, mean confidence) of a batch of (polygon, value) pairs; with ``regions`` the
+    value is a region's number."""
     geometry = np.array([_polygon_wkb(shape["coordinates"]) for shape, _ in shapes], dtype=object)
-    ids = np.array([int(value) for _, value in shapes], dtype=np.int32)
-    classes = np.array([name_of.get(int(value), str(int(value))) for _, value in shapes], dtype=object)
-    return geometry, [classes, ids]
+    numbers = np.array([int(value) for _, value in shapes], dtype=np.int64)
+    ids = (numbers if regions is None else regions.value[numbers]).astype(np.int32)
+    classes = np.array([name_of.get(int(value), str(int(value))) for value in ids], dtype=object)
+    if regions is None:
+        return geometry, [classes, ids]
+    return geometry, [classes, ids, regions.confidence[numbers].astype(np.float64)]
 
 
 def _polygon_wkb(rings: Sequence[Sequence[Sequence[float]]]) -> bytes:

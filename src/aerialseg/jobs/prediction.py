@@ -7,14 +7,17 @@ import copy
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import config as cfg
 from ..config import Run, layout
+from ..calibration import CODE_SCALE
+from ..class_ids import IGNORE_INDEX
 from ..errors import InputError
+from ..host_mosaic import Block
 from ..inference import LoadedModel, classes, load_model, map_codes
 from ..io.read import georeference, read_by_gdal
 from ..io.write import MapLegend, Preview, colorize, write_png, write_polygons, write_style
@@ -29,7 +32,8 @@ class TileFiles:
     """The files of one image a predict job reads and writes, as its rule names them:
     ``prediction.png`` (class ids) and ``prediction_color.png``; for a georeferenced image
     ``prediction.tif`` (``geotiff``), its QGIS style ``prediction.qml`` (``style``) and with
-    ``predict.vectors`` its polygons (``vectors``)."""
+    ``predict.vectors`` its polygons (``vectors``); its confidence raster
+    ``prediction_confidence.tif`` (``confidence``; None: not written)."""
 
     image: str | Path
     ids: str | Path
@@ -37,6 +41,7 @@ class TileFiles:
     geotiff: str | Path | None = None
     vectors: str | Path | None = None
     style: str | Path | None = None
+    confidence: str | Path | None = None
 
 
 def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threads: int | None = None,
@@ -52,7 +57,7 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
     for files in tiles:
         _predict_tile(model, files)
         if files.vectors is not None:
-            _write_vectors(settings, model.checkpoint, files.geotiff, files.vectors)
+            _write_vectors(settings, model.checkpoint, files.geotiff, files.vectors, files.confidence)
     if record is not None:
         run, path = record
         shaping = cfg.without_run_options(settings, "predict")
@@ -63,7 +68,8 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
 
 
 def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
-    """One image's class ids as PNG (and colours), and as a GeoTIFF where the rule names one."""
+    """One image's class ids as PNG (and colours), and as a GeoTIFF where the rule names one;
+    its confidence raster where the rule names one."""
     colors, _ = classes(model.checkpoint)
     where = georeference(files.image)
     if (files.geotiff is not None) != (where is not None):
@@ -71,38 +77,82 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
                          f"{'not ' if files.geotiff is None else ''}asked for")
     with model.open(files.image) as image:
         ids = np.empty(image.shape, dtype=np.uint8)
-        geotiff = model.map_writer(files.geotiff, image, where) if where is not None else None
+        rasters = _Rasters()
         try:
-            for top, block in model.iter_ids(image):
-                ids[top : top + len(block)] = block
-                if geotiff is not None:
-                    geotiff.write(top, block)
+            if where is not None:
+                rasters.add(model.map_writer(files.geotiff, image, where), _ids)
+            if files.confidence is not None:
+                rasters.add(model.confidence_writer(files.confidence, image, where), _confidence)
+            for block in model.iter_blocks(image):
+                ids[block.top : block.top + len(block.ids)] = block.ids
+                rasters.write(block)
             write_png(files.ids, ids)
             write_png(files.color, colorize(ids, colors))
         except BaseException:  # a killed job, a full disk: no half-written GeoTIFF is left behind
-            if geotiff is not None:
-                geotiff.abort()
+            rasters.abort()
             raise
-    if geotiff is not None:
-        geotiff.close()
+    rasters.close()
+    if where is not None:
         _write_style(model, files.style)
         log.info("%s: georeferenced (%s); wrote %s", files.image, _crs_name(files.image, where), files.geotiff)
     elif read_by_gdal(files.image):
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
 
 
-def polygons(settings: dict, map_path, out) -> None:
+def _ids(block: Block) -> np.ndarray:
+    return block.ids
+
+
+def _confidence(block: Block) -> np.ndarray:
+    return block.confidence
+
+
+def _probabilities(block: Block) -> np.ndarray:
+    return block.probabilities()
+
+
+class _Rasters:
+    """The rasters a job writes block by block (maps, confidence, probabilities), each with
+    the part of a block it takes; all are finished together, or all aborted (no half-written
+    file is left)."""
+
+    def __init__(self):
+        self.writers: list[tuple[object, Callable[[Block], np.ndarray]]] = []
+
+    def add(self, writer, part: Callable[[Block], np.ndarray]) -> None:
+        self.writers.append((writer, part))
+
+    def write(self, block: Block) -> None:
+        for writer, part in self.writers:
+            writer.write(block.top, part(block))
+
+    def abort(self) -> None:
+        for writer, _ in self.writers:
+            writer.abort()
+
+    def close(self) -> None:
+        try:
+            for number, (writer, _) in enumerate(self.writers):
+                writer.close()
+        except BaseException:
+            for writer, _ in self.writers[number + 1 :]:
+                writer.abort()
+            raise
+
+
+def polygons(settings: dict, map_path, out, confidence_path=None) -> None:
     """The polygons of a georeferenced map (rule polygons), named by the classes of
-    ``settings["data"]`` and keyed by the values its maps hold (`map_codes`)."""
-    _write_vectors(settings, {"data": settings["data"]}, map_path, out)
+    ``settings["data"]`` and keyed by the values its maps hold (`map_codes`), with the mean
+    confidence of each where the map's confidence raster is given."""
+    _write_vectors(settings, {"data": settings["data"]}, map_path, out, confidence_path)
 
 
-def _write_vectors(settings: dict, checkpoint: dict, map_path, vectors_out) -> None:
+def _write_vectors(settings: dict, checkpoint: dict, map_path, vectors_out, confidence_path=None) -> None:
     """The polygons of a map, named by class and keyed by the values the map holds."""
     _, names = classes(checkpoint)
     values, _ = map_codes(checkpoint)
     min_area = settings["predict"]["min_area"]
-    count = write_polygons(map_path, vectors_out, names, min_area, values=values)
+    count = write_polygons(map_path, vectors_out, names, min_area, values=values, confidence_path=confidence_path)
     log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count, min_area, vectors_out)
 
 
@@ -124,6 +174,8 @@ class MapRequest:
     out_dir: Path
     vectors: bool = False
     suffix: str | None = None  # the maps' format: None for the image's (`map_files`), or layout.PNG
+    probabilities: bool = False  # each map's per-class probabilities too
+    masked: bool = False  # each map with doubtful pixels as nodata too (a confidence threshold)
 
 
 def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
@@ -138,10 +190,11 @@ def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
     missing = [str(path) for path in images if not Path(path).is_file()]
     if missing:
         raise InputError(f"no such image file: {', '.join(missing)}")
-    taken = sorted({name for name in names if layout.preview_name(name) in names})
+    taken = sorted({name for name in names if set(layout.companion_names(name)) & set(names)})
     if taken:
-        raise InputError(f"the previews of {', '.join(taken)} would overwrite the maps of the images named "
-                         f"{', '.join(layout.preview_name(name) for name in taken)}: rename one of each")
+        clashes = sorted({n for name in taken for n in set(layout.companion_names(name)) & set(names)})
+        raise InputError(f"the files beside the maps of {', '.join(taken)} (preview, confidence, ...) would overwrite "
+                         f"the maps of the images named {', '.join(clashes)}: rename one of each")
     return [_planned(Path(image), request) for image in images]
 
 
@@ -150,32 +203,46 @@ def _planned(image: Path, request: MapRequest) -> "MapFiles":
                         else map_files(image, request.out_dir))
     geotiff = map_out.suffix == layout.GEOTIFF
     vectors = layout.vectors_path(map_out) if request.vectors and geotiff else None
-    style = layout.style_path(map_out) if geotiff else None
-    written = {map_out, preview, vectors, style}
-    stale = tuple(path for path in layout.map_companions(request.out_dir, image.stem) if path not in written)
-    return MapFiles(image, map_out, preview, vectors, style, stale)
+    files = MapFiles(image, map_out, preview, vectors=vectors, style=layout.style_path(map_out) if geotiff else None,
+                     confidence=layout.confidence_path(map_out),
+                     probabilities=layout.probabilities_path(map_out) if request.probabilities else None,
+                     masked=layout.masked_path(map_out) if request.masked else None)
+    written = set(_written(files))
+    return replace(files, stale=tuple(path for path in layout.map_companions(request.out_dir, image.stem)
+                                      if path not in written))
+
+
+def _written(files: "MapFiles") -> list[Path]:
+    """The files a map job writes for one image."""
+    paths = (files.map, files.preview, files.vectors, files.style, files.confidence, files.probabilities, files.masked)
+    return [Path(path) for path in paths if path is not None]
 
 
 def existing_outputs(maps: Sequence["MapFiles"]) -> list[Path]:
     """The files of these maps (those they write and those they would leave stale) that exist
     already."""
-    paths = [path for files in maps for path in (files.map, files.preview, files.vectors, files.style, *files.stale)]
-    return [Path(path) for path in paths if path is not None and Path(path).exists()]
+    return [path for files in maps for path in (*_written(files), *map(Path, files.stale)) if path.exists()]
 
 
 @dataclass(frozen=True)
 class MapFiles:
     """The files of one unlabelled image a map job reads and writes: its map (``{name}.tif`` or
     ``.png``), its coloured preview, the QGIS style of a GeoTIFF map (``style``), with
-    ``predict.vectors`` its polygons (``vectors``), and the files of an earlier map of the
+    ``predict.vectors`` its polygons (``vectors``), its confidence raster
+    ``{name}_confidence.tif`` (``confidence``), with ``predict.probabilities`` its per-class
+    probabilities ``{name}_probabilities.tif``, with ``predict.confidence_threshold`` its
+    masked map ``{name}_masked.tif|png`` (``masked``), and the files of an earlier map of the
     same name that this one replaces and must not leave behind (``stale``: removed once the
-    map is written; the console command's ``--overwrite``)."""
+    map is written; the console command's ``--overwrite``). A file left None is not written."""
 
     image: str | Path
     map: str | Path
     preview: str | Path
     vectors: str | Path | None = None
     style: str | Path | None = None
+    confidence: str | Path | None = None
+    probabilities: str | Path | None = None
+    masked: str | Path | None = None
     stale: tuple[Path, ...] = ()
 
 
@@ -192,25 +259,34 @@ class ImageReading:
 def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: int | None = None,
                onnx_cache: Path | None = None, reading: ImageReading = ImageReading()) -> None:
     """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
-    it), a coloured preview, the QGIS style and the polygons the rule (or the command) names.
-    A georeferenced image is read and its map written band by band (a Cloud-Optimised
-    GeoTIFF), so memory does not grow with the image; a PNG or JPEG, which is read whole, gets
-    a PNG map. The model's checkpoint says what it reads (unless ``reading`` says otherwise);
-    the images must have the band count of its training images."""
+    it), a coloured preview, its confidence, the QGIS style and the other files the rule (or
+    the command) names (`MapFiles`). A georeferenced image is read and its rasters written band
+    by band (Cloud-Optimised GeoTIFFs), so memory does not grow with the image; a PNG or JPEG,
+    which is read whole, gets a PNG map. The model's checkpoint says what it reads (unless
+    ``reading`` says otherwise); the images must have the band count of its training images."""
     model = _read_as(load_model(settings, model_path, threads, len(maps), onnx_cache), reading, model_path)
+    threshold = settings["predict"]["confidence_threshold"]
     for files in maps:
-        if reading.bands is None:
-            check_map_bands(model.checkpoint, files.image, model_path)
-        else:
-            check_chosen_bands(files.image, reading.bands)
-        check_map_size(files.image, model.options.size)
-        map_image(model, files.image, files.map, files.preview)
+        _check_map_input(model, files, reading, model_path)
+        if (files.masked is None) != (threshold is None):
+            raise InputError(f"{files.image}: a masked map needs predict.confidence_threshold and the threshold a "
+                             "file for the masked map")
+        map_image(model, files, threshold)
         _write_style(model, files.style)
         if files.vectors is not None:
-            _write_vectors(settings, model.checkpoint, files.map, files.vectors)
+            _write_vectors(settings, model.checkpoint, files.map, files.vectors, files.confidence)
         for path in (Path(path) for path in files.stale if Path(path).exists()):
             path.unlink()
             log.info("%s: removed (left from an earlier map of %s)", path, files.image)
+
+
+def _check_map_input(model: LoadedModel, files: MapFiles, reading: ImageReading, model_path) -> None:
+    """The image has the bands the model reads (or those ``reading`` chooses) and a window fits."""
+    if reading.bands is None:
+        check_map_bands(model.checkpoint, files.image, model_path)
+    else:
+        check_chosen_bands(files.image, reading.bands)
+    check_map_size(files.image, model.options.size)
 
 
 def _read_as(model: LoadedModel, reading: ImageReading, model_path) -> LoadedModel:
@@ -235,37 +311,35 @@ def _numbers(bands) -> str:
     return ",".join(str(band + 1) for band in bands)
 
 
-def map_image(model: LoadedModel, image_path, map_out, preview_out) -> None:
+def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = None) -> None:
     """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
-    whole; a PNG for any other, or for a georeferenced one where ``map_out`` is a PNG (the
-    console command's ``--format png``: held whole, without its georeference)."""
+    whole; a PNG for any other, or for a georeferenced one where ``files.map`` is a PNG (the
+    console command's ``--format png``: held whole, without its georeference). Where
+    ``files.masked`` is named, pixels whose written confidence (code / 255) is under
+    ``threshold`` are nodata in that copy of the map."""
     colors, _ = classes(model.checkpoint)
-    where = georeference(image_path)
-    if Path(map_out).suffix == layout.GEOTIFF and where is None:
-        raise InputError(f"{image_path}: not georeferenced, so its map is a PNG, not {map_out}")
-    where = where if Path(map_out).suffix == layout.GEOTIFF else None
-    with model.open(image_path) as image:
+    where = georeference(files.image)
+    if Path(files.map).suffix == layout.GEOTIFF and where is None:
+        raise InputError(f"{files.image}: not georeferenced, so its map is a PNG, not {files.map}")
+    where = where if Path(files.map).suffix == layout.GEOTIFF else None
+    with model.open(files.image) as image:
         preview = Preview(image.height, image.width, colors)
-        whole = np.empty(image.shape, dtype=np.uint8) if where is None else None
-        writer = model.map_writer(map_out, image, where) if where is not None else None
+        rasters, wholes = _map_rasters(model, files, image, where, threshold)
         try:
-            for top, block in model.iter_ids(image):
-                preview.write(top, block)
-                if writer is not None:
-                    writer.write(top, block)
-                else:
-                    whole[top : top + len(block)] = block
+            for block in model.iter_blocks(image):
+                preview.write(block.top, block.ids)
+                rasters.write(block)
+                for whole, part in wholes:
+                    whole[block.top : block.top + len(block.ids)] = part(block)
         except BaseException:
-            if writer is not None:
-                writer.abort()
+            rasters.abort()
             raise
-    if writer is not None:
-        writer.close()
-    else:
-        write_png(map_out, whole)
-    preview.save(preview_out)
-    log.info("%s: mapped to %s (%s), preview %s", image_path, map_out,
-             _crs_name(image_path, where) if where else "no georeference", preview_out)
+    rasters.close()
+    for (whole, _), path in zip(wholes, (files.map, files.masked)):
+        write_png(path, whole)
+    preview.save(files.preview)
+    log.info("%s: mapped to %s (%s), preview %s", files.image, files.map,
+             _crs_name(files.image, where) if where else "no georeference", files.preview)
 
 
 def _crs_name(image_path, where) -> str:
@@ -286,6 +360,34 @@ def _write_style(model: LoadedModel, style) -> None:
     colors, names = classes(model.checkpoint)
     values, nodata = map_codes(model.checkpoint)
     write_style(style, MapLegend(colors, names, values, nodata))
+
+
+def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
+    """The rasters of a map written block by block, and the PNG maps (of an image without
+    georeference) gathered whole: (array, the part of a block it takes), the map's first."""
+    rasters, wholes = _Rasters(), []
+    parts = [(files.map, _ids)] + ([(files.masked, _masked_ids(threshold))] if files.masked is not None else [])
+    for path, part in parts:
+        if where is not None:
+            rasters.add(model.map_writer(path, image, where), part)
+        else:
+            wholes.append((np.empty(image.shape, dtype=np.uint8), part))
+    if files.confidence is not None:
+        rasters.add(model.confidence_writer(files.confidence, image, where), _confidence)
+    if files.probabilities is not None:
+        rasters.add(model.probabilities_writer(files.probabilities, image, where), _probabilities)
+    return rasters, wholes
+
+
+def _masked_ids(threshold: float) -> Callable[[Block], np.ndarray]:
+    """The part of a block a masked map takes: its ids, nodata where the confidence written
+    (code / 255) is under ``threshold``."""
+    kept = np.arange(256) / CODE_SCALE >= threshold  # per code; float64, as the threshold is written
+
+    def masked(block: Block) -> np.ndarray:
+        return np.where(kept[block.confidence], block.ids, np.uint8(IGNORE_INDEX))
+
+    return masked
 
 
 def best_case(training_csv, out_yaml) -> None:

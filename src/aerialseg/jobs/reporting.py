@@ -60,23 +60,30 @@ def read_confusion(path) -> np.ndarray:
 
 def summarize(settings: dict, histories: Mapping[Run, str | Path], confusions: Mapping[tuple[Run, str], str | Path],
               class_stats_csv, out: Mapping[str, str | Path],
-              tile_confusions: Mapping[tuple[Run, str, str], str | Path] | None = None) -> None:
+              tile_confusions: Mapping[tuple[Run, str, str], str | Path] | None = None,
+              calibrations: Mapping[Run, str | Path] | None = None) -> None:
     """Write the comparison tables (CSV and Markdown), every single run, the study's Tables
-    1-3 in its own layout, the scores of every tile, and the settings that shaped them.
+    1-3 in its own layout, the scores of every tile, the calibration of every case, and the
+    settings that shaped them.
 
     ``histories`` maps each run to its ``history.csv``, ``confusions`` each (run, image) to its
-    (pooled) ``confusion.csv``, ``tile_confusions`` each (run, image, tile) to the tile's.
-    ``out`` maps training, training_md, evaluation, evaluation_md, per_class, runs,
-    study_tables, settings and tiles to paths. ``settings`` holds every setting that shapes a
-    result (`config.result_settings`): its fingerprint ends each Markdown table."""
+    (pooled) ``confusion.csv``, ``tile_confusions`` each (run, image, tile) to the tile's,
+    ``calibrations`` each run to its ``calibration.csv`` (its test ECE joins the evaluation
+    tables). ``out`` maps training, training_md, evaluation, evaluation_md, per_class, runs,
+    study_tables, settings, tiles, calibration and calibration_md to paths. ``settings``
+    holds every setting that shapes a result (`config.result_settings`): its fingerprint ends
+    each Markdown table."""
     history = {run: pd.read_csv(path) for run, path in histories.items()}
     confusion = {key: read_confusion(path) for key, path in confusions.items()}
+    seeds = {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}
     if tile_confusions is not None and out.get("tiles"):
         tiles = {key: read_confusion(path) for key, path in tile_confusions.items()}
-        write_csv(tables.tiles_table(tiles, {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}),
-                  out["tiles"])
+        write_csv(tables.tiles_table(tiles, seeds), out["tiles"])
+    calibrated = {run: pd.read_csv(path) for run, path in (calibrations or {}).items()}
+    ece = {run: float(frame["ece"].iloc[0]) for run, frame in calibrated.items()}
+    calibration = pd.concat(calibrated.values(), ignore_index=True) if calibrated else None
     training = tables.training_table(history)
-    evaluation = tables.evaluation_table(confusion)
+    evaluation = tables.evaluation_table(confusion, ece)
     name = cfg.fingerprint(settings)
     footer = f"\nSettings {name}: every setting that shaped these results is in {layout.SUMMARY}/settings.yaml.\n"
     write_csv(training, out["training"])
@@ -84,11 +91,28 @@ def summarize(settings: dict, histories: Mapping[Run, str | Path], confusions: M
     write_csv(evaluation, out["evaluation"])
     write_markdown(evaluation, out["evaluation_md"], footer=footer)
     write_csv(tables.per_class_table(confusion, cfg.class_names(settings)), out["per_class"])
-    seeds = {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}
-    write_csv(tables.runs_table(history, confusion, seeds), out["runs"])
+    write_csv(tables.runs_table(history, confusion, seeds, ece), out["runs"])
     write_text(tables.study_tables(pd.read_csv(class_stats_csv), training, evaluation) + footer, out["study_tables"])
+    if calibration is not None and out.get("calibration"):
+        _write_calibration(calibration, out, footer)
     write_yaml({"fingerprint": name, "settings": settings}, out["settings"],
                "Every setting that shaped the results in results/ (aerialseg); the tables end with its fingerprint.")
+
+
+def _write_calibration(runs: pd.DataFrame, out: Mapping[str, str | Path], footer: str) -> None:
+    """The calibration table of the cases and whether temperature scaling lowered the test ECE
+    in most runs (`calibration.temperature_helps`)."""
+    from ..calibration import temperature_helps
+
+    table = tables.calibration_table(runs)
+    lowered = int((runs["ece_scaled"] < runs["ece"]).sum())
+    helps = temperature_helps(runs["ece"].tolist(), runs["ece_scaled"].tolist())
+    verdict = (f"\nTemperature scaling (one temperature per run, fitted on its validation patches) lowered the test "
+               f"ECE in {lowered} of {len(runs)} runs: it {'helps' if helps else 'does not help'} in most runs of this "
+               "study. ECE: expected calibration error over 15 equal-width confidence bins, a fraction 0-1.\n")
+    write_csv(table, out["calibration"])
+    write_markdown(table, out["calibration_md"], footer=verdict + footer)
+    log.info("temperature scaling lowered the test ECE in %d of %d runs", lowered, len(runs))
 
 
 def conclude(settings: dict, runs_csv, patch_csvs: Mapping[int, str | Path], markdown_out, html_out) -> None:
@@ -136,3 +160,17 @@ def figure_summary(settings: dict, evaluation_csv, out) -> None:
 
     metrics = tuple(settings["figures"]["metrics"])
     figures.save(figures.metric_vs_patch_size(pd.read_csv(evaluation_csv), metrics), out)
+
+
+def figure_reliability(case: str, reliability: Sequence, scaled: Sequence, calibrations: Sequence, out) -> None:
+    """The reliability diagram of a case (`figures.reliability_diagram`): the test tiles'
+    counts of its runs pooled, as predicted and with each run's temperature."""
+    from .. import figures
+    from ..calibration import ReliabilityCounts, pool
+
+    def pooled(paths):
+        return pool(ReliabilityCounts.from_frame(pd.read_csv(path)) for path in paths)
+
+    temperatures = ", ".join(f"{pd.read_csv(path)['temperature'].iloc[0]:.2f}" for path in calibrations)
+    counts = {"as predicted": pooled(reliability), f"temperature {temperatures}": pooled(scaled)}
+    figures.save(figures.reliability_diagram(counts, f"{case}: reliability on the test tiles"), out)
