@@ -90,7 +90,7 @@ def test_the_best_case_maps_the_unlabelled_image_in_its_crs(tiled_run):
     import pyogrio
 
     polygons = pyogrio.read_info(tiled_run / "results/maps/scratch_p32/new_area.gpkg")
-    assert polygons["crs"] == "EPSG:32640" and polygons["features"] > 0 and list(polygons["fields"]) == ["class", "class_id"]
+    assert polygons["crs"] == "EPSG:32640" and polygons["features"] > 0 and list(polygons["fields"]) == ["class", "class_id", "confidence"]
 
 
 def test_the_console_command_writes_what_the_rule_wrote_byte_for_byte(tiled_run):
