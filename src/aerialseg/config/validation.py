@@ -21,7 +21,7 @@ import yaml
 
 from ..errors import ConfigError
 from .layout import demo_files, preview_name
-from .study import IMAGES, cases, maps, matching_files, tiles
+from .study import IMAGES, Case, cases, maps, matching_files, tiles
 
 
 def load_schema() -> dict:
@@ -293,7 +293,7 @@ def _cross_key_problems(config: dict) -> list[str]:
     """The problems of the checks across keys; each runs when its part of the config is well
     formed (else the schema's message says how it is not)."""
     problems = []
-    for check in (_class_problems, _range_problems, _stride_problems, _tile_problems):
+    for check in (_class_problems, _range_problems, _stride_problems, _block_problems, _tile_problems):
         try:
             problems += check(config)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
@@ -342,6 +342,16 @@ def _stride_problems(config: dict) -> list[str]:
     if stride is not None and stride > smallest:
         return [f"predict.stride: {stride} is larger than the smallest patch size {smallest}, "
                 "which would leave pixels unpredicted"]
+    return []
+
+
+def _block_problems(config: dict) -> list[str]:
+    """A block holds at least one window of every case that maps (predict.cases, else any)."""
+    block = config["predict"].get("block_size")
+    mapping = [Case.parse(name).size for name in config["predict"]["cases"]] or config["experiment"]["patch_sizes"]
+    if block is not None and block < max(mapping):
+        return [f"predict.block_size: {block} px is smaller than the {max(mapping)} px windows of the cases that map "
+                "data.predict; use a block of at least one window (a few thousand px pay best)"]
     return []
 
 
