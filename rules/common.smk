@@ -1,10 +1,12 @@
 # Config validation, the runs and tiles of the study, and the paths and settings every rule uses.
 # The aerialseg package must be installed in the environment (make, or pip install -e .).
 
+import json
 import re
 import sys
 
 from aerialseg import config as cfg
+from aerialseg.backends import cuda_possible
 from aerialseg.config import layout
 from aerialseg.errors import InputError
 from aerialseg.io.read import georeference
@@ -46,6 +48,16 @@ MAP_SUFFIX = {name: map_files(image, ".")[0].suffix for name, image in MAPS.item
 # With predict.vectors every georeferenced map also gets its polygons in a GeoPackage.
 VECTORS = config["predict"]["vectors"]
 
+# With predict.block_size every georeferenced map of data.predict is made by block jobs (a grid,
+# its blocks, the gather: docs/regions.md); null: each map is one job. A block job claims a GPU
+# only where it predicts on one (aerialseg.config.block_gpus: the prediction device and backend;
+# with auto, whether this machine has a GPU); on the CPU it claims its threads only.
+BLOCK_SIZE = config["predict"]["block_size"]
+BLOCK_GPUS = cfg.block_gpus(config, int(cuda_possible()))
+# On the CPU a block job runs ONNX Runtime: it reads the run's model.onnx (rule export_onnx,
+# once) instead of exporting model.pt again in every block.
+BLOCK_ONNX = BLOCK_GPUS == 0 and config["predict"]["backend"] != "torch"
+
 
 def alternatives(values):
     """A wildcard constraint matching exactly these values (never an empty match)."""
@@ -59,6 +71,8 @@ wildcard_constraints:
     place=alternatives(PLACES),
     pooled=alternatives(POOLED),
     size=r"\d+",
+    row=r"\d+",
+    col=r"\d+",
 
 
 def run_of(wildcards):
@@ -129,7 +143,12 @@ def map_outputs(case):
     files = {name: layout.map_files(layout.maps_dir(case), name, suffix) for name, suffix in MAP_SUFFIX.items()}
     vectors = [layout.vectors_path(files[name][0]) for name, suffix in MAP_SUFFIX.items()
                if suffix == layout.GEOTIFF and VECTORS]
-    return [str(path) for path in [files[name][0] for name in MAPS] + [files[name][1] for name in MAPS] + vectors]
+    # made as block jobs: their grids too, so that a map of one job is made again as blocks
+    # when predict.block_size is set (the gather's params alone cannot say it before its grid exists)
+    grids = [layout.grid_file(layout.maps_dir(case), name) for name, suffix in MAP_SUFFIX.items()
+             if suffix == layout.GEOTIFF and BLOCK_SIZE]
+    return [str(path) for path in [files[name][0] for name in MAPS] + [files[name][1] for name in MAPS] + vectors
+            + grids]
 
 
 def maps_to_make(wildcards):
@@ -144,3 +163,13 @@ def maps_to_make(wildcards):
         with checkpoints.best_case.get().output[0].open() as record:
             chosen = [cfg.Case.parse(yaml.safe_load(record)["case"])]
     return [path for case in chosen for path in map_outputs(case.name)]
+
+
+def map_block_files(wildcards):
+    """The block files of a map made as block jobs: one per block of its grid that holds data,
+    as the map_grid checkpoint's file lists them."""
+    grid = checkpoints.map_grid.get(case=wildcards.case, name=wildcards.name).output[0]
+    with open(grid) as found:
+        blocks = json.load(found)["blocks"]
+    folder = layout.maps_dir(wildcards.case)
+    return [str(layout.block_file(folder, wildcards.name, row, col)) for row, col in blocks]

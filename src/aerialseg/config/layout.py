@@ -12,6 +12,8 @@ files of a map with them; nothing else spells out a folder of ``results/``.
     results/summary/                            the tables and figures (`SUMMARY`)
     results/maps/{case}/{name}.tif|png          the maps of data.predict and their previews
                                                 and polygons (`MAPS`, `map_files`, `vectors_path`)
+    results/maps/{case}/blocks/{name}/          a map made as block jobs: its grid and its
+                                                block files (`grid_file`, `block_file`)
 """
 
 from __future__ import annotations
@@ -84,6 +86,18 @@ def map_files(out_dir, name: str, suffix: str) -> tuple[Path, Path]:
     ``{name}{suffix}`` (`GEOTIFF` or `PNG`), and its coloured preview ``{name}_preview.png``.
     With ``predict.vectors`` a georeferenced map also gets ``{name}.gpkg`` (`vectors_path`)."""
     return Path(out_dir) / f"{name}{suffix}", Path(out_dir) / f"{preview_name(name)}.png"
+
+
+def grid_file(out_dir, name: str) -> Path:
+    """The block grid of the map named ``name`` in ``out_dir`` (``predict.block_size``):
+    ``blocks/{name}/grid.json``."""
+    return Path(out_dir) / "blocks" / name / "grid.json"
+
+
+def block_file(out_dir, name: str, row, col) -> Path:
+    """The block file of block (``row``, ``col``) of the map named ``name`` in ``out_dir``:
+    ``blocks/{name}/{row}_{col}.npz``, beside its grid."""
+    return Path(out_dir) / "blocks" / name / f"{row}_{col}.npz"
 
 
 def preview_name(name: str) -> str:
