@@ -200,3 +200,40 @@ def test_a_bad_block_size_is_refused_naming_the_key(default_config, block_size, 
     default_config["predict"]["block_size"] = block_size
     with pytest.raises(cfg.ConfigError, match=message):
         cfg.validate(default_config, producible=layout.demo_files())
+
+
+def write_vrt(path, tiles, width, height, crs, transform):
+    """A GDAL VRT mosaic of 3-band tiles ((file, column offset, width) side by side), nodata 0."""
+    sources = "".join(
+        f'<SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename><SourceBand>{{band}}</SourceBand>'
+        f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{height}"/><DstRect xOff="{left}" yOff="0" xSize="{w}" '
+        f'ySize="{height}"/></SimpleSource>' for name, left, w in tiles)
+    bands = "".join(f'<VRTRasterBand dataType="Byte" band="{b}"><NoDataValue>0</NoDataValue>'
+                    f'{sources.format(band=b)}</VRTRasterBand>' for b in (1, 2, 3))
+    geo = ", ".join(map(str, transform.to_gdal()))
+    path.write_text(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}"><SRS>{crs.to_wkt()}</SRS>'
+                    f"<GeoTransform>{geo}</GeoTransform>{bands}</VRTDataset>")
+
+
+def test_a_vrt_mosaic_of_tiles_maps_in_blocks_as_the_image_it_stands_for(map_config, tmp_path):
+    """data.predict may name a GDAL VRT of many tiles: its blocks read across the tiles' seams,
+    and the gathered map is the map of the same pixels as one GeoTIFF."""
+    import rasterio
+    from rasterio.windows import Window
+
+    image = collared_image(tmp_path, 100, 130, seed=5)
+    with rasterio.open(image) as whole:
+        crs, transform = whole.crs, whole.transform
+        for name, left, width in (("west.tif", 0, 70), ("east.tif", 70, 60)):
+            window = Window(left, 0, width, 100)
+            write_geotiff(tmp_path / name, np.moveaxis(whole.read(window=window), 0, -1), crs,
+                          whole.window_transform(window))
+    write_vrt(tmp_path / "region.vrt", [("west.tif", 0, 70), ("east.tif", 70, 60)], 130, 100, crs, transform)
+    settings = cfg.with_run_options(cfg.job_settings(map_config, "map"), map_config, "map")
+    one = prediction.MapFiles(image, tmp_path / "one/map.tif", tmp_path / "one/map_preview.png")
+    prediction.map_images(settings, tmp_path / "model.pt", [one])
+    map_in_blocks(map_config, tmp_path, tmp_path / "region.vrt", tmp_path / "vrt")
+    whole, gathered = read_map(one.map), read_map(tmp_path / "vrt/map.tif")
+    assert (whole[0] == IGNORE_INDEX).any()
+    np.testing.assert_array_equal(gathered[0], whole[0])
+    assert gathered[1:] == whole[1:]
