@@ -237,3 +237,16 @@ def test_a_vrt_mosaic_of_tiles_maps_in_blocks_as_the_image_it_stands_for(map_con
     assert (whole[0] == IGNORE_INDEX).any()
     np.testing.assert_array_equal(gathered[0], whole[0])
     assert gathered[1:] == whole[1:]
+
+
+@pytest.mark.parametrize("device, backend, gpus_seen, claimed", [
+    ("cpu", "auto", 1, 0),           # the CPU: threads only, even where a GPU is
+    ("auto", "onnxruntime", 1, 0),   # ONNX Runtime runs on the CPU
+    ("cuda", "auto", 0, 1),          # asked for: one GPU, wherever Snakemake runs
+    ("auto", "auto", 1, 1),          # auto: a GPU where this machine has one
+    ("auto", "auto", 0, 0),
+    ("auto", "torch", 0, 0),
+])
+def test_a_block_job_claims_a_gpu_only_where_it_predicts_on_one(device, backend, gpus_seen, claimed):
+    config = {"predict": {"device": None, "backend": backend, "threads": None}, "train": {"device": device, "threads": 2}}
+    assert cfg.block_gpus(config, gpus_seen) == claimed
