@@ -1,15 +1,19 @@
 # Config validation, the runs and tiles of the study, and the paths and settings every rule uses.
 # The aerialseg package must be installed in the environment (make, or pip install -e .).
 
+import json
+import os
 import re
 import sys
 
 from aerialseg import config as cfg
+from aerialseg.backends import cuda_possible
 from aerialseg.config import layout
 from aerialseg.errors import InputError
 from aerialseg.io.read import georeference
 from aerialseg.jobs.preflight import check_inputs
 from aerialseg.jobs.prediction import map_files
+from snakemake.exceptions import IncompleteCheckpointException
 
 IMAGES = list(cfg.IMAGES)
 DEMO_FILES = layout.demo_files()
@@ -48,6 +52,16 @@ VECTORS = config["predict"]["vectors"]
 # Every map has its confidence raster beside it: prediction_confidence.tif beside a tile's prediction.
 TILE_CONFIDENCE = layout.confidence_path("prediction.png").name
 
+# With predict.block_size every georeferenced map of data.predict is made by block jobs (a grid,
+# its blocks, the gather: docs/regions.md); null: each map is one job. A block job claims a GPU
+# only where it predicts on one (aerialseg.config.block_gpus: the prediction device and backend;
+# with auto, whether this machine has a GPU); on the CPU it claims its threads only.
+BLOCK_SIZE = config["predict"]["block_size"]
+BLOCK_GPUS = cfg.block_gpus(config, int(cuda_possible()))
+# On the CPU a block job runs ONNX Runtime: it reads the run's model.onnx (rule export_onnx,
+# once) instead of exporting model.pt again in every block.
+BLOCK_ONNX = BLOCK_GPUS == 0 and config["predict"]["backend"] != "torch"
+
 
 def alternatives(values):
     """A wildcard constraint matching exactly these values (never an empty match)."""
@@ -61,6 +75,8 @@ wildcard_constraints:
     place=alternatives(PLACES),
     pooled=alternatives(POOLED),
     size=r"\d+",
+    row=r"\d+",
+    col=r"\d+",
 
 
 def run_of(wildcards):
@@ -145,7 +161,14 @@ def map_outputs(case):
     files = {name: layout.map_files(layout.maps_dir(case), name, suffix) for name, suffix in MAP_SUFFIX.items()}
     vectors = [layout.vectors_path(files[name][0]) for name, suffix in MAP_SUFFIX.items()
                if suffix == layout.GEOTIFF and VECTORS]
-    return [str(path) for path in [files[name][0] for name in MAPS] + [files[name][1] for name in MAPS] + vectors]
+    # Made as block jobs: a grid not yet made is asked for too, so that a map made by one job is
+    # made again as blocks when predict.block_size is set (the gather's params cannot say so
+    # before its grid exists). A grid that exists is left to the checkpoint: asked for here, it
+    # would hide a lost block file from the gather.
+    grids = [path for name, suffix in MAP_SUFFIX.items() if suffix == layout.GEOTIFF and BLOCK_SIZE
+             for path in [layout.grid_file(layout.maps_dir(case), name)] if not path.exists()]
+    return [str(path) for path in [files[name][0] for name in MAPS] + [files[name][1] for name in MAPS] + vectors
+            + grids]
 
 
 def maps_to_make(wildcards):
@@ -160,3 +183,34 @@ def maps_to_make(wildcards):
         with checkpoints.best_case.get().output[0].open() as record:
             chosen = [cfg.Case.parse(yaml.safe_load(record)["case"])]
     return [path for case in chosen for path in map_outputs(case.name)]
+
+
+def map_block_files(wildcards):
+    """The block files of a map made as block jobs: one per block of its grid that holds data,
+    as the map_grid checkpoint's file lists them."""
+    folder = layout.maps_dir(wildcards.case)
+    try:
+        grid = checkpoints.map_grid.get(case=wildcards.case, name=wildcards.name).output[0]
+    except IncompleteCheckpointException:
+        # Snakemake 9 leaves this unresolved when the grid needs no new run but is found behind
+        # the best_case checkpoint (a lost block, a killed gather): a grid that is up to date
+        # (this block size, newer than its image and model) is read as it is.
+        grid = layout.grid_file(folder, wildcards.name)
+        if not current_grid(grid, MAPS[wildcards.name], layout.run_dir(cfg.Run(cfg.Case.parse(wildcards.case)))):
+            raise
+    with open(grid) as found:
+        blocks = json.load(found)["blocks"]
+    return [str(layout.block_file(folder, wildcards.name, row, col)) for row, col in blocks]
+
+
+def current_grid(grid, image, run_dir):
+    """Whether a map's grid file exists, is of predict.block_size and is newer than its image
+    and the run's model files."""
+    if not os.path.exists(grid):
+        return False
+    with open(grid) as found:
+        if json.load(found)["block_size"] != BLOCK_SIZE:
+            return False
+    made = os.path.getmtime(grid)
+    sources = [image] + [f"{run_dir}/{name}" for name in ("model.pt", "model.onnx") if os.path.exists(f"{run_dir}/{name}")]
+    return all(os.path.getmtime(path) <= made for path in sources)

@@ -151,10 +151,16 @@ checkpoint best_case:
 # A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (prediction.map_files);
 # its files are named by layout.map_files, in layout.MAPS, with the wildcard {name} constrained to
 # the images of each kind.
+# With predict.block_size the georeferenced maps are made by block jobs (map_grid, map_block,
+# map_gather), never by map_geotiff: each rule's {name} matches the maps it makes.
 GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.GEOTIFF)
+WHOLE_MAPS, BLOCK_MAPS = ("(?!)", GEO_MAPS) if BLOCK_SIZE else (GEO_MAPS, "(?!)")
 PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.PNG)
-GEO_MAP, GEO_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{GEO_MAPS}}}", layout.GEOTIFF))
+GEO_MAP, GEO_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{WHOLE_MAPS}}}", layout.GEOTIFF))
 GEO_STYLE = str(layout.style_path(GEO_MAP))
+BLOCK_MAP, BLOCK_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{BLOCK_MAPS}}}", layout.GEOTIFF))
+MAP_GRID = str(layout.grid_file(layout.MAPS, "{name}"))
+MAP_BLOCK = str(layout.block_file(layout.MAPS, "{name}", "{row}", "{col}"))
 PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{PNG_MAPS}}}", layout.PNG))
 
 
@@ -191,6 +197,80 @@ use rule map_geotiff as map_png with:
         map=PNG_MAP,
         preview=PNG_PREVIEW,
         **map_companions(PNG_MAP),
+
+
+checkpoint map_grid:
+    """The block grid of a map made as block jobs (predict.block_size): the image's size, its
+    blocks of block_size px from the top-left corner, those that hold data (a block all
+    no-data gets no job) and what the model reads (from model.onnx where the blocks run on
+    ONNX Runtime: no torch to start); the rules read it to know the blocks."""
+    input:
+        model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.onnx" if BLOCK_ONNX else "model.pt"),
+        image=lambda wc: MAPS[wc.name],
+    output:
+        str(layout.grid_file(layout.MAPS, f"{{name,{BLOCK_MAPS}}}")),
+    params:
+        block_size=BLOCK_SIZE,  # a change reruns the grid, the blocks and the map
+    log:
+        "results/logs/map_grid/{case}/{name}.log",
+    benchmark:
+        "results/benchmarks/map_grid/{case}/{name}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/map_grid.py"
+
+
+rule map_block:
+    """One block of a map: the windows of the whole image's mosaic that touch the block,
+    read with their halo, predicted and blended as in one job; its class ids in a block file,
+    temporary (kept with --notemp). One GPU each on a GPU, threads only on the CPU."""
+    input:
+        model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.pt"),
+        onnx=lambda wc: [run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.onnx")] if BLOCK_ONNX else [],
+        image=lambda wc: MAPS[wc.name],
+        grid=MAP_GRID,
+    output:
+        temp(MAP_BLOCK),
+    params:
+        settings=settings("map"),
+        index=lambda wc: (int(wc.row), int(wc.col)),
+    threads: cfg.prediction_resources(config)[1]
+    resources:
+        gpu=BLOCK_GPUS,
+    log:
+        "results/logs/map_block/{case}/{name}/{row}_{col}.log",
+    benchmark:
+        "results/benchmarks/map_block/{case}/{name}/{row}_{col}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/map_block.py"
+
+
+rule map_gather:
+    """A map made as block jobs, gathered from its block files: the same Cloud-Optimised
+    GeoTIFF, preview, confidence raster and QGIS style as map_geotiff writes, pixel for pixel."""
+    input:
+        image=lambda wc: MAPS[wc.name],
+        grid=MAP_GRID,
+        blocks=map_block_files,
+    output:
+        map=BLOCK_MAP,
+        preview=BLOCK_PREVIEW,
+        style=str(layout.style_path(BLOCK_MAP)),
+        **map_companions(BLOCK_MAP),
+    params:
+        settings=settings("map"),
+        block_size=BLOCK_SIZE,  # a map of one job is made again as blocks, and the other way round
+    log:
+        "results/logs/map_gather/{case}/{name}.log",
+    benchmark:
+        "results/benchmarks/map_gather/{case}/{name}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/map_gather.py"
 
 
 rule polygons:

@@ -58,12 +58,33 @@ def slurm_profile(tmp_path) -> Path:
     return folder
 
 
+def write_area(path: Path) -> None:
+    """A 96 x 144 px GeoTIFF to map as 48 px blocks: 2 x 3 blocks, the top-left one all
+    no-data (nodata 0, with a collar down the left edge), so 5 block jobs."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import Affine
+
+    from aerialseg import demo
+
+    pixels = demo.render_scene(160, seed=9)[0][:96, :144].copy()
+    pixels[:48, :48] = 0
+    pixels[:, :20] = 0
+    with rasterio.open(path, "w", driver="GTiff", height=96, width=144, count=3, dtype="uint8", nodata=0,
+                       crs="EPSG:32640", transform=Affine(0.5, 0, 305000, 0, -0.5, 2790000)) as dataset:
+        dataset.write(np.moveaxis(pixels, -1, 0))
+
+
 def test_one_case_runs_through_slurm(cluster, tmp_path):
     profile = slurm_profile(tmp_path)
     workdir = tmp_path / "work"
     workdir.mkdir()
+    write_area(workdir / "area.tif")
+    (tmp_path / "blocks.yaml").write_text(yaml.safe_dump({"data": {"predict": ["area.tif"]},
+                                                          "predict": {"block_size": 48}}))
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-               "--workflow-profile", str(profile), "--configfile", str(ROOT / "tests/workflow/slurm.yaml")]
+               "--workflow-profile", str(profile), "--configfile", str(ROOT / "tests/workflow/slurm.yaml"),
+               str(tmp_path / "blocks.yaml")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     results = workdir / "results"
@@ -85,3 +106,21 @@ def test_one_case_runs_through_slurm(cluster, tmp_path):
     assert "rule_class_stats" in rules
     for rule in ("train", "predict"):
         assert any(name.startswith(f"rule_{rule}_wildcards") and "scratch_p32" in name for name in rules), rules
+
+    # the map of area.tif as block jobs on the cluster: the gathered map is the one-job map made here
+    blocks = [name for name in rules if name.startswith("rule_map_block_wildcards")]
+    assert len(blocks) == 5, rules
+    assert any(name.startswith("rule_map_gather") for name in rules) and any(name.startswith("rule_map_grid")
+                                                                          for name in rules), rules
+    assert not list((results / "maps/scratch_p32/blocks/area").glob("*.npz"))  # temporary: gone once gathered
+    from aerialseg import cli
+
+    assert cli.main(["predict", str(results / "cases/scratch_p32/model.pt"), str(workdir / "area.tif"), "-o",
+                     str(tmp_path / "local"), "--stride", "16", "--device", "cpu", "--threads", "1"]) == 0
+    import rasterio
+
+    with rasterio.open(results / "maps/scratch_p32/area.tif") as gathered, rasterio.open(tmp_path / "local/area.tif") as local:
+        ids = gathered.read(1)
+        assert (ids == gathered.nodata).any() and (ids != gathered.nodata).any()
+        assert (ids == local.read(1)).all() and gathered.colormap(1) == local.colormap(1)
+        assert gathered.tags(1) == local.tags(1) and gathered.overviews(1) == local.overviews(1)

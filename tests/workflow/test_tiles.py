@@ -106,3 +106,28 @@ def test_the_console_command_writes_what_the_rule_wrote_byte_for_byte(tiled_run)
 
     by_rule, by_hand = (read(folder / "new_area.gpkg") for folder in (tiled_run / "results/maps/scratch_p32", out))
     assert list(by_rule[2]) == list(by_hand[2]) and all(list(a) == list(b) for a, b in zip(by_rule[3], by_hand[3]))
+
+
+def test_block_jobs_remake_the_map_byte_for_byte_and_a_lost_block_reruns_alone(tiled_run):
+    """predict.block_size 64: the 160 px map as 9 block jobs and a gather, byte for byte the map
+    of one job, and nothing but the map's jobs rerun; a block lost before its gather (a killed
+    job) is the only block made again."""
+    import re
+    from collections import Counter
+
+    from tests.workflow.test_workflow import job_counts
+
+    maps = tiled_run / "results/maps/scratch_p32"
+    one_job = {name: (maps / name).read_bytes() for name in ("new_area.tif", "new_area_preview.png")}
+    config = yaml.safe_load((tiled_run / "tiles.yaml").read_text())
+    config["predict"]["block_size"] = 64
+    (tiled_run / "blocks.yaml").write_text(yaml.safe_dump(config))
+    args = ("--configfile", tiled_run / "blocks.yaml", "--notemp")
+    result = snakemake(*args, "--cores", "2", workdir=tiled_run)
+    ran = Counter(re.findall(r"^local(?:rule|checkpoint) (\w+):", result.stdout + result.stderr, re.M))
+    assert ran == {"map_grid": 1, "map_block": 9, "map_gather": 1, "export_onnx": 1, "polygons": 1, "all": 1}
+    assert {name: (maps / name).read_bytes() for name in one_job} == one_job
+    (maps / "blocks/new_area/1_1.npz").unlink()
+    (maps / "new_area.tif").unlink()
+    counts = job_counts(snakemake(*args, "-n", workdir=tiled_run).stdout)
+    assert counts == {"map_block": 1, "map_gather": 1, "polygons": 1, "all": 1, "total": 4}

@@ -96,7 +96,7 @@ def test_the_slurm_profile_gives_every_job_its_partition_memory_and_time(tmp_pat
             continue
         resources = dict(item.split("=", 1) for item in line.split(", "))
         wanted = {**profile["default-resources"], **profile["set-resources"][rule]}
-        partition = "gpu" if rule in ("train", "predict", "calibrate", "map_geotiff", "map_png") else "cpu"
+        partition = "gpu" if rule in ("train", "predict", "calibrate", "map_geotiff", "map_png", "map_block") else "cpu"
         assert (resources["slurm_partition"], resources["mem_mb"], resources["runtime"]) == (
             partition, str(wanted["mem_mb"]), str(wanted["runtime"])), rule
         assert ("gpu" in resources) == (partition == "gpu"), rule

@@ -14,6 +14,8 @@ files of a map with them; nothing else spells out a folder of ``results/``.
                                                 polygons, QGIS styles, confidence rasters, ...
                                                 (`MAPS`, `map_files`, `style_path`,
                                                 `vectors_path`, `COMPANIONS`)
+    results/maps/{case}/blocks/{name}/          a map made as block jobs: its grid and its
+                                                block files (`grid_file`, `block_file`)
 """
 
 from __future__ import annotations
@@ -86,6 +88,18 @@ def map_files(out_dir, name: str, suffix: str) -> tuple[Path, Path]:
     ``{name}{suffix}`` (`GEOTIFF` or `PNG`), and its coloured preview ``{name}_preview.png``.
     With ``predict.vectors`` a georeferenced map also gets ``{name}.gpkg`` (`vectors_path`)."""
     return Path(out_dir) / f"{name}{suffix}", Path(out_dir) / f"{preview_name(name)}.png"
+
+
+def grid_file(out_dir, name: str) -> Path:
+    """The block grid of the map named ``name`` in ``out_dir`` (``predict.block_size``):
+    ``blocks/{name}/grid.json``."""
+    return Path(out_dir) / "blocks" / name / "grid.json"
+
+
+def block_file(out_dir, name: str, row, col) -> Path:
+    """The block file of block (``row``, ``col``) of the map named ``name`` in ``out_dir``:
+    ``blocks/{name}/{row}_{col}.npz``, beside its grid."""
+    return Path(out_dir) / "blocks" / name / f"{row}_{col}.npz"
 
 
 def preview_name(name: str) -> str:

@@ -144,6 +144,19 @@ def prediction_resources(config: dict) -> tuple[str, int]:
     return predict["device"] or train["device"], predict["threads"] or train["threads"]
 
 
+def block_gpus(config: dict, gpus_seen: int) -> int:
+    """The GPUs a block job of a map claims (``predict.block_size``; the rules' ``gpu``
+    resource): none where it predicts on the CPU (the prediction device ``cpu``, or
+    ``predict.backend: onnxruntime``), so that ``--cores`` alone says how many run at once;
+    one on ``cuda``; with ``auto``, one where the machine that runs Snakemake sees a GPU
+    (``gpus_seen``, known without torch: `backends.cuda_possible`), else none. On a cluster
+    the profile's resources for the rule decide."""
+    device, _ = prediction_resources(config)
+    if device == "cpu" or config["predict"].get("backend") == "onnxruntime":
+        return 0
+    return 1 if device == "cuda" else min(1, gpus_seen)
+
+
 def budget_reference(config: dict) -> int | None:
     """The patch size whose epochs set a step or pixel budget (the smallest); None for the
     epochs budget, which needs none."""

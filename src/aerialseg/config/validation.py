@@ -22,7 +22,7 @@ import yaml
 
 from ..errors import ConfigError
 from .layout import companion_names, demo_files, preview_name
-from .study import IMAGES, cases, maps, matching_files, tiles
+from .study import IMAGES, Case, cases, maps, matching_files, tiles
 
 log = logging.getLogger("aerialseg")
 
@@ -341,7 +341,7 @@ def _cross_key_problems(config: dict) -> list[str]:
     """The problems of the checks across keys; each runs when its part of the config is well
     formed (else the schema's message says how it is not)."""
     problems = []
-    for check in (_class_problems, _range_problems, _stride_problems, _tile_problems):
+    for check in (_class_problems, _range_problems, _stride_problems, _block_problems, _tile_problems):
         try:
             problems += check(config)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
@@ -391,6 +391,22 @@ def _stride_problems(config: dict) -> list[str]:
         return [f"predict.stride: {stride} is larger than the smallest patch size {smallest}, "
                 "which would leave pixels unpredicted"]
     return []
+
+
+def _block_problems(config: dict) -> list[str]:
+    """A block holds at least one window of every case that maps (predict.cases, else any);
+    maps made as blocks have no per-class probabilities or masked copy yet."""
+    predict = config["predict"]
+    block = predict["block_size"]
+    if block is None:
+        return []
+    mapping = [Case.parse(name).size for name in predict["cases"]] or config["experiment"]["patch_sizes"]
+    problems = [f"predict.block_size: {block} px is smaller than the {max(mapping)} px windows of the cases that map "
+                "data.predict; use a block of at least one window (a few thousand px pay best)"] if block < max(mapping) else []
+    problems += [f"predict.{key}: not available for maps made as blocks (predict.block_size {block}) yet; set one of "
+                 "them to its default" for key, off in (("probabilities", False), ("confidence_threshold", None))
+                 if predict[key] != off]
+    return problems
 
 
 def _tile_problems(config: dict) -> list[str]:

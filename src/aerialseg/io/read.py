@@ -277,8 +277,8 @@ class _Whole:
     def shape(self) -> tuple[int, int, int]:
         return self.array.shape
 
-    def read(self, top: int, bottom: int, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        raw = self.array[top:bottom]
+    def read(self, area, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        raw = self.array[area.top : area.bottom, area.left : area.right]
         alpha = _png_alpha(self.path, raw.shape[2])
         if alpha is None or alpha in bands:
             return raw, np.ones(raw.shape[:2], dtype=bool)
@@ -300,15 +300,23 @@ class _Windows:
     def shape(self) -> tuple[int, int, int]:
         return self.dataset.height, self.dataset.width, self.dataset.count
 
-    def read(self, top: int, bottom: int, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, area, bands: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         from rasterio.windows import Window
 
-        window = Window(0, top, self.dataset.width, bottom - top)
+        window = Window(area.left, area.top, area.right - area.left, area.bottom - area.top)
         raw = np.moveaxis(self.dataset.read(window=window), 0, -1)
         return raw, self.mask(window=window) > 0 if self.mask is not None else np.ones(raw.shape[:2], bool)
 
     def close(self) -> None:
         self.dataset.close()
+
+
+@dataclass(frozen=True)
+class _Area:
+    top: int
+    left: int
+    bottom: int
+    right: int
 
 
 @dataclass
@@ -340,7 +348,12 @@ class Image:
     def rows(self, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``top:bottom``: the configured bands as (h, W, C) uint8, scaled from the value
         range, and the valid (not no-data) pixels as (h, W) bool."""
-        raw, valid = self.source.read(top, bottom, self.spec.bands)
+        return self.window(_Area(top, 0, bottom, self.width))
+
+    def window(self, area) -> tuple[np.ndarray, np.ndarray]:
+        """The pixels of ``area`` (rows ``top:bottom``, columns ``left:right``, e.g. a
+        `blocks.Rect`), as `rows` gives them."""
+        raw, valid = self.source.read(area, self.spec.bands)
         selected = raw[:, :, list(self.spec.bands)]
         if self.nodata is not None:
             valid &= ~np.all(selected == self.nodata, axis=2)

@@ -1,0 +1,11 @@
+"""Rule map_block: one block of a map, from the block and its halo."""
+
+import sys
+
+from aerialseg import config
+from aerialseg.jobs import blocks, runner
+
+settings = config.with_run_options(snakemake.params.settings, snakemake.config, "map")
+files = blocks.BlockFiles(snakemake.input.image, snakemake.input.grid, tuple(snakemake.params.index), snakemake.output[0])
+sys.exit(runner.run(blocks.map_block, snakemake.log[0], settings, snakemake.input.model, files,
+                    threads=snakemake.threads))
