@@ -6,6 +6,8 @@ from aerialseg.jobs import runner, reporting
 from aerialseg.config import Case, Run
 
 init, size, repeat = snakemake.params.run
+image, tile = snakemake.params.image, snakemake.params.tile
+files = reporting.EvaluationFiles(snakemake.input.image, snakemake.input.label, snakemake.input.prediction,
+                                  snakemake.output.metrics, snakemake.output.confusion, snakemake.output.mosaic)
 sys.exit(runner.run(reporting.evaluate, snakemake.log[0], snakemake.params.settings, Run(Case(init, size), repeat),
-                      snakemake.params.image, snakemake.input.image, snakemake.input.label, snakemake.input.prediction,
-                      snakemake.output.metrics, snakemake.output.confusion, snakemake.output.mosaic, tile=snakemake.params.tile))
+                    f"{image} tile {tile}" if tile else f"{image} image", files))

@@ -303,8 +303,8 @@ def test_no_data_pixels_are_left_out_of_the_counts_the_patches_and_every_metric(
     datasets.patch_index(config, 32, {"collared": tile.image}, tmp_path / "p.csv")
     assert (pd.read_csv(tmp_path / "p.csv").col + 32 > 40).all()  # no patch wholly in the collar
     write_png(tmp_path / "prediction.png", np.zeros((70, 90), np.uint8))
-    reporting.evaluate(config, Run(Case("scratch", 32)), "test", tile.image, tile.label, tmp_path / "prediction.png",
-                      tmp_path / "metrics.csv", tmp_path / "confusion.csv")
+    reporting.evaluate(config, Run(Case("scratch", 32)), "test image", reporting.EvaluationFiles(
+        tile.image, tile.label, tmp_path / "prediction.png", tmp_path / "metrics.csv", tmp_path / "confusion.csv"))
     assert pd.read_csv(tmp_path / "confusion.csv", index_col=0).to_numpy().sum() == 70 * 50
 
 

@@ -42,6 +42,12 @@ this many windows (larger batches are slower there; measured with torch: 128 px 
 BLENDS = ("mean", "gaussian")
 
 
+def shows_progress() -> bool:
+    """Whether a mosaic shows its progress bar: where aerialseg's information messages are
+    shown (a job's log, the command without --quiet), not in a library call or a test."""
+    return logging.getLogger("aerialseg").isEnabledFor(logging.INFO)
+
+
 def window_weights(size: int, blend: str) -> np.ndarray:
     """(s, s) float32 weights of one window: ones, or a Gaussian centred on it (sigma s / 4),
     which removes the seams at window borders; both mosaics weigh their windows with these."""
@@ -79,7 +85,7 @@ class ArrayImage:
 
 
 def iter_strips(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, batch_size: int | None = None,
-                blend: str = "mean", progress: bool = False) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+                blend: str = "mean") -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield (first row, blended scores (K, rows, W) float32, valid pixels (rows, W) or None)
     for consecutive blocks of finished rows, top to bottom (`mosaic.iter_strips`, on the host)."""
     source = image if hasattr(image, "rows") else ArrayImage(image)
@@ -91,7 +97,7 @@ def iter_strips(predict: BatchPredictor, image, n_classes: int, size: int, strid
              len(rows) * len(cols), size, stride, batch_size, blend)
     band = _Band(n_classes, width, window_weights(size, blend))
     per_band = max(1, batch_size // len(cols))
-    bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not progress)
+    bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not shows_progress())
     for first in range(0, len(rows), per_band):
         band_rows = rows[first : first + per_band]
         top, bottom = int(band_rows[0]), int(band_rows[-1]) + size

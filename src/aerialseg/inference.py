@@ -117,18 +117,16 @@ class LoadedModel:
         """``function`` (iter_ids or iter_blocks) of the back-end's mosaic on the image."""
         start = time.perf_counter()
         o = self.options
-        shown = log.isEnabledFor(logging.INFO)  # the progress bar: not under the command's --quiet
         if self.backend == "onnxruntime":
             predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
             yield from getattr(host_mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
-                                                      batch_size=o.batch_size, blend=o.blend, progress=shown)
+                                                      batch_size=o.batch_size, blend=o.blend)
         else:
             from . import mosaic
 
             predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
             yield from getattr(mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
-                                                 batch_size=o.batch_size, device=self.device, blend=o.blend,
-                                                 progress=shown)
+                                                 batch_size=o.batch_size, device=self.device, blend=o.blend)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
     def window_scores(self, windows: np.ndarray) -> np.ndarray:

@@ -102,7 +102,6 @@ def iter_strips(
     batch_size: int | None = None,
     device: torch.device | str = "cpu",
     blend: str = "mean",
-    progress: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
     """Yield (first row, blended logits (K, rows, W) on ``device``, valid pixels (rows, W) or
     None) for consecutive blocks of finished rows, top to bottom. ``image`` is an (H, W, C)
@@ -122,7 +121,7 @@ def iter_strips(
     rows_per_band = max(1, batch_size // len(cols))
     total = torch.zeros((0, width, n_classes), device=device)  # rows of the band above that are not finished
     count = torch.zeros((0, width), device=device)
-    bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not progress)
+    bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not host_mosaic.shows_progress())
     for first in range(0, len(rows), rows_per_band):
         band_rows = rows[first : first + rows_per_band]
         top, bottom = int(band_rows[0]), int(band_rows[-1]) + size

@@ -4,6 +4,7 @@ comparison tables, the checked conclusions and the figures."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -22,23 +23,35 @@ from ..metrics import confusion_matrix, mean_iou, per_class
 log = logging.getLogger("aerialseg")
 
 
-def evaluate(settings: dict, run: Run, image: str, image_path, label_path, prediction_path, metrics_out,
-             confusion_out, mosaic_out=None, tile: str = "") -> None:
+@dataclass(frozen=True)
+class EvaluationFiles:
+    """What an evaluate job reads (an image, its label, its predicted class ids) and writes (its
+    per-class scores, its confusion matrix and, where named, the mosaic figure)."""
+
+    image: str | Path
+    label: str | Path
+    prediction: str | Path
+    metrics: str | Path
+    confusion: str | Path
+    mosaic: str | Path | None = None
+
+
+def evaluate(settings: dict, run: Run, place: str, files: EvaluationFiles) -> None:
     """Per-class scores and the confusion matrix of one prediction against its label, and
-    the mosaic figure (image | ground truth | prediction | errors) with the mIoU; ``tile``
-    names the tile in the figure's title when the split has several."""
+    the mosaic figure (image | ground truth | prediction | errors) with the mIoU; ``place``
+    (the split, with the tile where it has several: "test", "test tile t2") titles the figure."""
     names = cfg.class_names(settings)
-    image_arr, truth = load_pair(image_path, label_path, DataSpec.from_config(settings))
-    prediction = read_image(prediction_path)[:, :, 0]
+    image_arr, truth = load_pair(files.image, files.label, DataSpec.from_config(settings))
+    prediction = read_image(files.prediction)[:, :, 0]
     cm = confusion_matrix(truth, prediction, len(names))
-    _write_scores(cm, names, metrics_out, confusion_out)
-    if mosaic_out:
+    _write_scores(cm, names, files.metrics, files.confusion)
+    if files.mosaic:
         from .. import figures
 
         classes = list(zip(names, cfg.class_colors(settings)))
-        title = f"{run.label}, {image} {f'tile {tile}' if tile else 'image'}: mIoU {mean_iou(cm):.3f}"
+        title = f"{run.label}, {place}: mIoU {mean_iou(cm):.3f}"
         shown = image_arr[:, :, :3] if image_arr.shape[2] >= 3 else np.repeat(image_arr[:, :, :1], 3, axis=2)
-        figures.save(figures.mosaic_panel(shown, truth, prediction, classes, title), mosaic_out)
+        figures.save(figures.mosaic_panel(shown, truth, prediction, classes, title), files.mosaic)
 
 
 def _write_scores(cm: np.ndarray, names: Sequence[str], metrics_out, confusion_out) -> None:

@@ -66,11 +66,10 @@ def train_case(settings: dict, run: Run, files: TrainFiles, threads: int = 1) ->
     record = _settings_record(settings, run, seed)
     try:
         resume = train.Resume(files.resume, _resume_key(record, files)) if files.resume is not None else None
-        history, best_state, best_epoch = train.fit(net, spec, data, _train_settings(settings, seed, data, files),
-                                                    device, resume)
+        trained = train.fit(net, spec, data, _train_settings(settings, seed, data, files), device, resume)
     except DivergenceError as error:
         raise DivergenceError(f"case {run.label}: {error}") from None
-    _write_training(net, spec, history, best_state, best_epoch, settings, record, files)
+    _write_training(net, spec, trained, settings, record, files)
 
 
 def _training_data(settings: dict, files: TrainFiles, size: int):
@@ -139,10 +138,13 @@ def _file_stamp(path) -> str:
     return f"{path}:{status.st_size}:{status.st_mtime_ns}"
 
 
-def _write_training(net, spec, history: pd.DataFrame, best_state: dict, best_epoch: int, settings: dict,
-                    record: dict, files: TrainFiles) -> None:
+def _write_training(net, spec, trained: tuple[pd.DataFrame, dict, int], settings: dict, record: dict,
+                    files: TrainFiles) -> None:
+    """The run's files (`TrainFiles`) from what `train.fit` gave (``trained``: the history, the
+    best epoch's weights and its number): model.pt, last.pt, history.csv, settings.yaml."""
     from .. import model as models
 
+    history, best_state, best_epoch = trained
     data = {key: settings["data"][key] for key in cfg.LABEL_KEYS + cfg.IMAGE_KEYS}
     data["image_bands"] = data_bands(files.tiles[0].image)
     extra = dict(case=record["case"], repeat=record["repeat"], patch_size=Case.parse(record["case"]).size, data=data,
