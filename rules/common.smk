@@ -51,6 +51,7 @@ MAP_SUFFIX = {name: map_files(image, ".")[0].suffix for name, image in MAPS.item
 VECTORS = config["predict"]["vectors"]
 # Every map has its confidence raster beside it: prediction_confidence.tif beside a tile's prediction.
 TILE_CONFIDENCE = layout.confidence_path("prediction.png").name
+TILE_CONFIDENCE_STYLE = layout.style_path(TILE_CONFIDENCE).name
 
 # With predict.block_size every georeferenced map of data.predict is made by block jobs (a grid,
 # its blocks, the gather: docs/regions.md); null: each map is one job. A block job claims a GPU
@@ -148,7 +149,8 @@ def map_companions(map_pattern):
     """The files beside a map that the map rules write (prediction.MapFiles): its confidence
     raster always, its probabilities with predict.probabilities, its masked copy with
     predict.confidence_threshold."""
-    files = {"confidence": str(layout.confidence_path(map_pattern))}
+    files = {"confidence": str(layout.confidence_path(map_pattern)),
+             "confidence_style": str(layout.style_path(layout.confidence_path(map_pattern)))}
     if config["predict"]["probabilities"]:
         files["probabilities"] = str(layout.probabilities_path(map_pattern))
     if config["predict"]["confidence_threshold"] is not None:

@@ -7,7 +7,7 @@ rule predict:
     GPU once. A georeferenced image also gets prediction.tif (its CRS and transform, a colour
     table) and its QGIS style prediction.qml (the class names and colours); every image its
     confidence raster prediction_confidence.tif (the softmax of the blended logits at the
-    chosen class)."""
+    chosen class) with its QGIS colour ramp prediction_confidence.qml."""
     input:
         model=f"{RUN}/model.pt",
         images=[tile.image for image in IMAGES for tile in TILES[image]],
@@ -19,6 +19,7 @@ rule predict:
         style=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
                for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.qml")]],
         confidence=tile_files(RUN, TILE_CONFIDENCE),
+        confidence_style=tile_files(RUN, TILE_CONFIDENCE_STYLE),
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
@@ -29,7 +30,7 @@ rule predict:
             {"image": tile.image,
              **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
                 for key, name in (("ids", "prediction.png"), ("color", "prediction_color.png"),
-                                  ("confidence", TILE_CONFIDENCE))},
+                                  ("confidence", TILE_CONFIDENCE), ("confidence_style", TILE_CONFIDENCE_STYLE))},
              **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
                 if tile.image in GEOREFERENCED else None
                 for key, name in (("geotiff", "prediction.tif"), ("style", "prediction.qml"))}}

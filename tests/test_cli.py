@@ -141,21 +141,23 @@ def test_an_existing_map_is_refused_and_overwrite_leaves_no_file_of_the_earlier_
     image, maps = _geotiff(tmp_path / "area.tif"), tmp_path / "maps"
     assert _predict(model_onnx, image, maps, "--vectors") == 0
     before = {path.name: path.stat().st_mtime_ns for path in maps.iterdir()}
-    assert set(before) == {"area.tif", "area_preview.png", "area.qml", "area.gpkg", "area_confidence.tif"}
+    assert set(before) == {"area.tif", "area_preview.png", "area.qml", "area.gpkg", "area_confidence.tif",
+                           "area_confidence.qml"}
     capsys.readouterr()
     assert _predict(model_onnx, image, maps) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"aerialseg: {maps}/area.tif exists (and 4 more file(s)") and "--overwrite" in err
+    assert err.startswith(f"aerialseg: {maps}/area.tif exists (and 5 more file(s)") and "--overwrite" in err
     assert {path.name: path.stat().st_mtime_ns for path in maps.iterdir()} == before  # nothing touched
     for name in ("area_confidence.tif", "area_probabilities.tif", "area.png"):  # files of other, earlier runs
         (maps / name).write_bytes(b"stale")
     assert _predict(model_onnx, image, maps) == 1  # a stale file alone is refused too
     assert _predict(model_onnx, image, maps, "--overwrite") == 0
-    assert sorted(path.name for path in maps.iterdir()) == ["area.qml", "area.tif", "area_confidence.tif",
-                                                            "area_preview.png"]
+    assert sorted(path.name for path in maps.iterdir()) == ["area.qml", "area.tif", "area_confidence.qml",
+                                                            "area_confidence.tif", "area_preview.png"]
     assert all(path.stat().st_mtime_ns != before[path.name] for path in maps.iterdir())
     assert _predict(model_onnx, image, maps, "--overwrite", "--format", "png") == 0  # a PNG map replaces the GeoTIFF
-    assert sorted(path.name for path in maps.iterdir()) == ["area.png", "area_confidence.tif", "area_preview.png"]
+    assert sorted(path.name for path in maps.iterdir()) == ["area.png", "area_confidence.qml", "area_confidence.tif",
+                                                            "area_preview.png"]
     assert np.asarray(Image.open(maps / "area.png")).shape == (40, 48)
 
 

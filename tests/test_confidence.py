@@ -132,9 +132,16 @@ def test_the_confidence_raster_has_the_maps_georeference_and_nodata_and_a_band_s
     image, model = collared_geotiff
     files = prediction.MapFiles(image, tmp_path / "out/area.tif", tmp_path / "out/area_preview.png",
                                 confidence=tmp_path / "out/area_confidence.tif",
+                                confidence_style=tmp_path / "out/area_confidence.qml",
                                 probabilities=tmp_path / "out/area_probabilities.tif",
                                 masked=tmp_path / "out/area_masked.tif")
     prediction.map_images(_settings(confidence_threshold=0.4), model, [files])
+    import xml.etree.ElementTree as ET
+
+    renderer = ET.parse(files.confidence_style).getroot().find("pipe/rasterrenderer")  # a ramp over 0-1, as QGIS
+    assert renderer.get("type") == "singlebandpseudocolor"  # applies the band scale (checked with QGIS 3.22)
+    ramp = [(float(i.get("value")), i.get("color")) for i in renderer.iter("item")]
+    assert ramp[0] == (0.0, "#d7191c") and ramp[-1] == (1.0, "#1a9641") and ramp == sorted(ramp)
     with rasterio.open(files.map) as map_, rasterio.open(files.confidence) as conf:
         ids = map_.read(1)
         assert (conf.crs, conf.transform, conf.shape) == (map_.crs, map_.transform, map_.shape)
@@ -226,7 +233,7 @@ def test_the_command_writes_confidence_probabilities_and_a_masked_map(tmp_path, 
             "--backend", "torch", "--probabilities", "--confidence-threshold", "0.6"]
     assert cli.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "maps").iterdir())
-    assert names == ["photo.png", "photo_confidence.tif", "photo_masked.png", "photo_preview.png",
+    assert names == ["photo.png", "photo_confidence.qml", "photo_confidence.tif", "photo_masked.png", "photo_preview.png",
                      "photo_probabilities.tif"]
     from PIL import Image
 

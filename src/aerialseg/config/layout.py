@@ -154,7 +154,8 @@ def style_path(map_path) -> Path:
 
 
 MAP_FAMILY = ("{name}.tif", "{name}.png", "{name}_preview.png", "{name}.qml", "{name}.gpkg",
-              "{name}_confidence.tif", "{name}_probabilities.tif", "{name}_masked.tif", "{name}_masked.png")
+              "{name}_confidence.tif", "{name}_confidence.qml", "{name}_probabilities.tif", "{name}_masked.tif",
+              "{name}_masked.png")
 """Every file that belongs to the map of the image named ``name`` (`map_companions`)."""
 
 

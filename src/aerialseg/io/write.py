@@ -195,10 +195,42 @@ def write_style(path: str | Path, legend: MapLegend) -> None:
                       color="#{:02x}{:02x}{:02x}".format(*map(int, color[:3])))
     ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
     ET.SubElement(root, "blendMode").text = "0"
+    _write_qml(path, root)
+
+
+def _write_qml(path: str | Path, root) -> None:
+    import xml.etree.ElementTree as ET
+
     ET.indent(root)
     text = "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode")
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text + "\n", encoding="utf-8")
+
+
+CONFIDENCE_RAMP = ((0.0, "#d7191c", "0: a guess"), (0.5, "#fdae61", "0.5"), (0.75, "#ffffbf", "0.75"),
+                   (0.9, "#a6d96a", "0.9"), (1.0, "#1a9641", "1: certain"))
+"""The confidence raster's colour ramp: (confidence, colour, label), red for doubtful pixels
+to green for sure ones."""
+
+
+def write_confidence_style(path: str | Path) -> None:
+    """A QGIS layer style (``.qml``) for a confidence raster (`ScoreWriter`, one band): a
+    colour ramp over the confidence 0-1. QGIS applies the band scale 1/255, so the ramp's
+    values are the confidence itself; nodata (0) stays transparent. Written atomically."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("qgis", version="3.28", styleCategories="Symbology")
+    pipe = ET.SubElement(root, "pipe")
+    renderer = ET.SubElement(pipe, "rasterrenderer", type="singlebandpseudocolor", band="1", opacity="1",
+                             alphaBand="-1", classificationMin="0", classificationMax="1", nodataColor="")
+    ET.SubElement(renderer, "rasterTransparency")
+    shader = ET.SubElement(ET.SubElement(renderer, "rastershader"), "colorrampshader", colorRampType="INTERPOLATED",
+                           classificationMode="1", clip="0", minimumValue="0", maximumValue="1")
+    for value, color, label in CONFIDENCE_RAMP:
+        ET.SubElement(shader, "item", value=str(value), color=color, label=label, alpha="255")
+    ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
+    ET.SubElement(root, "blendMode").text = "0"
+    _write_qml(path, root)
 
 
 class Preview:

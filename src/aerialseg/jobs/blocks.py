@@ -170,6 +170,8 @@ def gather_blocks(grid_path, blocks: Sequence, files: MapFiles) -> None:
     preview.save(files.preview)
     if files.style is not None:
         write.write_style(files.style, legend)
+    if files.confidence_style is not None:
+        write.write_confidence_style(files.confidence_style)
     log.info("%s: gathered from %d block files to %s, preview %s", files.image, len(placed), files.map, files.preview)
 
 

@@ -20,7 +20,8 @@ from ..errors import InputError
 from ..host_mosaic import Block
 from ..inference import LoadedModel, classes, load_model, map_codes
 from ..io.read import georeference, read_by_gdal
-from ..io.write import MapLegend, Preview, colorize, write_png, write_polygons, write_style
+from ..io.write import (MapLegend, Preview, colorize, write_confidence_style, write_png, write_polygons,
+                        write_style)
 from ..files import write_yaml
 from .preflight import check_chosen_bands, check_map_bands, check_map_size
 
@@ -33,7 +34,8 @@ class TileFiles:
     ``prediction.png`` (class ids) and ``prediction_color.png``; for a georeferenced image
     ``prediction.tif`` (``geotiff``), its QGIS style ``prediction.qml`` (``style``) and with
     ``predict.vectors`` its polygons (``vectors``); its confidence raster
-    ``prediction_confidence.tif`` (``confidence``; None: not written)."""
+    ``prediction_confidence.tif`` (``confidence``; None: not written) and that raster's QGIS
+    style ``prediction_confidence.qml`` (``confidence_style``)."""
 
     image: str | Path
     ids: str | Path
@@ -42,6 +44,7 @@ class TileFiles:
     vectors: str | Path | None = None
     style: str | Path | None = None
     confidence: str | Path | None = None
+    confidence_style: str | Path | None = None
 
 
 def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threads: int | None = None,
@@ -92,6 +95,7 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
             rasters.abort()
             raise
     rasters.close()
+    _write_confidence_style(files.confidence_style)
     if where is not None:
         _write_style(model, files.style)
         log.info("%s: georeferenced (%s); wrote %s", files.image, _crs_name(files.image, where), files.geotiff)
@@ -205,6 +209,7 @@ def _planned(image: Path, request: MapRequest) -> "MapFiles":
     vectors = layout.vectors_path(map_out) if request.vectors and geotiff else None
     files = MapFiles(image, map_out, preview, vectors=vectors, style=layout.style_path(map_out) if geotiff else None,
                      confidence=layout.confidence_path(map_out),
+                     confidence_style=layout.style_path(layout.confidence_path(map_out)),
                      probabilities=layout.probabilities_path(map_out) if request.probabilities else None,
                      masked=layout.masked_path(map_out) if request.masked else None)
     written = set(_written(files))
@@ -214,7 +219,8 @@ def _planned(image: Path, request: MapRequest) -> "MapFiles":
 
 def _written(files: "MapFiles") -> list[Path]:
     """The files a map job writes for one image."""
-    paths = (files.map, files.preview, files.vectors, files.style, files.confidence, files.probabilities, files.masked)
+    paths = (files.map, files.preview, files.vectors, files.style, files.confidence, files.confidence_style,
+             files.probabilities, files.masked)
     return [Path(path) for path in paths if path is not None]
 
 
@@ -229,7 +235,8 @@ class MapFiles:
     """The files of one unlabelled image a map job reads and writes: its map (``{name}.tif`` or
     ``.png``), its coloured preview, the QGIS style of a GeoTIFF map (``style``), with
     ``predict.vectors`` its polygons (``vectors``), its confidence raster
-    ``{name}_confidence.tif`` (``confidence``), with ``predict.probabilities`` its per-class
+    ``{name}_confidence.tif`` (``confidence``) and its QGIS style ``{name}_confidence.qml``
+    (``confidence_style``), with ``predict.probabilities`` its per-class
     probabilities ``{name}_probabilities.tif``, with ``predict.confidence_threshold`` its
     masked map ``{name}_masked.tif|png`` (``masked``), and the files of an earlier map of the
     same name that this one replaces and must not leave behind (``stale``: removed once the
@@ -241,6 +248,7 @@ class MapFiles:
     vectors: str | Path | None = None
     style: str | Path | None = None
     confidence: str | Path | None = None
+    confidence_style: str | Path | None = None
     probabilities: str | Path | None = None
     masked: str | Path | None = None
     stale: tuple[Path, ...] = ()
@@ -273,6 +281,7 @@ def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: in
                              "file for the masked map")
         map_image(model, files, threshold)
         _write_style(model, files.style)
+        _write_confidence_style(files.confidence_style)
         if files.vectors is not None:
             _write_vectors(settings, model.checkpoint, files.map, files.vectors, files.confidence)
         for path in (Path(path) for path in files.stale if Path(path).exists()):
@@ -360,6 +369,12 @@ def _write_style(model: LoadedModel, style) -> None:
     colors, names = classes(model.checkpoint)
     values, nodata = map_codes(model.checkpoint)
     write_style(style, MapLegend(colors, names, values, nodata))
+
+
+def _write_confidence_style(style) -> None:
+    """The QGIS style of a confidence raster, where one is named (`io.write.write_confidence_style`)."""
+    if style is not None:
+        write_confidence_style(style)
 
 
 def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
