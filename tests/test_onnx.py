@@ -309,6 +309,9 @@ def test_an_int8_graph_keeps_the_metadata_and_nearly_every_class_id(tmp_path, ex
     windows = quantize.calibration_windows(fp32, [tmp_path / "train.png"], 16, seed=3)
     agree = (fp32.probabilities(windows).argmax(1) == int8.probabilities(windows).argmax(1)).mean()
     assert agree > 0.9, f"int8 agrees with float32 in only {agree:.1%} of pixels"
+    from aerialseg.jobs.model_info import describe
+
+    assert "precision:   int8 (activations calibrated on 32 windows of train.png)" in describe(out)
     with pytest.raises(InputError, match="already an int8 graph"):
         quantize.export_int8(out, tmp_path / "again.onnx", [tmp_path / "train.png"])
 

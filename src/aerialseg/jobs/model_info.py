@@ -61,6 +61,10 @@ def describe(model_path) -> str:
         lines.append(f"settings:    fingerprint {record['fingerprint']}")
     if record.get("source_sha256"):
         lines.append(f"exported from a model.pt with sha256 {record['source_sha256'][:16]}...")
+    if record.get("precision") == "int8":  # aerialseg.quantize
+        calibration = record.get("calibration", {})
+        lines.append(f"precision:   int8 (activations calibrated on {calibration.get('windows', '?')} windows of "
+                     f"{calibration.get('source', '?')})")
     scores = study_scores(Path(model_path), record["case"])
     lines += ["scores:      " + "; ".join(scores)] if scores else ["scores:      none found beside the model"]
     return "\n".join(lines)
