@@ -12,5 +12,6 @@ confusions = dict(zip([(run, image) for run in runs for image in images], snakem
 tile_keys = [(run, image, tile) for run in runs for image in images for tile in tiles[image]]
 tile_confusions = dict(zip(tile_keys, snakemake.input.tile_confusions, strict=True))
 calibrations = dict(zip(runs, snakemake.input.calibrations, strict=True))
-sys.exit(runner.run(reporting.summarize, snakemake.log[0], snakemake.params.settings, histories, confusions,
-                      snakemake.input.class_stats, dict(snakemake.output.items()), tile_confusions, calibrations))
+inputs = reporting.SummaryInputs(histories, confusions, snakemake.input.class_stats, tile_confusions, calibrations)
+sys.exit(runner.run(reporting.summarize, snakemake.log[0], snakemake.params.settings, inputs,
+                    dict(snakemake.output.items())))

@@ -71,21 +71,29 @@ def read_confusion(path) -> np.ndarray:
     return pd.read_csv(path, index_col=0).to_numpy()
 
 
-def summarize(settings: dict, histories: Mapping[Run, str | Path], confusions: Mapping[tuple[Run, str], str | Path],
-              class_stats_csv, out: Mapping[str, str | Path],
-              tile_confusions: Mapping[tuple[Run, str, str], str | Path] | None = None,
-              calibrations: Mapping[Run, str | Path] | None = None) -> None:
+@dataclass(frozen=True)
+class SummaryInputs:
+    """What the summary reads: each run's ``history.csv`` (``histories``), each (run, image)'s
+    (pooled) ``confusion.csv`` (``confusions``), the class statistics, each (run, image, tile)'s
+    ``confusion.csv`` (``tile_confusions``) and each run's ``calibration.csv`` (its test ECE
+    joins the evaluation tables)."""
+
+    histories: Mapping[Run, str | Path]
+    confusions: Mapping[tuple[Run, str], str | Path]
+    class_stats: str | Path
+    tile_confusions: Mapping[tuple[Run, str, str], str | Path] | None = None
+    calibrations: Mapping[Run, str | Path] | None = None
+
+
+def summarize(settings: dict, inputs: SummaryInputs, out: Mapping[str, str | Path]) -> None:
     """Write the comparison tables (CSV and Markdown), every single run, the study's Tables
     1-3 in its own layout, the scores of every tile, the calibration of every case, and the
-    settings that shaped them.
-
-    ``histories`` maps each run to its ``history.csv``, ``confusions`` each (run, image) to its
-    (pooled) ``confusion.csv``, ``tile_confusions`` each (run, image, tile) to the tile's,
-    ``calibrations`` each run to its ``calibration.csv`` (its test ECE joins the evaluation
-    tables). ``out`` maps training, training_md, evaluation, evaluation_md, per_class, runs,
-    study_tables, settings, tiles, calibration and calibration_md to paths. ``settings``
-    holds every setting that shapes a result (`config.result_settings`): its fingerprint ends
-    each Markdown table."""
+    settings that shaped them, from ``inputs`` (`SummaryInputs`). ``out`` maps training,
+    training_md, evaluation, evaluation_md, per_class, runs, study_tables, settings, tiles,
+    calibration and calibration_md to paths. ``settings`` holds every setting that shapes a
+    result (`config.result_settings`): its fingerprint ends each Markdown table."""
+    histories, confusions, tile_confusions = inputs.histories, inputs.confusions, inputs.tile_confusions
+    calibrations, class_stats_csv = inputs.calibrations, inputs.class_stats
     history = {run: pd.read_csv(path) for run, path in histories.items()}
     confusion = {key: read_confusion(path) for key, path in confusions.items()}
     seeds = {run.repeat: cfg.repeat_seed(settings, run.repeat) for run in history}
