@@ -271,7 +271,6 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
     thousand (README, "Polygons")."""
     import rasterio
     from pyogrio.raw import write
-    from rasterio import features
 
     name_of = dict(zip(values if values is not None else range(len(names)), names))
     out_path = Path(out_path)
@@ -280,12 +279,7 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
     count = 0
     try:
         with rasterio.open(map_path) as dataset:
-            ids, nodata = dataset.read(1), dataset.nodata
-            sieved = features.sieve(ids, min_area, mask=ids != nodata) if min_area > 1 else ids
-            crs = dataset.crs.to_wkt() if dataset.crs else None
-            regions = None if confidence_path is None else _Regions(sieved, nodata, _read_confidence(confidence_path, ids))
-            shapes = features.shapes(sieved if regions is None else regions.numbers, mask=sieved != nodata,
-                                     transform=dataset.transform)
+            shapes, regions, crs = _shapes(dataset, min_area, confidence_path)
             for number, chunk in enumerate(_batches(shapes, batch)):
                 geometry, field_data = _features(chunk, name_of, regions)
                 with warnings.catch_warnings():  # a map without a CRS (a world file alone) was warned of already
@@ -298,6 +292,19 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
     finally:
         tmp.unlink(missing_ok=True)
     return count
+
+
+def _shapes(dataset, min_area: int, confidence_path):
+    """The regions of an open map as rasterio's shapes (after the sieve), with their classes and
+    mean confidence where its confidence raster is given (`_Regions`), and the map's CRS."""
+    from rasterio import features
+
+    ids, nodata = dataset.read(1), dataset.nodata
+    sieved = features.sieve(ids, min_area, mask=ids != nodata) if min_area > 1 else ids
+    regions = None if confidence_path is None else _Regions(sieved, nodata, _read_confidence(confidence_path, ids))
+    shapes = features.shapes(sieved if regions is None else regions.numbers, mask=sieved != nodata,
+                             transform=dataset.transform)
+    return shapes, regions, dataset.crs.to_wkt() if dataset.crs else None
 
 
 def _read_confidence(path, ids: np.ndarray) -> np.ndarray:
