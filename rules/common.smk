@@ -145,6 +145,15 @@ def all_outputs():
     return outputs
 
 
+# With predict.temperature_scaling the confidence takes each run's fitted temperature (rule calibrate).
+SCALED = config["predict"]["temperature_scaling"]
+
+
+def map_calibration(wildcards):
+    """The calibration.csv of the run that maps (repeat 1 of the case), where the confidence is scaled."""
+    return [run_file(cfg.Run(cfg.Case.parse(wildcards.case)), "calibration.csv")] if SCALED else []
+
+
 def map_companions(map_pattern):
     """The files beside a map that the map rules write (prediction.MapFiles): its confidence
     raster always, its probabilities with predict.probabilities, its masked copy with

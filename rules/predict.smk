@@ -11,6 +11,7 @@ rule predict:
     input:
         model=f"{RUN}/model.pt",
         images=[tile.image for image in IMAGES for tile in TILES[image]],
+        calibration=lambda wc: [run_file(run_of(wc), "calibration.csv")] if SCALED else [],
     output:
         ids=tile_files(RUN, "prediction.png"),
         color=tile_files(RUN, "prediction_color.png"),
@@ -173,6 +174,7 @@ rule map_geotiff:
     input:
         model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.pt"),  # the study's run, repeat 1
         image=lambda wc: MAPS[wc.name],
+        calibration=map_calibration,
     output:
         map=GEO_MAP,
         preview=GEO_PREVIEW,
@@ -231,6 +233,7 @@ rule map_block:
         onnx=lambda wc: [run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.onnx")] if BLOCK_ONNX else [],
         image=lambda wc: MAPS[wc.name],
         grid=MAP_GRID,
+        calibration=map_calibration,
     output:
         temp(MAP_BLOCK),
     params:

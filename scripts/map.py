@@ -7,6 +7,7 @@ from aerialseg.jobs import prediction, runner
 
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "map")
 outputs = dict(snakemake.output.items())
-files = prediction.MapFiles(snakemake.input.image, **outputs)
+calibration = snakemake.input.calibration[0] if snakemake.input.calibration else None  # predict.temperature_scaling
+files = prediction.MapFiles(snakemake.input.image, **outputs, calibration=calibration)
 sys.exit(runner.run(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [files],
                     threads=snakemake.threads))

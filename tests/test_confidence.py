@@ -307,3 +307,34 @@ def test_the_calibration_job_fits_a_temperature_and_counts_every_test_pixel(tmp_
 
     ids = np.asarray(Image.open(tmp_path / "ids.png"))
     assert row.accuracy == pytest.approx((ids == truth).mean())  # the map's own classes were scored
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_fitted_temperature_scales_the_confidence_and_never_the_ids(collared_geotiff, tmp_path, backend):
+    """A run's calibration.csv with T = 2.5: the map's ids are those at T = 1, its confidence the
+    softmax of the blended scores / T at the chosen class (`Block.confidence_at`), code for code."""
+    import rasterio
+    from aerialseg.inference import load_model
+
+    if backend == "onnxruntime":
+        from aerialseg import export
+
+        export.export(collared_geotiff[1], collared_geotiff[1].with_suffix(".onnx"))
+    image, model = collared_geotiff
+    (tmp_path / "calibration.csv").write_text("case,temperature\nscratch_p32,2.5\n")
+    plain, scaled = (prediction.MapFiles(image, tmp_path / f"{n}/area.tif", tmp_path / f"{n}/area_preview.png",
+                                         confidence=tmp_path / f"{n}/area_confidence.tif", calibration=c)
+                     for n, c in (("plain", None), ("scaled", tmp_path / "calibration.csv")))
+    prediction.map_images(_settings(backend=backend), model, [plain, scaled])
+    read = {}
+    for files in (plain, scaled):
+        with rasterio.open(files.map) as m, rasterio.open(files.confidence) as c:
+            read[files.map.parent.name] = m.read(1), c.read(1)
+    np.testing.assert_array_equal(read["scaled"][0], read["plain"][0])
+    loaded = load_model(_settings(backend=backend), model)
+    with loaded.open(image) as opened:
+        blocks = list(loaded.iter_blocks(opened))
+    expected = np.concatenate([to_codes(b.confidence_at(2.5), b.ids != IGNORE_INDEX) for b in blocks])
+    assert np.abs(read["scaled"][1].astype(int) - expected).max() <= 1  # float rounding of the scores / T
+    valid = read["plain"][1] > 0
+    assert (read["scaled"][1][valid] <= read["plain"][1][valid]).all() and (read["scaled"][1] < read["plain"][1]).any()

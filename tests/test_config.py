@@ -104,7 +104,7 @@ def test_each_job_gets_the_settings_that_shape_it_and_nothing_else(default_confi
     # prediction reads the data settings from the model's checkpoint, which records them
     assert cfg.job_settings(config, "predict") == {"predict": {
         "stride": None, "blend": "mean", "tta": False, "vectors": False, "min_area": 0, "precision": "auto",
-        "memory_format": "auto"}}
+        "memory_format": "auto", "temperature_scaling": True}}
     assert cfg.job_settings(config, "summary_figure") == {"figures": {"metrics": ["miou", "f1", "overall_accuracy"]}}
     merged = cfg.with_run_options(train, config, "train")
     assert merged["train"]["device"] == "auto" and cfg.without_run_options(merged, "train") == train

@@ -268,8 +268,11 @@ def predict(args: argparse.Namespace) -> int:
         "confidence_threshold": args.confidence_threshold})
     settings["predict"]["window"] = args.window  # the command's own: the workflow predicts with the patch size
     bands = tuple(number - 1 for number in args.bands) if args.bands else None
+    # the study's temperature for the confidence: the calibration.csv the workflow wrote beside a model.pt
+    calibration = args.model.with_name("calibration.csv") if args.model.suffix == ".pt" else None
+    calibration = calibration if calibration is not None and calibration.is_file() else None
     request = prediction.MapRequest(args.out, args.vectors, layout.PNG if args.format == "png" else None,
-                                    args.probabilities, args.confidence_threshold is not None)
+                                    args.probabilities, args.confidence_threshold is not None, calibration)
     maps = prediction.plan_maps(args.images, request)
     existing = prediction.existing_outputs(maps)
     if existing and not args.overwrite:

@@ -187,17 +187,21 @@ class Block:
     confidence_at: Callable[[float], np.ndarray]
 
 
-def iter_blocks(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, **kwargs) -> Iterator[Block]:
+def iter_blocks(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, temperature: float = 1.0,
+                **kwargs) -> Iterator[Block]:
     """`iter_ids` with each block's confidence (`Block`), from the same blended scores. The
     host mosaic blends log-probabilities; their softmax is that of the blended logits, since
     a window's log-probabilities are its logits less one number per pixel and softmax ignores
-    a shift shared by all classes."""
+    a shift shared by all classes. With a ``temperature`` T the confidence and probabilities
+    are those of the scores / T (temperature scaling); the ids are the argmax of the scores as
+    they are, never changed by T."""
     for top, scores, valid in iter_strips(predict, image, n_classes, size, stride, **kwargs):
         ids = scores.argmax(0).astype(np.uint8)
         if valid is not None:
             ids[~valid] = IGNORE_INDEX
-        confidence = to_codes(confidence_from_logits(scores, axis=0), valid)
-        yield Block(top, ids, confidence, _probabilities(scores, valid), _confidence_at(scores))
+        scaled = scores / np.float32(temperature) if temperature != 1.0 else scores
+        confidence = to_codes(confidence_from_logits(scaled, axis=0), valid)
+        yield Block(top, ids, confidence, _probabilities(scaled, valid), _confidence_at(scaled))
 
 
 def _probabilities(scores: np.ndarray, valid: np.ndarray | None) -> Callable[[], np.ndarray]:

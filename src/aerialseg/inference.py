@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from . import backends, host_mosaic
 from .config import prediction_resources, with_data_defaults
+from .errors import InputError
 from .io import write
 from .io.read import Image, open_image
 from .io.spec import DataSpec
@@ -97,6 +98,7 @@ class LoadedModel:
     device: object  # a torch.device, or "cpu" for ONNX Runtime
     backend: str = "torch"
     description: str = ""  # how it runs, for the job's log
+    temperature: float = 1.0  # of the confidence and probabilities (`with_temperature`); never of the ids
 
     def open(self, image_path) -> Image:
         """An image open for reading as the model was trained to read it (bands, value range,
@@ -109,24 +111,26 @@ class LoadedModel:
         yield from self._timed(image, "iter_ids")
 
     def iter_blocks(self, image: Image) -> Iterator[host_mosaic.Block]:
-        """The image's class ids and their confidence, block by block (`host_mosaic.Block`),
-        logging the time when done."""
-        yield from self._timed(image, "iter_blocks")
+        """The image's class ids and their confidence, block by block (`host_mosaic.Block`), the
+        confidence and probabilities at the model's ``temperature``, logging the time when done."""
+        yield from self._timed(image, "iter_blocks", temperature=self.temperature)
 
-    def _timed(self, image: Image, function: str) -> Iterator:
-        """``function`` (iter_ids or iter_blocks) of the back-end's mosaic on the image."""
+    def _timed(self, image: Image, function: str, **extra) -> Iterator:
+        """``function`` (iter_ids or iter_blocks, with ``extra`` arguments) of the back-end's
+        mosaic on the image."""
         start = time.perf_counter()
         o = self.options
         if self.backend == "onnxruntime":
             predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
             yield from getattr(host_mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
-                                                      batch_size=o.batch_size, blend=o.blend)
+                                                      batch_size=o.batch_size, blend=o.blend, **extra)
         else:
             from . import mosaic
 
             predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
             yield from getattr(mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
-                                                 batch_size=o.batch_size, device=self.device, blend=o.blend)
+                                                 batch_size=o.batch_size, device=self.device, blend=o.blend,
+                                                 **extra)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
     def window_scores(self, windows: np.ndarray) -> np.ndarray:
@@ -154,6 +158,21 @@ class LoadedModel:
     def probabilities_writer(self, path, image: Image, where) -> write.ScoreWriter:
         """The per-class probabilities of a map, one band per class named after it."""
         return write.ScoreWriter(path, image.height, image.width, where, classes(self.checkpoint)[1])
+
+
+def with_temperature(model: LoadedModel, calibration) -> LoadedModel:
+    """The model with the temperature its run fitted on its validation patches (a calibration.csv
+    the calibrate rule wrote, `jobs.calibration`), for its confidence and probabilities; the
+    model as it is where none is given."""
+    if calibration is None:
+        return model
+    import pandas as pd
+
+    temperature = float(pd.read_csv(calibration)["temperature"].iloc[0])
+    if not temperature > 0:
+        raise InputError(f"{calibration}: temperature {temperature} is not positive")
+    log.info("confidence at temperature %.4f (fitted on the run's validation patches, %s)", temperature, calibration)
+    return replace(model, temperature=temperature)
 
 
 def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,

@@ -217,15 +217,19 @@ def iter_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int
         yield top, ids
 
 
-def iter_blocks(predictor: Predictor, image, n_classes: int, size: int, stride: int,
+def iter_blocks(predictor: Predictor, image, n_classes: int, size: int, stride: int, temperature: float = 1.0,
                 **kwargs) -> Iterator[host_mosaic.Block]:
     """`iter_ids` with each block's confidence (`host_mosaic.Block`), in the same pass: the
     argmax, the softmax at it and its uint8 code are computed on the device, and only ids and
     codes (two bytes a pixel) come back; the probabilities only when the block's
-    ``probabilities`` is called."""
+    ``probabilities`` is called. With a ``temperature`` T the confidence and probabilities are
+    those of the logits / T; the ids are the argmax of the logits as they are."""
     for top, block, valid in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
         best = block.max(0)
         ids = best.indices.to(torch.uint8).cpu().numpy()
+        if temperature != 1.0:
+            block = block / temperature
+            best = block.max(0)
         confidence = _codes(1 / torch.exp(block - best.values).sum(0)).cpu().numpy()
         if valid is not None:
             ids[~valid] = IGNORE_INDEX

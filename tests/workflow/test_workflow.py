@@ -277,7 +277,7 @@ def test_end_to_end_tiny_study(tiny_run):
     summary = yaml.safe_load((results / "summary/settings.yaml").read_text())
     assert summary["settings"]["predict"] == {"stride": 16, "blend": "mean", "tta": False, "vectors": False, "min_area": 0,
                                               "precision": "auto", "memory_format": "auto", "probabilities": False,
-                                              "confidence_threshold": None}
+                                              "confidence_threshold": None, "temperature_scaling": True}
     for table in ("training.md", "evaluation.md", "study_tables.md"):
         assert (results / "summary" / table).read_text().rstrip().endswith(
             f"Settings {summary['fingerprint']}: every setting that shaped these results is in results/summary/settings.yaml.")
@@ -361,7 +361,8 @@ AFTER_TRAINING = {"predict": 4, "calibrate": 4, "evaluate": 8, "confusion_figure
     ("train: {threads: 1, resume_seconds: 0, device: cpu}\npredict: {batch_size: 7, threads: 1}\n", {}, set()),
     ("experiment: {block_size: 64}\npredict: {min_area: 10}\ndata: {ignore_values: [7]}\n", {}, set()),
     ("train: {epochs: 2}\n", {"train": 4, "training_curves": 2, "learning_figure": 1, **AFTER_TRAINING}, {"train"}),
-    ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"predict", "calibrate"}),
+    # predict reads the blend too, but reruns first for its input: the run's new calibration.csv
+    ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"calibrate"}),
     ("experiment: {stride: 16}\n", {"patches": 1, "train": 4, "training_curves": 2, "learning_figure": 1,
                                     **AFTER_TRAINING}, {"patches"}),
     ("demo: {size: 256}\n", {"demo_scene": 2, "class_stats": 1, "patches": 1, "train": 4, "training_curves": 2,

@@ -23,7 +23,7 @@ from ..class_ids import IGNORE_INDEX
 from ..config import with_data_defaults
 from ..errors import InputError
 from ..files import atomic_path, write_json
-from ..inference import LoadedModel, classes, describe, load_model, map_codes
+from ..inference import LoadedModel, classes, describe, load_model, map_codes, with_temperature
 from ..io import write
 from ..io.read import georeference, has_nodata, image_size, open_image
 from ..io.spec import DataSpec
@@ -100,6 +100,7 @@ class BlockFiles:
     grid: str | Path
     index: tuple[int, int]
     block: str | Path
+    calibration: str | Path | None = None  # the run's calibration.csv: the confidence's temperature
 
 
 def map_block(settings: dict, model_path, files: BlockFiles, threads: int | None = None) -> None:
@@ -107,7 +108,7 @@ def map_block(settings: dict, model_path, files: BlockFiles, threads: int | None
     predicted and blended (`blocks.region`), its pixels written as a block file."""
     grid = Grid.read(files.grid)
     block = grid.grid.block(*files.index)
-    model = load_model(settings, model_path, threads)
+    model = with_temperature(load_model(settings, model_path, threads), files.calibration)
     check_map_bands(model.checkpoint, files.image, model_path)
     check_map_size(files.image, model.options.size)
     layers = _predict_block(model, files.image, grid.grid, block)

@@ -18,7 +18,7 @@ from ..calibration import CODE_SCALE
 from ..class_ids import IGNORE_INDEX
 from ..errors import InputError
 from ..host_mosaic import Block
-from ..inference import LoadedModel, classes, load_model, map_codes
+from ..inference import LoadedModel, classes, load_model, map_codes, with_temperature
 from ..io.read import georeference, read_by_gdal
 from ..io.write import (MapLegend, Preview, colorize, write_confidence_style, write_png, write_polygons,
                         write_style)
@@ -48,15 +48,16 @@ class TileFiles:
 
 
 def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threads: int | None = None,
-                   record: tuple[Run, str | Path] | None = None) -> None:
+                   record: tuple[Run, str | Path] | None = None, calibration=None) -> None:
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
     one job predicts them all, so the model and the device are set up once. Each image gets
     its class ids and their colours as PNG; a georeferenced one also a Cloud-Optimised GeoTIFF
     written band by band, and polygons where the rule names a file for them (`TileFiles`).
     What the model reads (bands, value range, no-data, classes, patch size) comes from the
     checkpoint; how to predict from ``predict.*`` (`inference.MosaicOptions`). ``record`` is
-    the run and where to write the settings that made its predictions."""
-    model = load_model(settings, model_path, threads, len(tiles))
+    the run and where to write the settings that made its predictions; ``calibration`` its
+    calibration.csv, whose temperature the confidence takes (`inference.with_temperature`)."""
+    model = with_temperature(load_model(settings, model_path, threads, len(tiles)), calibration)
     for files in tiles:
         _predict_tile(model, files)
         if files.vectors is not None:
@@ -180,6 +181,7 @@ class MapRequest:
     suffix: str | None = None  # the maps' format: None for the image's (`map_files`), or layout.PNG
     probabilities: bool = False  # each map's per-class probabilities too
     masked: bool = False  # each map with doubtful pixels as nodata too (a confidence threshold)
+    calibration: Path | None = None  # a calibration.csv: the temperature of the maps' confidence
 
 
 def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
@@ -211,7 +213,7 @@ def _planned(image: Path, request: MapRequest) -> "MapFiles":
                      confidence=layout.confidence_path(map_out),
                      confidence_style=layout.style_path(layout.confidence_path(map_out)),
                      probabilities=layout.probabilities_path(map_out) if request.probabilities else None,
-                     masked=layout.masked_path(map_out) if request.masked else None)
+                     masked=layout.masked_path(map_out) if request.masked else None, calibration=request.calibration)
     written = set(_written(files))
     return replace(files, stale=tuple(path for path in layout.map_companions(request.out_dir, image.stem)
                                       if path not in written))
@@ -252,6 +254,7 @@ class MapFiles:
     probabilities: str | Path | None = None
     masked: str | Path | None = None
     stale: tuple[Path, ...] = ()
+    calibration: str | Path | None = None  # read: the run's calibration.csv, for the confidence's temperature
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,7 @@ def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: in
         if (files.masked is None) != (threshold is None):
             raise InputError(f"{files.image}: a masked map needs predict.confidence_threshold and the threshold a "
                              "file for the masked map")
-        map_image(model, files, threshold)
+        map_image(with_temperature(model, files.calibration), files, threshold)
         _write_style(model, files.style)
         _write_confidence_style(files.confidence_style)
         if files.vectors is not None:
