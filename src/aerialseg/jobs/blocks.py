@@ -23,11 +23,12 @@ from ..class_ids import IGNORE_INDEX
 from ..config import with_data_defaults
 from ..errors import InputError
 from ..files import atomic_path, write_json
+from ..host_mosaic import Block
 from ..inference import LoadedModel, classes, describe, load_model, map_codes, with_temperature
 from ..io import write
 from ..io.read import georeference, has_nodata, image_size, open_image
 from ..io.spec import DataSpec
-from .prediction import MapFiles
+from .prediction import MapFiles, Rasters, block_confidence, block_ids
 from .preflight import check_map_bands, check_map_size
 
 log = logging.getLogger("aerialseg")
@@ -152,22 +153,20 @@ def gather_blocks(grid_path, blocks: Sequence, files: MapFiles) -> None:
     colors, names = classes(grid.model)
     legend = write.MapLegend(colors, names, *map_codes(grid.model))
     height, width = grid.grid.height, grid.grid.width
-    writers = [(write.MapWriter(files.map, height, width, where, legend), "ids")]
+    rasters = Rasters()  # all finished together or all aborted: no half-written raster is left
+    rasters.add(write.MapWriter(files.map, height, width, where, legend), block_ids)
     if files.confidence is not None:
-        writers.append((write.ScoreWriter(files.confidence, height, width, where, ["confidence"]), "confidence"))
+        rasters.add(write.ScoreWriter(files.confidence, height, width, where, ["confidence"]), block_confidence)
     preview = write.Preview(height, width, colors)
     try:
         for row in range(grid.grid.shape[0]):
-            for writer, layer in writers:
-                top, band = _band(grid.grid, placed, row, layer)
-                writer.write(top, band)
-            preview.write(*_band(grid.grid, placed, row, "ids"))
-    except BaseException:  # no half-written map is left behind
-        for writer, _ in writers:
-            writer.abort()
+            block = _row_of_blocks(grid.grid, placed, row)
+            rasters.write(block)
+            preview.write(block.top, block.ids)
+    except BaseException:
+        rasters.abort()
         raise
-    for writer, _ in writers:
-        writer.close()
+    rasters.close()
     preview.save(files.preview)
     if files.style is not None:
         write.write_style(files.style, legend)
@@ -197,14 +196,20 @@ def _placed(grid: Grid, paths: Sequence) -> dict[tuple[int, int], Path]:
     return placed
 
 
-def _band(grid: BlockGrid, placed: dict, row: int, layer: str) -> tuple[int, np.ndarray]:
-    """(first row, pixels) of one row of blocks of a layer, `LAYERS`' value where no block is."""
+def _row_of_blocks(grid: BlockGrid, placed: dict, row: int) -> Block:
+    """One row of blocks as a `host_mosaic.Block` of rows (ids and confidence), each block file
+    read once; `LAYERS`' value where no block is (a block all no-data)."""
     first = grid.block(row, 0)
-    dtype, empty = LAYERS[layer]
-    band = np.full((first.height, grid.width), empty, dtype=dtype)
+    layers = {name: np.full((first.height, grid.width), empty, dtype=dtype) for name, (dtype, empty) in LAYERS.items()}
     for col in range(grid.shape[1]):
         if (row, col) in placed:
             block = grid.block(row, col)
             with np.load(placed[(row, col)]) as found:
-                band[:, block.left : block.right] = found[layer]
-    return first.top, band
+                for name, band in layers.items():
+                    band[:, block.left : block.right] = found[name]
+    return Block(first.top, layers["ids"], layers["confidence"], _not_gathered, _not_gathered)
+
+
+def _not_gathered(*args):
+    raise NotImplementedError("block files hold ids and confidence only: no probabilities or confidence at another "
+                              "temperature")

@@ -81,12 +81,12 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
                          f"{'not ' if files.geotiff is None else ''}asked for")
     with model.open(files.image) as image:
         ids = np.empty(image.shape, dtype=np.uint8)
-        rasters = _Rasters()
+        rasters = Rasters()
         try:
             if where is not None:
-                rasters.add(model.map_writer(files.geotiff, image, where), _ids)
+                rasters.add(model.map_writer(files.geotiff, image, where), block_ids)
             if files.confidence is not None:
-                rasters.add(model.confidence_writer(files.confidence, image, where), _confidence)
+                rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
             for block in model.iter_blocks(image):
                 ids[block.top : block.top + len(block.ids)] = block.ids
                 rasters.write(block)
@@ -104,11 +104,11 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
 
 
-def _ids(block: Block) -> np.ndarray:
+def block_ids(block: Block) -> np.ndarray:
     return block.ids
 
 
-def _confidence(block: Block) -> np.ndarray:
+def block_confidence(block: Block) -> np.ndarray:
     return block.confidence
 
 
@@ -116,7 +116,7 @@ def _probabilities(block: Block) -> np.ndarray:
     return block.probabilities()
 
 
-class _Rasters:
+class Rasters:
     """The rasters a job writes block by block (maps, confidence, probabilities), each with
     the part of a block it takes; all are finished together, or all aborted (no half-written
     file is left)."""
@@ -383,15 +383,15 @@ def _write_confidence_style(style) -> None:
 def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
     """The rasters of a map written block by block, and the PNG maps (of an image without
     georeference) gathered whole: (array, the part of a block it takes), the map's first."""
-    rasters, wholes = _Rasters(), []
-    parts = [(files.map, _ids)] + ([(files.masked, _masked_ids(threshold))] if files.masked is not None else [])
+    rasters, wholes = Rasters(), []
+    parts = [(files.map, block_ids)] + ([(files.masked, _masked_ids(threshold))] if files.masked is not None else [])
     for path, part in parts:
         if where is not None:
             rasters.add(model.map_writer(path, image, where), part)
         else:
             wholes.append((np.empty(image.shape, dtype=np.uint8), part))
     if files.confidence is not None:
-        rasters.add(model.confidence_writer(files.confidence, image, where), _confidence)
+        rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
     if files.probabilities is not None:
         rasters.add(model.probabilities_writer(files.probabilities, image, where), _probabilities)
     return rasters, wholes
