@@ -1,6 +1,7 @@
 """int8 on the CPU, measured: a trained model.pt exported to ONNX, then quantised by ONNX
 Runtime (static quantisation, QDQ format, int8 weights per channel, activations calibrated
-on windows of the training image), and both graphs mapping the test image with the host
+on windows of the training image: `aerialseg.quantize`, what `aerialseg export --int8` writes),
+and both graphs mapping the test image with the host
 mosaic at the study's stride: seconds, Mpx/s, the share of class ids that differ, and the
 test mIoU of each against the label.
 
@@ -12,43 +13,10 @@ aerialseg offers int8 only if the test mIoU moves by less than 0.005 (see benchm
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def calibration_windows(image: np.ndarray, size: int, count: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, image.shape[0] - size + 1, count)
-    cols = rng.integers(0, image.shape[1] - size + 1, count)
-    return np.stack([image[r : r + size, c : c + size] for r, c in zip(rows, cols)])
-
-
-def quantised(fp32: bytes, model, windows: np.ndarray, folder: Path) -> bytes:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(np.array_split(windows, max(1, len(windows) // 16)))
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            if batch is None:
-                return None
-            b, h, w, c = batch.shape
-            x = np.empty((b, c, h, w), np.float32)
-            for band in range(c):
-                np.take(model.table[band], batch[..., band], out=x[:, band])
-            return {"image": x}
-
-    (folder / "fp32.onnx").write_bytes(fp32)
-    quant_pre_process(str(folder / "fp32.onnx"), str(folder / "pre.onnx"), skip_symbolic_shape=True)
-    quantize_static(str(folder / "pre.onnx"), str(folder / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return (folder / "int8.onnx").read_bytes()
 
 
 def map_ids(model, image: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, float]:
@@ -67,9 +35,9 @@ def main() -> None:
     parser.add_argument("test_image", type=Path)
     parser.add_argument("test_label", type=Path)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--windows", type=int, default=256, help="calibration windows")
+    parser.add_argument("--windows", type=int, default=256, help="calibration windows (aerialseg.quantize.WINDOWS)")
     args = parser.parse_args()
-    from aerialseg import backends
+    from aerialseg import backends, quantize
     from aerialseg.io.labels import read_label
     from aerialseg.io.read import open_image
     from aerialseg.io.spec import DataSpec
@@ -84,11 +52,10 @@ def main() -> None:
         with open_image(path, spec, spec.nodata) as image:
             return image.rows(0, image.height)[0]
 
-    train, test = read(args.train_image), read(args.test_image)
+    test = read(args.test_image)
     truth = read_label(args.test_label, spec)
-    with tempfile.TemporaryDirectory() as folder:
-        int8 = backends.OnnxModel.load(quantised(fp32, model, calibration_windows(train, size, args.windows),
-                                                 Path(folder)), "int8", args.threads)
+    windows = quantize.calibration_windows(model, [args.train_image], args.windows)
+    int8 = backends.OnnxModel.load(quantize.quantize(fp32, model, windows, args.train_image.name), "int8", args.threads)
     rows, k = [], int(model.meta["spec"]["n_classes"])
     for name, runtime in (("float32", model), ("int8", int8)):
         map_ids(runtime, test[:size * 2], size, stride)  # warm-up

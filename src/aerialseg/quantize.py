@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -48,7 +47,7 @@ def export_int8(model_path: str | Path, out_path: str | Path, images: Sequence[s
     if missing:
         raise InputError(f"{', '.join(missing)}: calibration image file does not exist")
     fp32 = onnx_bytes(model_path, predict)
-    model = OnnxModel.load(fp32, model_path, os.cpu_count() or 1)
+    model = OnnxModel.load(fp32, model_path, 1)  # its metadata and input table; the calibrator runs its own
     if model.meta.get("precision") == "int8":
         raise InputError(f"{model_path}: already an int8 graph; quantise its float32 model.pt or model.onnx")
     windows = calibration_windows(model, images, count)
