@@ -68,24 +68,6 @@ def map_codes(checkpoint: dict) -> tuple[list[int] | None, int]:
     return write.map_codes(data["label_format"], None if None in codes else codes, data["ignore_values"])
 
 
-def describe(model_path) -> dict:
-    """What a model reads and writes, without setting it up on a backend: a model.pt's
-    checkpoint (its weights left aside) or a model.onnx's metadata, which say the same: the
-    classes (``data``), the bands, value range and no-data it reads, its patch size."""
-    path = Path(model_path)
-    if path.suffix == ".onnx":
-        import onnx
-
-        from .export import read_metadata
-
-        graph = onnx.load(str(path), load_external_data=False)
-        return read_metadata(path, {p.key: p.value for p in graph.metadata_props})
-    from .model import read_trusted
-
-    checkpoint = read_trusted(path, what="checkpoint", remedy="delete it and run the workflow again")
-    return {key: value for key, value in checkpoint.items() if key != "state_dict"}
-
-
 @dataclass
 class LoadedModel:
     """A prediction job's model on its backend, with the checkpoint (or the ONNX file's

@@ -24,10 +24,11 @@ from ..config import with_data_defaults
 from ..errors import InputError
 from ..files import atomic_path, write_json
 from ..host_mosaic import Block
-from ..inference import LoadedModel, classes, describe, load_model, map_codes, with_temperature
+from ..inference import LoadedModel, classes, load_model, map_codes, with_temperature
 from ..io import write
 from ..io.read import georeference, has_nodata, image_size, open_image
 from ..io.spec import DataSpec
+from .model_info import read_record
 from .prediction import MapFiles, Rasters, block_confidence, block_ids
 from .preflight import check_map_bands, check_map_size
 
@@ -43,7 +44,8 @@ SCAN_ROWS = 256
 @dataclass(frozen=True)
 class Grid:
     """A map's block grid as its grid job wrote it: the grid, the blocks that hold data (the
-    others are all no-data: no job maps them), and the model's description (`describe`)."""
+    others are all no-data: no job maps them), and what the model file says about itself
+    (`model_info.read_record`)."""
 
     grid: BlockGrid
     blocks: tuple[tuple[int, int], ...]
@@ -59,7 +61,7 @@ class Grid:
 def block_grid(block_size: int, model_path, image_path, out) -> None:
     """The block grid of an image's map (a small JSON file, the rules' checkpoint): its size,
     ``block_size``, the blocks that hold data, and what the model reads and writes."""
-    model = describe(model_path)
+    model = read_record(model_path)
     check_map_bands(model, image_path, model_path)
     check_map_size(image_path, int(model["patch_size"]))
     if georeference(image_path) is None:
