@@ -102,7 +102,7 @@ print(json.dumps({"seconds": seconds, "start_kb": start_kb, "peak_kb": peak_kb, 
 VARIANT = r"""
 import json, sys, time
 import numpy as np, torch
-from aerialseg import device as devices, mosaic
+from aerialseg import inference, device as devices, mosaic
 from aerialseg.model import ModelSpec, build, input_transform
 precision, memory_format, image_path, model_path, ids_path, patch, threads = sys.argv[1:6] + [*map(int, sys.argv[6:8])]
 torch.set_num_threads(threads)
@@ -118,14 +118,16 @@ if model_path == "-":  # an untrained model on a random image: speed only
     image = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
     run = lambda: mosaic.predict_ids(predictor, image, spec.n_classes, patch, patch // 2)
 else:  # a trained model on a real image, exactly as the predict rule runs it (bands, value range, no-data)
-    settings = {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "device": "cpu",
-                            "threads": threads, "precision": precision, "memory_format": memory_format}}
+    from aerialseg.config import sections
+
+    settings = sections(train={}, predict={"stride": None, "device": "cpu", "threads": threads, "backend": "torch",
+                                           "precision": precision, "memory_format": memory_format})
     model = inference.load_model(settings, model_path, threads)
     how = devices.compute(model.device, precision, memory_format)
     def run():
         with model.open(image_path) as image:
             ids = np.empty(image.shape, np.uint8)
-            for top, block in model.options.iter_ids(model.predictor, image, model.n_classes, model.device):
+            for top, block in model.iter_ids(image):
                 ids[top : top + len(block)] = block
         return ids
 with torch.no_grad():
