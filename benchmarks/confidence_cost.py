@@ -89,6 +89,7 @@ def main() -> None:
     import logging
 
     logging.disable(logging.INFO)
+    from aerialseg.config import sections
     from aerialseg.inference import load_model
     from aerialseg.jobs import prediction
 
@@ -113,9 +114,8 @@ def main() -> None:
     print("| back-end | output | seconds | Mpx/s | ratio to map only |")
     print("|---|---|---|---|---|")
     for backend in args.backends:
-        settings = {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "backend": backend,
-                                "fold_batchnorm": True, "device": "cpu", "threads": args.threads},
-                    "train": {"device": "cpu", "threads": args.threads}}
+        settings = sections(predict={"stride": None, "backend": backend, "device": "cpu", "threads": args.threads},
+                            train={"device": "cpu", "threads": args.threads})
         model = load_model(settings, model_path, args.threads, 1, onnx_cache=work / "onnx")
         variants["map only (before)"](model)  # warm-up: first calls, caches
         seconds = {name: [] for name in variants}

@@ -34,7 +34,8 @@ from aerialseg.jobs import prediction
 from aerialseg.inference import MosaicOptions
 image_path, map_path, model_path, patch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.set_num_threads(2)
-settings = {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "device": "cpu", "threads": 2}}
+from aerialseg.config import sections, with_data_defaults
+settings = sections(train={}, predict={"stride": None, "device": "cpu", "threads": 2, "backend": "torch"})
 calls = [0]
 if model_path == "standin":
     torch.manual_seed(0)
@@ -43,8 +44,7 @@ if model_path == "standin":
         calls[0] += len(batch)
         return conv(batch.float() / 255)
     classes = [{"name": f"class {i}", "color": [40 * i, 0, 0]} for i in range(5)]
-    checkpoint = {"data": {"classes": classes, "bands": [0, 1, 2], "value_range": None, "nodata": None, "image_bands": 3},
-                  "patch_size": patch}
+    checkpoint = {"data": with_data_defaults({"classes": classes, "image_bands": 3}), "patch_size": patch}
     model = inference.LoadedModel(checkpoint, MosaicOptions.from_settings(settings, patch), predictor, 5, torch.device("cpu"))
 else:
     model = inference.load_model(settings, model_path, 2, 1)
