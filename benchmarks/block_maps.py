@@ -35,8 +35,9 @@ import json, sys, time
 args = json.loads(sys.argv[1])
 start = time.perf_counter()
 from aerialseg.jobs import blocks, prediction, runner
-settings = {"predict": {"stride": None, "blend": "mean", "tta": False, "batch_size": None, "device": "cpu",
-                        "threads": args["threads"], "backend": "onnxruntime"}, "train": {"device": "cpu"}}
+from aerialseg.config import sections
+settings = sections(predict={"stride": None, "device": "cpu", "threads": args["threads"], "backend": "onnxruntime"},
+                    train={"device": "cpu"})
 job = args["job"]
 if job == "one":
     step, rest = prediction.map_images, (settings, args["model"], [prediction.MapFiles(args["image"], args["map"], args["preview"])])
