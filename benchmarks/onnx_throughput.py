@@ -61,7 +61,7 @@ def model_only(model_pt: Path, threads: int) -> None:
             "nchw": lambda: net(x.contiguous()),
             "last": lambda: last(x.contiguous(memory_format=torch.channels_last)),
             "folded": lambda: folded(x.contiguous(memory_format=torch.channels_last)),
-            "ort": lambda: onnx_model.probabilities(windows),
+            "ort": lambda: onnx_model.outputs(windows),
         }
         speed, out = {}, {}
         with torch.no_grad():

@@ -103,9 +103,34 @@ def test_onnx_runtime_gives_torch_softmax_and_the_same_argmax(exported):
         from aerialseg.model import normalize
 
         logits = net(normalize(torch.from_numpy(windows).permute(0, 3, 1, 2), spec)).numpy()
-    probabilities = model.probabilities(windows)
+    probabilities = model.outputs(windows)
     np.testing.assert_allclose(probabilities, torch.softmax(torch.from_numpy(logits), 1).numpy(), atol=1e-5)
     assert (probabilities.argmax(1) == logits.argmax(1)).mean() > 0.9999
+    # the mosaic's model runs the graph without its softmax: torch's logits, which it blends as they are
+    for_mosaic = backends.OnnxModel.load_logits(exported[1].read_bytes(), exported[1], threads=1)
+    assert for_mosaic.logits and for_mosaic.meta == model.meta
+    np.testing.assert_allclose(for_mosaic.scores(windows), logits, atol=1e-4)
+
+
+def test_the_logits_graph_drops_the_softmax_and_the_quantisation_after_it(exported):
+    graph = onnx.load_from_string(backends.logits_graph(exported[1].read_bytes()))
+    assert [node.op_type for node in graph.graph.node][-1] == "Resize"  # the segmentation head's upsampling
+    assert "Softmax" not in {node.op_type for node in graph.graph.node}
+    dq = onnx.helper.make_node("DequantizeLinear", ["q", "scale"], ["probabilities"])
+    q = onnx.helper.make_node("QuantizeLinear", ["p", "scale"], ["q"])
+    softmax = onnx.helper.make_node("Softmax", ["logits"], ["p"], axis=1)
+    relu = onnx.helper.make_node("Relu", ["x"], ["logits"])
+    value = onnx.helper.make_tensor_value_info
+    scale = onnx.helper.make_tensor("scale", onnx.TensorProto.FLOAT, [], [1 / 255])
+    made = onnx.helper.make_model(onnx.helper.make_graph(
+        [relu, softmax, q, dq], "g", [value("x", onnx.TensorProto.FLOAT, [1, 2])],
+        [value("probabilities", onnx.TensorProto.FLOAT, [1, 2])], [scale]))
+    cut = onnx.load_from_string(backends.logits_graph(made.SerializeToString())).graph
+    assert [node.op_type for node in cut.node] == ["Relu"] and cut.output[0].name == "logits"
+    last_axis = onnx.helper.make_model(onnx.helper.make_graph(
+        [relu, onnx.helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)], "g",
+        [value("x", onnx.TensorProto.FLOAT, [1, 2])], [value("probabilities", onnx.TensorProto.FLOAT, [1, 2])]))
+    assert backends.logits_graph(last_axis.SerializeToString()) is None  # not a softmax over the classes
 
 
 def _scores(windows):
@@ -307,7 +332,7 @@ def test_an_int8_graph_keeps_the_metadata_and_nearly_every_class_id(tmp_path, ex
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(out)).graph.node)
     fp32, int8 = (backends.OnnxModel.load(path.read_bytes(), path, threads=1) for path in (exported[1], out))
     windows = quantize.calibration_windows(fp32, [tmp_path / "train.png"], 16, seed=3)
-    agree = (fp32.probabilities(windows).argmax(1) == int8.probabilities(windows).argmax(1)).mean()
+    agree = (fp32.outputs(windows).argmax(1) == int8.outputs(windows).argmax(1)).mean()
     assert agree > 0.9, f"int8 agrees with float32 in only {agree:.1%} of pixels"
     from aerialseg.jobs.model_info import describe
 
@@ -332,5 +357,5 @@ def test_a_batch_split_across_sessions_gives_what_one_session_gives(exported, mo
     one = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=1)
     three = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=3)
     assert (len(one.sessions), len(three.sessions)) == (1, 3) and "3 session(s) side by side" in three.describe()
-    windows = np.random.default_rng(8).integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)  # 7: uneven parts
-    np.testing.assert_array_equal(three.probabilities(windows), one.probabilities(windows))
+    windows = np.random.default_rng(8).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)  # chunks of 16, 16, 8
+    np.testing.assert_array_equal(three.outputs(windows), one.outputs(windows))

@@ -194,7 +194,7 @@ def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> 
     clock = StartupClock()
     data = backends.onnx_bytes(model_path, settings["predict"], cache)
     clock.mark("export" if Path(model_path).suffix == ".pt" else "read")
-    model = backends.OnnxModel.load(data, model_path, threads)
+    model = backends.OnnxModel.load_logits(data, model_path, threads)
     options = MosaicOptions.from_settings(settings, model.meta["patch_size"])
     ignored = [f"{key} {value}" for key, value in (("precision", options.precision),
                                                    ("memory_format", options.memory_format)) if value != "auto"]
@@ -202,7 +202,7 @@ def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> 
         log.info("predict.%s: not used by ONNX Runtime, which runs float32 in its own layout", ", ".join(ignored))
     clock.mark("model")
     clock.report("the first window")
-    return LoadedModel(model.meta, options, model.log_probabilities, int(model.meta["spec"]["n_classes"]), "cpu",
+    return LoadedModel(model.meta, options, model.scores, int(model.meta["spec"]["n_classes"]), "cpu",
                        backend="onnxruntime", description=f"ONNX Runtime on the CPU ({model.describe()})")
 
 
