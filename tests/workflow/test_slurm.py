@@ -41,9 +41,10 @@ def cluster():
 def slurm_profile(tmp_path) -> Path:
     """profiles/slurm as shipped, adapted the way its ADAPT comments say for this test cluster."""
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    profile.update({"slurm-status-command": "squeue", "slurm-no-account": True, "latency-wait": 10, "jobs": 4,
-                    # jobs of seconds on an idle test node: ask for their status every 5 s, not after 40 s
-                    "slurm-init-seconds-before-status-checks": 5})
+    profile.update({"slurm-status-command": "squeue", "slurm-no-account": True, "latency-wait": 10, "jobs": 8,
+                    # jobs of seconds on an idle test node: first ask for their status after 1 s, not 40 s (then
+                    # 11 s later, 21 s later, ...: the plugin waits 10 s longer after each check without news)
+                    "slurm-init-seconds-before-status-checks": 1})
     profile["default-resources"] = {"slurm_partition": "main", "mem_mb": 1000, "runtime": 30, "cpus_per_task": 1}
     for rule, resources in profile["set-resources"].items():
         resources.pop("slurm_partition", None)
