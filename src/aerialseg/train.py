@@ -264,9 +264,10 @@ class Steps:
         how = compute_for_training(device, settings.precision, settings.memory_format)
         inputs = StepInputs(model, input_transform(spec, device, how), image_t, labels_t, data.size, weight, how)
         self.compute = how
+        eager_because = None if settings.capture else "capture is turned off (train.capture: false)"
         self.train_step = GraphedStep(partial(_train_step, self.train, inputs, optimizer, augment_patches=settings.augment),
-                                      device, enabled=settings.capture, name="training step")
-        self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, enabled=settings.capture,
+                                      device, eager_because=eager_because, name="training step")
+        self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, eager_because=eager_because,
                                     name="validation step")
 
     def draw_epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
