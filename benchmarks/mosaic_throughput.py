@@ -64,7 +64,7 @@ else:
     conv = torch.nn.Conv2d(3, 5, 1).to(device)
     predictor = lambda x: conv(x.float() / 255)
 from aerialseg.patches import window_starts
-batch = mosaic.default_batch_size(patch, len(window_starts(size, patch, stride)), on_gpu=device.type == "cuda")
+batch = mosaic.default_batch_size(patch, len(window_starts(size, patch, stride)), device)
 
 def baseline(image):
     height, width = image.shape[:2]

@@ -53,10 +53,11 @@ GPU_BATCH_PIXELS = 1 << 22
 128 px), several window rows at once."""
 
 
-def default_batch_size(size: int, row_windows: int, *, on_gpu: bool) -> int:
-    """Windows per batch when ``predict.batch_size`` is null: about `GPU_BATCH_PIXELS` of
-    windows on a GPU; one window row of at most `CPU_BATCH` windows on the CPU."""
-    if on_gpu:
+def default_batch_size(size: int, row_windows: int, device: torch.device) -> int:
+    """Windows per batch on ``device`` when ``predict.batch_size`` is null: about
+    `GPU_BATCH_PIXELS` of windows on a GPU; one window row of at most `CPU_BATCH` windows on
+    the CPU."""
+    if device.type == "cuda":
         return max(CPU_BATCH, GPU_BATCH_PIXELS // (size * size))
     return min(CPU_BATCH, row_windows)
 
@@ -113,7 +114,7 @@ def iter_strips(
     check_windows(height, width, size, stride)
     device = torch.device(device)
     rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
-    batch_size = batch_size or default_batch_size(size, len(cols), on_gpu=device.type == "cuda")
+    batch_size = batch_size or default_batch_size(size, len(cols), device)
     log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on %s", width, height,
              len(rows) * len(cols), size, stride, batch_size, blend, device)
     weights = window_weights(size, blend).to(device)
