@@ -187,8 +187,9 @@ def check_mosaic(report: Report, model, image, device) -> None:
     for where in (device, torch.device("cpu")):
         net = model.to(where).eval()
         prepare = input_transform(spec, where)
-        ids[where.type] = mosaic.predict_ids(lambda x: net(prepare(x)), image, 5, PATCH, STRIDE,
-                                             batch_size=1024 if where.type == "cuda" else 64, device=where)
+        ids[where.type] = mosaic.predict_ids(lambda x: net(prepare(x)), image, 5,
+                                             mosaic.Tiling(PATCH, STRIDE, batch_size=1024 if where.type == "cuda" else 64),
+                                             device=where)
     differ = int((ids["cuda"] != ids["cpu"]).sum())
     bound = int(MOSAIC_MAX_SHARE * image.shape[0] * image.shape[1])
     report.check("device mosaic = CPU mosaic (float32)", differ <= bound,

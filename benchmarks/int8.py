@@ -24,7 +24,8 @@ def map_ids(model, image: np.ndarray, size: int, stride: int) -> tuple[np.ndarra
 
     start = time.perf_counter()
     ids = np.concatenate([b for _, b in host_mosaic.iter_ids(model.log_probabilities, image,
-                                                               int(model.meta["spec"]["n_classes"]), size, stride)])
+                                                               int(model.meta["spec"]["n_classes"]),
+                                                               host_mosaic.Tiling(size, stride))])
     return ids, time.perf_counter() - start
 
 

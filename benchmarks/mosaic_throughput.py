@@ -64,7 +64,7 @@ else:
     conv = torch.nn.Conv2d(3, 5, 1).to(device)
     predictor = lambda x: conv(x.float() / 255)
 from aerialseg.patches import window_starts
-batch = mosaic.default_batch_size(patch, len(window_starts(size, patch, stride)), on_gpu=device.type == "cuda")
+batch = mosaic.default_batch_size(patch, len(window_starts(size, patch, stride)), device)
 
 def baseline(image):
     height, width = image.shape[:2]
@@ -76,7 +76,7 @@ def baseline(image):
     return (total / count).argmax(0).to(torch.uint8).numpy()
 
 def ours(image):
-    return mosaic.predict_ids(predictor, image, 5, patch, stride, batch_size=batch, device=device)
+    return mosaic.predict_ids(predictor, image, 5, mosaic.Tiling(patch, stride, batch_size=batch), device=device)
 
 run = ours if mode == "aerialseg" else baseline
 image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -116,7 +116,7 @@ if model_path == "-":  # an untrained model on a random image: speed only
             return net(prepare(x))
     side = int(image_path.split(":")[1])
     image = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    run = lambda: mosaic.predict_ids(predictor, image, spec.n_classes, patch, patch // 2)
+    run = lambda: mosaic.predict_ids(predictor, image, spec.n_classes, mosaic.Tiling(patch, patch // 2))
 else:  # a trained model on a real image, exactly as the predict rule runs it (bands, value range, no-data)
     from aerialseg.config import sections
 

@@ -67,8 +67,9 @@ def run_aerialseg(image, ids, corners, size, batch, steps, device, capture, fuse
     batches.start(torch.tensor(corners)[picks].to(device))
     inputs = train.StepInputs(model, input_transform(spec, device, how), image_t, labels_t, size,
                               torch.ones(spec.n_classes, device=device), how)
-    step = devices.GraphedStep(partial(train._train_step, batches, inputs, optimizer, augment_patches=False),
-                               device, enabled=capture, name="training step", strict=True)
+    step = devices.GraphedStep(partial(train._train_step, batches, inputs, optimizer), device,
+                               eager_because=None if capture else "capture is turned off (train.capture: false)",
+                               name="training step", strict=True)
     for _ in range(WARMUP):
         step()
     sync(device)

@@ -11,6 +11,7 @@ from aerialseg import blocks, host_mosaic, mosaic
 from aerialseg import config as cfg
 from aerialseg.blocks import BlockGrid, Rect, Region
 from aerialseg.class_ids import IGNORE_INDEX
+from aerialseg.host_mosaic import Tiling
 from aerialseg.config import layout
 from aerialseg.errors import InputError
 from aerialseg.io.read import open_image
@@ -89,8 +90,8 @@ def scores_of(strips, shape) -> tuple[np.ndarray, np.ndarray]:
 
 
 MOSAICS = {
-    "host": lambda image, blend: host_mosaic.iter_strips(host_predictor, image, K, 24, 10, blend=blend),
-    "torch": lambda image, blend: mosaic.iter_strips(torch_predictor, image, K, 24, 10, blend=blend),
+    "host": lambda image, blend: host_mosaic.iter_strips(host_predictor, image, K, Tiling(24, 10, blend=blend)),
+    "torch": lambda image, blend: mosaic.iter_strips(torch_predictor, image, K, Tiling(24, 10, blend=blend)),
 }
 
 

@@ -14,6 +14,8 @@ from aerialseg.tables import RUN_COLUMNS
 
 SIZES = (32, 64, 128)
 EPOCHS = Epochs(epochs=8, batch_size=8)
+OVERLAPPING = {size: size // 2 for size in SIZES}  # training stride of each patch size: half a patch
+APART = {size: size for size in SIZES}  # a patch at a time: no overlap
 
 
 def make_runs(miou, seconds=None, val_gap=0.05):
@@ -107,7 +109,7 @@ def test_with_one_repeat_differences_are_reported_not_called():
 def test_the_document_states_verdicts_and_the_validation_gap():
     runs = make_runs({f"{i}_p{s}": v for i, base in (("imagenet", 0.6), ("scratch", 0.5))
                       for s, v in steady(base, 0.05).items()}, val_gap=0.2)
-    found, blocks = conclusions.document(runs, split="random", overlapping=True, steps={32: 51, 64: 12, 128: 3},
+    found, blocks = conclusions.document(runs, split="random", strides=OVERLAPPING, steps={32: 51, 64: 12, 128: 3},
                                          budget=Epochs(8, 8))
     markdown = conclusions.to_markdown(blocks)
     budget = ("Training budget: equal epochs (every case trained 8 epochs (optimiser steps per epoch: 32 px 51, "
@@ -122,11 +124,11 @@ def test_the_document_states_verdicts_and_the_validation_gap():
     html = conclusions.to_html(blocks)
     assert html.startswith("<!DOCTYPE html>") and html.count("<strong>Verdict: supported.</strong>") == 3
     assert "<code>experiment.split: blocks</code>" in html
-    _, blocked = conclusions.document(runs, split="blocks", overlapping=True, budget=EPOCHS)
+    _, blocked = conclusions.document(runs, split="blocks", strides=OVERLAPPING, budget=EPOCHS)
     assert "validation shares no pixel with training" in conclusions.to_markdown(blocked)
     with_steps = runs.assign(steps=runs.patch_size.map({32: 408, 64: 408, 128: 408}),
                              pixels=runs.patch_size.map({32: 408 * 8 * 32**2, 64: 408 * 8 * 64**2, 128: 408 * 8 * 128**2}))
-    _, budgeted = conclusions.document(with_steps, "random", overlapping=False, steps={32: 51, 64: 12, 128: 3},
+    _, budgeted = conclusions.document(with_steps, "random", strides=APART, steps={32: 51, 64: 12, 128: 3},
                                        budget=Steps(8, 8))
     assert ("Training budget: equal optimiser steps (every case trained as many optimiser steps as the 32 px patches "
             "take in 8 epochs; 32 px 408 steps and 3.34 Mpx, 64 px 408 steps and 13.4 Mpx, 128 px 408 steps and 53.5 Mpx).") \
@@ -141,6 +143,6 @@ GAP_SENTENCES = ("Here the test image scores above validation", "Validation and 
 @pytest.mark.parametrize("val_gap, says", list(zip((-0.05, 0.004, 0.05), GAP_SENTENCES)))
 def test_the_gap_sentence_follows_the_sign_of_the_gap(val_gap, says):
     runs = make_runs({f"{i}_p{s}": [0.6, 0.61] for i in ("imagenet", "scratch") for s in SIZES}, val_gap=val_gap)
-    last = conclusions.generalisation_notes(runs, split="random", overlapping=False)[-1]
+    last = conclusions.generalisation_notes(runs, split="random", strides=APART)[-1]
     assert last.startswith(f"Mean gap over the cases: {val_gap:+.4f}. {says}")
     assert [sentence in last for sentence in GAP_SENTENCES].count(True) == 1

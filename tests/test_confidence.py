@@ -12,6 +12,7 @@ from aerialseg import config as cfg
 from aerialseg import host_mosaic, mosaic
 from aerialseg.calibration import to_codes
 from aerialseg.class_ids import IGNORE_INDEX
+from aerialseg.host_mosaic import Tiling
 from aerialseg.io.write import write_png
 from aerialseg.jobs import prediction
 
@@ -20,14 +21,14 @@ UTM_40N = "EPSG:32640"
 
 
 def _host_blocks(predict, image, k, size, stride, **kwargs):
-    return list(host_mosaic.iter_blocks(predict, image, k, size, stride, **kwargs))
+    return list(host_mosaic.iter_blocks(predict, image, k, Tiling(size, stride), **kwargs))
 
 
 def _torch_blocks(predict, image, k, size, stride, **kwargs):
     def on_device(batch):  # (B, C, s, s) uint8 tensor -> the same scores as the host's predictor
         return torch.from_numpy(predict(batch.permute(0, 2, 3, 1).numpy()))
 
-    return list(mosaic.iter_blocks(on_device, image, k, size, stride, **kwargs))
+    return list(mosaic.iter_blocks(on_device, image, k, Tiling(size, stride), **kwargs))
 
 
 MOSAICS = {"host": _host_blocks, "torch": _torch_blocks}

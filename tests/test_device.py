@@ -181,7 +181,8 @@ def test_a_graphed_step_runs_eagerly_on_the_cpu_or_when_turned_off(monkeypatch):
     _FakeCuda().install(monkeypatch)
     calls = []
     for graphed, why in ((device.GraphedStep(lambda: calls.append(1), torch.device("cpu")), "the device is the CPU"),
-                         (device.GraphedStep(lambda: calls.append(1), torch.device("cuda"), enabled=False),
+                         (device.GraphedStep(lambda: calls.append(1), torch.device("cuda"),
+                                             eager_because="capture is turned off (train.capture: false)"),
                           "capture is turned off (train.capture: false)")):
         for _ in range(6):
             graphed()

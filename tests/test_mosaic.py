@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aerialseg.mosaic import iter_strips, predict_ids, predict_logits, window_weights, with_flips
+from aerialseg.mosaic import Tiling, iter_strips, predict_ids, predict_logits, window_weights, with_flips
 from aerialseg.patches import grid, window_starts
 
 
@@ -16,14 +16,14 @@ def _pointwise(batch: torch.Tensor) -> torch.Tensor:
 def test_pointwise_logits_come_back_exactly(height, width, size, stride, blend):
     """A stride that divides the image and ones that do not (70 - 32 = 38 is no multiple of 16)."""
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    logits = predict_logits(_pointwise, image, 3, size, stride, batch_size=5, blend=blend)
+    logits = predict_logits(_pointwise, image, 3, Tiling(size, stride, batch_size=5, blend=blend))
     expected = image.transpose(2, 0, 1).astype(np.float32)
     if blend == "mean":
         np.testing.assert_array_equal(logits.numpy(), expected)
     else:  # a weighted mean of equal values: exact up to float rounding
         np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-5)
     ties = (np.sort(image, axis=2)[:, :, -1] == np.sort(image, axis=2)[:, :, -2])
-    ids = predict_ids(_pointwise, image, 3, size, stride, blend=blend)
+    ids = predict_ids(_pointwise, image, 3, Tiling(size, stride, blend=blend))
     np.testing.assert_array_equal(ids[~ties], image.argmax(2)[~ties])
 
 
@@ -36,14 +36,14 @@ def test_gaussian_weights_favour_the_window_centre():
 
 def test_flip_tta_undoes_each_flip():
     image = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    tta = predict_logits(with_flips(_pointwise), image, 3, 16, 8)
+    tta = predict_logits(with_flips(_pointwise), image, 3, Tiling(16, 8))
     np.testing.assert_array_equal(tta.numpy(), image.transpose(2, 0, 1).astype(np.float32))
 
 
 @pytest.mark.parametrize("batch_size, rows_per_band", [(2, 1), (5, 2), (6, 3)])
 def test_finished_rows_come_in_bands_of_the_window_rows_of_one_batch(batch_size, rows_per_band):
     image = np.zeros((200, 40, 3), np.uint8)  # 32 px windows at rows 0, 16, ..., 160, 168; 2 per row
-    blocks = [(top, block) for top, block, _ in iter_strips(_pointwise, image, 3, 32, 16, batch_size=batch_size)]
+    blocks = [(top, block) for top, block, _ in iter_strips(_pointwise, image, 3, Tiling(32, 16, batch_size=batch_size))]
     assert sum(block.shape[1] for _, block in blocks) == 200
     assert [top for top, _ in blocks] == sorted(top for top, _ in blocks)
     *inner, last = [block.shape[1] for _, block in blocks]
@@ -84,9 +84,9 @@ def test_the_device_mosaic_equals_adding_the_windows_one_by_one(height, width, s
     image = np.random.default_rng(2).integers(0, 256, (height, width, 3), dtype=np.uint8)
     with torch.no_grad():
         expected = _one_by_one(predictor, image, 4, size, stride, batch_size, blend)
-        logits = predict_logits(predictor, image, 4, size, stride, batch_size=batch_size, blend=blend)
+        logits = predict_logits(predictor, image, 4, Tiling(size, stride, batch_size=batch_size, blend=blend))
     assert torch.equal(logits, expected)
-    ids = predict_ids(predictor, image, 4, size, stride, batch_size=batch_size, blend=blend)
+    ids = predict_ids(predictor, image, 4, Tiling(size, stride, batch_size=batch_size, blend=blend))
     np.testing.assert_array_equal(ids, expected.argmax(0).numpy())
 
 
@@ -101,7 +101,7 @@ def test_overlaps_are_the_plain_average_of_the_windows():
         return values.view(-1, 1, 1, 1).expand(-1, 1, size, size)
 
     image = np.zeros((height, width, 3), np.uint8)
-    logits = predict_logits(window_number, image, 1, size, stride, batch_size=4)[0].numpy()
+    logits = predict_logits(window_number, image, 1, Tiling(size, stride, batch_size=4))[0].numpy()
     total = np.zeros((height, width))
     count = np.zeros((height, width))
     for number, (r, c) in enumerate(grid(height, width, size, stride)[["row", "col"]].to_numpy()):
@@ -113,7 +113,7 @@ def test_overlaps_are_the_plain_average_of_the_windows():
 
 def test_image_smaller_than_patch_is_refused():
     with pytest.raises(ValueError, match="image of 20 x 30 px is smaller than the 32 px patch"):
-        predict_logits(_pointwise, np.zeros((30, 20, 3), np.uint8), 3, 32, 16)
+        predict_logits(_pointwise, np.zeros((30, 20, 3), np.uint8), 3, Tiling(32, 16))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -121,18 +121,18 @@ def test_image_smaller_than_patch_is_refused():
 def test_on_cuda_the_mosaic_equals_the_cpu_one(blend):
     """Elementwise sums in a fixed order: the same floats on both devices."""
     image = np.random.default_rng(3).integers(0, 256, (150, 97, 3), dtype=np.uint8)
-    expected = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend=blend)
-    logits = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend=blend, device="cuda")
+    expected = predict_logits(_pointwise, image, 3, Tiling(32, 12, batch_size=7, blend=blend))
+    logits = predict_logits(_pointwise, image, 3, Tiling(32, 12, batch_size=7, blend=blend), device="cuda")
     assert torch.equal(logits, expected)
-    ids = predict_ids(_pointwise, image, 3, 32, 12, batch_size=500, blend=blend, device="cuda")
-    np.testing.assert_array_equal(ids, predict_ids(_pointwise, image, 3, 32, 12, batch_size=500, blend=blend))
+    ids = predict_ids(_pointwise, image, 3, Tiling(32, 12, batch_size=500, blend=blend), device="cuda")
+    np.testing.assert_array_equal(ids, predict_ids(_pointwise, image, 3, Tiling(32, 12, batch_size=500, blend=blend)))
 
 
 def test_a_read_only_image_is_predicted_without_numpy_s_undefined_behaviour_warning(recwarn):
     """Pillow gives read-only arrays; sharing one with a tensor warns once per job in every predict log."""
     image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     image.setflags(write=False)
-    ids = predict_ids(lambda batch: batch.float()[:, :2], image, 2, 16, 8)
+    ids = predict_ids(lambda batch: batch.float()[:, :2], image, 2, Tiling(16, 8))
     assert ids.shape == (40, 48) and not [w for w in recwarn if "not writable" in str(w.message)]
 
 
@@ -140,9 +140,9 @@ def test_sums_built_a_few_columns_at_a_time_are_the_sums_of_the_whole_band(monke
     from aerialseg import mosaic
 
     image = np.random.default_rng(4).integers(0, 256, (70, 230, 3), dtype=np.uint8)
-    whole = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend="gaussian")
+    whole = predict_logits(_pointwise, image, 3, Tiling(32, 12, batch_size=7, blend="gaussian"))
     monkeypatch.setattr(mosaic, "COLUMN_CHUNK", 50)  # 5 chunks, none on a window border
-    chunked = predict_logits(_pointwise, image, 3, 32, 12, batch_size=7, blend="gaussian")
+    chunked = predict_logits(_pointwise, image, 3, Tiling(32, 12, batch_size=7, blend="gaussian"))
     assert torch.equal(chunked, whole)
 
 
@@ -177,7 +177,7 @@ def test_bf16_on_the_cpu_changes_few_class_ids_and_channels_last_none(tmp_path):
             with how.autocast():
                 return net(prepare(batch))
 
-        maps[precision, memory_format] = predict_ids(predictor, test, 5, 32, 16)
+        maps[precision, memory_format] = predict_ids(predictor, test, 5, Tiling(32, 16))
     reference = maps["float32", "contiguous"]
     np.testing.assert_array_equal(maps["float32", "channels_last"], reference)  # another layout, the same ids
     share = (maps["bf16", "channels_last"] != reference).mean()

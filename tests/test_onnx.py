@@ -9,6 +9,7 @@ import pytest
 
 from aerialseg import host_mosaic
 from aerialseg.class_ids import IGNORE_INDEX
+from aerialseg.host_mosaic import Tiling
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (requirements.txt)")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (requirements.txt)")
@@ -152,8 +153,9 @@ def test_the_host_mosaic_sums_as_the_device_mosaic_does(blend, tta):
     image = np.random.default_rng(1).integers(0, 256, (77, 101, 3), dtype=np.uint8)
     host_predict = host_mosaic.with_flips(_scores) if tta else _scores
     torch_predict = mosaic.with_flips(_torch_scores) if tta else _torch_scores
-    host = np.concatenate([b for _, b, _ in host_mosaic.iter_strips(host_predict, image, 3, 32, 12, 5, blend)], 1)
-    device = mosaic.predict_logits(torch_predict, image, 3, 32, 12, batch_size=5, blend=blend).numpy()
+    tiling = Tiling(32, 12, batch_size=5, blend=blend)
+    host = np.concatenate([b for _, b, _ in host_mosaic.iter_strips(host_predict, image, 3, tiling)], 1)
+    device = mosaic.predict_logits(torch_predict, image, 3, tiling).numpy()
     if blend == "mean":
         np.testing.assert_array_equal(host, device)
     else:
@@ -182,8 +184,8 @@ def test_windows_wholly_in_no_data_are_not_predicted_and_the_rest_is_unchanged()
         calls.append(len(windows))
         return _scores(windows)
 
-    ids = np.concatenate([b for _, b in host_mosaic.iter_ids(counting, image, 3, 32, 16)])
-    whole = np.concatenate([b for _, b in host_mosaic.iter_ids(_scores, image.array, 3, 32, 16)])
+    ids = np.concatenate([b for _, b in host_mosaic.iter_ids(counting, image, 3, Tiling(32, 16))])
+    whole = np.concatenate([b for _, b in host_mosaic.iter_ids(_scores, image.array, 3, Tiling(32, 16))])
     assert (ids[image.valid] == whole[image.valid]).all() and (ids[~image.valid] == IGNORE_INDEX).all()
     assert sum(calls) < 6 * 7  # of the 42 windows, those in the collar and the block were skipped
 

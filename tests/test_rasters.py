@@ -11,7 +11,7 @@ from aerialseg.class_ids import IGNORE_INDEX
 from aerialseg.io import read, write
 from aerialseg.io.read import Georeference
 from aerialseg.io.spec import DataSpec
-from aerialseg.mosaic import predict_ids, with_flips
+from aerialseg.mosaic import Tiling, predict_ids, with_flips
 
 UTM = "EPSG:32640"
 TRANSFORM = Affine(0.5, 0, 305000, 0, -0.5, 2790000)
@@ -43,9 +43,9 @@ def test_a_map_read_window_by_window_equals_the_whole_image_map(tmp_path, height
     array = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
     predictor = conv_predictor()
     predictor = with_flips(predictor) if tta else predictor
-    whole = predict_ids(predictor, array, 3, size, stride, batch_size=batch, blend=blend)
+    whole = predict_ids(predictor, array, 3, Tiling(size, stride, batch_size=batch, blend=blend))
     with read.open_image(write_tif(tmp_path / "image.tif", array), SPEC) as image:
-        windowed = predict_ids(predictor, image, 3, size, stride, batch_size=batch, blend=blend)
+        windowed = predict_ids(predictor, image, 3, Tiling(size, stride, batch_size=batch, blend=blend))
     np.testing.assert_array_equal(windowed, whole)
 
 
@@ -88,10 +88,10 @@ def test_no_data_gets_the_nodata_id_and_windows_wholly_in_it_cost_nothing(tmp_pa
 
     path = write_tif(tmp_path / "value.tif", np.where(valid[:, :, None], array, 0).astype(np.uint8), nodata=0)
     with read.open_image(path, SPEC) as image:
-        ids = predict_ids(predictor, image, 3, 32, 32, batch_size=6)
+        ids = predict_ids(predictor, image, 3, Tiling(32, 32, batch_size=6))
     assert (ids[~valid] == IGNORE_INDEX).all() and (ids[valid] < 3).all()
     assert sum(calls) == 2 * 2  # of the 6 x 6 windows only the 4 that touch the valid 64 px square were predicted
-    whole = predict_ids(conv, array, 3, 32, 32, batch_size=6)
+    whole = predict_ids(conv, array, 3, Tiling(32, 32, batch_size=6))
     np.testing.assert_array_equal(ids[valid], whole[valid])  # a valid pixel's windows are all predicted
 
 

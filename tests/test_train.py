@@ -267,7 +267,7 @@ def _steps_on(spec, image, ids, corners, batch, kind, device=torch.device("cpu")
                               torch.ones(spec.n_classes, device=device), how)
     if kind == "train":
         optimizer = train.make_optimizer(model, TrainSettings(epochs=1, batch_size=batch, lr=1e-3, seed=0), device)
-        step = partial(train._train_step, batches, inputs, optimizer, augment_patches=True)
+        step = partial(train._augmented_train_step, batches, inputs, optimizer)
     else:
         model.eval()
         step = partial(train._val_step, batches, inputs)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -197,12 +198,14 @@ def time_finding(runs: pd.DataFrame) -> Finding:
     return Finding(claim, time_verdict(ratios), evidence)
 
 
-def generalisation_notes(runs: pd.DataFrame, split: str, *, overlapping: bool) -> list[str]:
-    """The gap between validation and test mIoU, and what the split does to it."""
+def generalisation_notes(runs: pd.DataFrame, split: str, strides: Mapping[int, int]) -> list[str]:
+    """The gap between validation and test mIoU, and what the split does to it; ``strides``
+    are the training stride of each patch size (patches overlap where one is below its size)."""
     test = runs[runs["image"] == "test"].groupby("case", sort=False)[["val_miou", "miou"]].mean()
     lines = [f"{case}: validation mIoU {row.val_miou:.4f}, test mIoU {row.miou:.4f}, gap {row.val_miou - row.miou:+.4f}"
              for case, row in test.iterrows()]
     gap = float((test["val_miou"] - test["miou"]).mean())
+    overlapping = any(stride < size for size, stride in strides.items())
     if split == "random" and overlapping:
         why = ("The patches were split at random and overlap (stride < patch size), so most training patches "
                "share pixels with a validation patch: the validation score is inflated, and part of the gap is "
@@ -239,11 +242,12 @@ Block = tuple[str, object]
 """One piece of the document: ("h1" | "h2", text), ("p", text), ("list", lines) or ("table", frame)."""
 
 
-def document(runs: pd.DataFrame, split: str, *, overlapping: bool, steps: dict[int, int] | None = None,
+def document(runs: pd.DataFrame, split: str, *, strides: Mapping[int, int], steps: dict[int, int] | None = None,
              budget: Budget) -> tuple[list[Finding], list[Block]]:
     """The findings and the conclusions document, as blocks to render (`to_markdown`, `to_html`);
-    ``steps`` are the optimiser steps per epoch of each patch size, ``budget`` what every case
-    trained for (`budget.of` the train settings)."""
+    ``strides`` are the training stride of each patch size, ``steps`` the optimiser steps per
+    epoch of each patch size, ``budget`` what every case trained for (`budget.of` the train
+    settings)."""
     context = budget_sentence(runs, budget, steps)
     found = findings(runs, budget, context)
     repeats = int(runs["repeat"].nunique())
@@ -266,7 +270,7 @@ def document(runs: pd.DataFrame, split: str, *, overlapping: bool, steps: dict[i
     for number, finding in enumerate(found, 1):
         blocks += [("h2", f"{number}. {finding.claim}"), ("p", f"Verdict: {finding.verdict}."), ("list", finding.evidence)]
     blocks += [("h2", "What a reviewer asks next: validation against test"),
-               ("list", generalisation_notes(runs, split, overlapping=overlapping))]
+               ("list", generalisation_notes(runs, split, strides))]
     return found, blocks
 
 

@@ -106,11 +106,7 @@ def claim_gpu(keys: Sequence[str], folder: str | Path | None = None) -> int:
 
     if not keys:
         raise ValueError("no GPU to claim")
-    folder = Path(folder) if folder is not None else lock_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise _lock_folder_error(folder, error) from None
+    folder = _made_lock_folder(folder)
     for slot in itertools.count():
         failures = []
         for index, key in enumerate(keys):
@@ -134,6 +130,16 @@ def claim_gpu(keys: Sequence[str], folder: str | Path | None = None) -> int:
         if len(failures) == len(keys):
             raise _lock_folder_error(folder, failures[0])
     raise AssertionError("unreachable")
+
+
+def _made_lock_folder(folder: str | Path | None) -> Path:
+    """The folder of the slot locks (None: `lock_dir`), made if it is not there yet."""
+    folder = Path(folder) if folder is not None else lock_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _lock_folder_error(folder, error) from None
+    return folder
 
 
 def _lock_folder_error(folder: Path, error: OSError) -> ConfigError:
@@ -198,23 +204,26 @@ def compute(device: torch.device, precision: str = "auto", memory_format: str = 
     ``auto`` is bf16 on a GPU with native bf16 and float32 everywhere else (the CPU keeps the
     study's numbers exactly; bf16 is there for the asking, where `native_bf16`), and
     channels-last everywhere (on the CPU too: the same class ids, faster)."""
-    return _compute(device, precision, memory_format, channels_by_default=True)
+    return _compute(device, precision, memory_format, auto_memory_format="channels_last")
 
 
 def compute_for_training(device: torch.device, precision: str = "auto", memory_format: str = "auto") -> Compute:
     """How to run the model for training (``train.precision``, ``train.memory_format``): as
     `compute`, but ``auto`` keeps the CPU contiguous, so the study's histories stay the same."""
-    return _compute(device, precision, memory_format, channels_by_default=device.type == "cuda")
+    return _compute(device, precision, memory_format,
+                    auto_memory_format="channels_last" if device.type == "cuda" else "contiguous")
 
 
-def _compute(device: torch.device, precision: str, memory_format: str, channels_by_default: bool) -> Compute:
+def _compute(device: torch.device, precision: str, memory_format: str, auto_memory_format: str) -> Compute:
+    """The `Compute` of a precision and a memory format; ``auto_memory_format`` is the one
+    that ``auto`` stands for."""
     if precision not in PRECISIONS or memory_format not in MEMORY_FORMATS:
         raise ConfigError(f"precision {precision!r} / memory format {memory_format!r}: expected one of {PRECISIONS} "
                           f"and one of {MEMORY_FORMATS}")
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and native_bf16(device))
     if bf16 and not native_bf16(device):
         log.warning("bf16 asked for on %s, which would only emulate it (slower than float32)", device)
-    channels = memory_format == "channels_last" or (memory_format == "auto" and channels_by_default)
+    channels = (auto_memory_format if memory_format == "auto" else memory_format) == "channels_last"
     return Compute(device, bf16=bf16, channels_last=channels)
 
 
@@ -281,19 +290,19 @@ class GraphedStep:
     optimiser state and the libraries' handles), the next one captures the graph and replays
     it, and every later call only replays it. Each call does the step's work exactly once.
 
-    On the CPU, or with ``enabled=False``, every call runs ``step`` eagerly. If capture
+    On the CPU, or where the caller gives a reason not to capture (``eager_because``, such
+    as capture turned off in its settings), every call runs ``step`` eagerly. If capture
     fails, the root cause is logged with its traceback and the step runs eagerly from then
     on; with ``strict`` (default: `strict_capture`) the `CaptureError` is raised instead.
-    `summary` says how the calls ran, for the job's log.
+    `summary` says how the calls ran, for the job's log, with the reason for eager calls.
     """
 
-    def __init__(self, step: Callable[[], None], device: torch.device, *, enabled: bool = True,
+    def __init__(self, step: Callable[[], None], device: torch.device, *, eager_because: str | None = None,
                  warmup: int = 3, name: str = "step", strict: bool | None = None):
         self.step, self.device, self.warmup, self.name = step, device, warmup, name
         self.strict = strict_capture() if strict is None else strict
-        self.capture = enabled and device.type == "cuda"
-        self.why_eager = None if self.capture else (
-            "the device is the CPU" if device.type != "cuda" else "capture is turned off (train.capture: false)")
+        self.why_eager = "the device is the CPU" if device.type != "cuda" else eager_because
+        self.capture = self.why_eager is None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.calls = self.replays = 0
 

@@ -42,6 +42,19 @@ this many windows (larger batches are slower there; measured with torch: 128 px 
 BLENDS = ("mean", "gaussian")
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """How a mosaic (this one or `aerialseg.mosaic`) covers an image with windows: windows of
+    ``size`` px every ``stride`` px (the last of each row and column snapped to the image edge),
+    ``batch_size`` of them per model call (None: the device's default) and their scores
+    combined by ``blend``, one of `BLENDS`."""
+
+    size: int
+    stride: int
+    batch_size: int | None = None
+    blend: str = "mean"
+
+
 def shows_progress() -> bool:
     """Whether a mosaic shows its progress bar: where aerialseg's information messages are
     shown (a job's log, the command without --quiet), not in a library call or a test."""
@@ -84,18 +97,19 @@ class ArrayImage:
         return self.array[top:bottom], None
 
 
-def iter_strips(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, batch_size: int | None = None,
-                blend: str = "mean") -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+def iter_strips(predict: BatchPredictor, image, n_classes: int,
+                tiling: Tiling) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield (first row, blended scores (K, rows, W) float32, valid pixels (rows, W) or None)
     for consecutive blocks of finished rows, top to bottom (`mosaic.iter_strips`, on the host)."""
     source = image if hasattr(image, "rows") else ArrayImage(image)
     height, width = source.shape
+    size, stride = tiling.size, tiling.stride
     check_windows(height, width, size, stride)
     rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
-    batch_size = batch_size or min(CPU_BATCH, len(cols))
+    batch_size = tiling.batch_size or min(CPU_BATCH, len(cols))
     log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on the host", width, height,
-             len(rows) * len(cols), size, stride, batch_size, blend)
-    band = _Band(n_classes, width, window_weights(size, blend))
+             len(rows) * len(cols), size, stride, batch_size, tiling.blend)
+    band = _Band(n_classes, width, window_weights(size, tiling.blend))
     per_band = max(1, batch_size // len(cols))
     bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not shows_progress())
     for first in range(0, len(rows), per_band):
@@ -158,11 +172,10 @@ class _Band:
         return blended
 
 
-def iter_ids(predict: BatchPredictor, image, n_classes: int, size: int, stride: int,
-             **kwargs) -> Iterator[tuple[int, np.ndarray]]:
+def iter_ids(predict: BatchPredictor, image, n_classes: int, tiling: Tiling) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, class ids (rows, W) uint8) of consecutive blocks of finished rows: the argmax
     of the blended scores, `IGNORE_INDEX` where the image has no data."""
-    for top, block, valid in iter_strips(predict, image, n_classes, size, stride, **kwargs):
+    for top, block, valid in iter_strips(predict, image, n_classes, tiling):
         ids = block.argmax(0).astype(np.uint8)
         if valid is not None:
             ids[~valid] = IGNORE_INDEX
@@ -187,15 +200,15 @@ class Block:
     confidence_at: Callable[[float], np.ndarray]
 
 
-def iter_blocks(predict: BatchPredictor, image, n_classes: int, size: int, stride: int, temperature: float = 1.0,
-                **kwargs) -> Iterator[Block]:
+def iter_blocks(predict: BatchPredictor, image, n_classes: int, tiling: Tiling,
+                temperature: float = 1.0) -> Iterator[Block]:
     """`iter_ids` with each block's confidence (`Block`), from the same blended scores. The
     host mosaic blends log-probabilities; their softmax is that of the blended logits, since
     a window's log-probabilities are its logits less one number per pixel and softmax ignores
     a shift shared by all classes. With a ``temperature`` T the confidence and probabilities
     are those of the scores / T (temperature scaling); the ids are the argmax of the scores as
     they are, never changed by T."""
-    for top, scores, valid in iter_strips(predict, image, n_classes, size, stride, **kwargs):
+    for top, scores, valid in iter_strips(predict, image, n_classes, tiling):
         ids = scores.argmax(0).astype(np.uint8)
         if valid is not None:
             ids[~valid] = IGNORE_INDEX

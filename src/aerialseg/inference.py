@@ -102,17 +102,15 @@ class LoadedModel:
         mosaic on the image."""
         start = time.perf_counter()
         o = self.options
+        tiling = host_mosaic.Tiling(o.size, o.stride, batch_size=o.batch_size, blend=o.blend)
         if self.backend == "onnxruntime":
             predict = host_mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from getattr(host_mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
-                                                      batch_size=o.batch_size, blend=o.blend, **extra)
+            yield from getattr(host_mosaic, function)(predict, image, self.n_classes, tiling, **extra)
         else:
             from . import mosaic
 
             predict = mosaic.with_flips(self.predictor) if o.tta else self.predictor
-            yield from getattr(mosaic, function)(predict, image, self.n_classes, o.size, o.stride,
-                                                 batch_size=o.batch_size, device=self.device, blend=o.blend,
-                                                 **extra)
+            yield from getattr(mosaic, function)(predict, image, self.n_classes, tiling, device=self.device, **extra)
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
     def window_scores(self, windows: np.ndarray) -> np.ndarray:

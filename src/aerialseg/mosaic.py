@@ -30,6 +30,7 @@ stride, plus the patch size. Windows wholly in no-data are not predicted.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -48,15 +49,17 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 BLENDS = host_mosaic.BLENDS
 CPU_BATCH = host_mosaic.CPU_BATCH
+Tiling = host_mosaic.Tiling
 GPU_BATCH_PIXELS = 1 << 22
 """On a GPU a batch is about this many pixels of windows (4096 of 32 px, 1024 of 64 px, 256 of
 128 px), several window rows at once."""
 
 
-def default_batch_size(size: int, row_windows: int, *, on_gpu: bool) -> int:
-    """Windows per batch when ``predict.batch_size`` is null: about `GPU_BATCH_PIXELS` of
-    windows on a GPU; one window row of at most `CPU_BATCH` windows on the CPU."""
-    if on_gpu:
+def default_batch_size(size: int, row_windows: int, device: torch.device) -> int:
+    """Windows per batch on ``device`` when ``predict.batch_size`` is null: about
+    `GPU_BATCH_PIXELS` of windows on a GPU; one window row of at most `CPU_BATCH` windows on
+    the CPU."""
+    if device.type == "cuda":
         return max(CPU_BATCH, GPU_BATCH_PIXELS // (size * size))
     return min(CPU_BATCH, row_windows)
 
@@ -93,62 +96,57 @@ def covering(starts: np.ndarray, size: int, length: int) -> tuple[np.ndarray, np
 
 
 @torch.no_grad()
-def iter_strips(
-    predictor: Predictor,
-    image,
-    n_classes: int,
-    size: int,
-    stride: int,
-    batch_size: int | None = None,
-    device: torch.device | str = "cpu",
-    blend: str = "mean",
-) -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
+def iter_strips(predictor: Predictor, image, n_classes: int, tiling: Tiling,
+                device: torch.device | str = "cpu") -> Iterator[tuple[int, torch.Tensor, np.ndarray | None]]:
     """Yield (first row, blended logits (K, rows, W) on ``device``, valid pixels (rows, W) or
     None) for consecutive blocks of finished rows, top to bottom. ``image`` is an (H, W, C)
     uint8 array or an image open for windowed reading (`io.read.Image`), read one band of
     window rows at a time; windows wholly in no-data are not predicted (they cover only
-    no-data pixels). ``batch_size`` None is the device's default."""
+    no-data pixels). ``tiling.batch_size`` None is the device's default."""
     source = image if hasattr(image, "rows") else host_mosaic.ArrayImage(image)
     height, width = source.shape
+    size, stride = tiling.size, tiling.stride
     check_windows(height, width, size, stride)
     device = torch.device(device)
     rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
-    batch_size = batch_size or default_batch_size(size, len(cols), on_gpu=device.type == "cuda")
+    tiling = replace(tiling, batch_size=tiling.batch_size or default_batch_size(size, len(cols), device))
     log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on %s", width, height,
-             len(rows) * len(cols), size, stride, batch_size, blend, device)
-    weights = window_weights(size, blend).to(device)
-    col_slots = [torch.from_numpy(a).to(device) for a in covering(cols, size, width)]
-    rows_per_band = max(1, batch_size // len(cols))
-    total = torch.zeros((0, width, n_classes), device=device)  # rows of the band above that are not finished
-    count = torch.zeros((0, width), device=device)
+             len(rows) * len(cols), size, stride, tiling.batch_size, tiling.blend, device)
+    sums = _Sums(n_classes, window_weights(size, tiling.blend).to(device), cols, width)
+    rows_per_band = max(1, tiling.batch_size // len(cols))
     bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not host_mosaic.shows_progress())
     for first in range(0, len(rows), rows_per_band):
         band_rows = rows[first : first + rows_per_band]
         top, bottom = int(band_rows[0]), int(band_rows[-1]) + size
         pixels, valid = source.rows(top, bottom)
-        keep = None if valid is None else _windows_with_data(valid, band_rows - top, cols, size)
-        logits = _band_logits(predictor, _band(pixels, device), band_rows - top, cols, size, batch_size, n_classes, keep)
-        row_slots = [torch.from_numpy(a).to(device) for a in covering(band_rows - top, size, bottom - top)]
-        total, count = _add_band(total, count, logits, weights, row_slots, col_slots, len(cols))
+        corners = _corners(band_rows - top, cols)
+        keep = None if valid is None else _windows_with_data(valid, corners, size)
+        logits = _band_logits(predictor, _band(pixels, device), corners, tiling, n_classes, keep)
+        sums.add(logits, band_rows - top, bottom - top)
         bar.update(len(logits))
         done = (int(rows[first + rows_per_band]) if first + rows_per_band < len(rows) else height) - top
-        yield top, (total[:done] / count[:done, :, None]).permute(2, 0, 1), None if valid is None else valid[:done]
-        total, count = total[done:], count[done:]
+        yield top, sums.finish(done), None if valid is None else valid[:done]
     bar.close()
 
 
-def _windows_with_data(valid: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    """Which windows of a band (row-major) hold at least one valid pixel."""
-    r, c = np.meshgrid(rows, cols, indexing="ij")
-    return window_sums(valid, r.ravel(), c.ravel(), size) > 0
+def _corners(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The top-left corners (row, col) of the windows at ``rows`` x ``cols``, row-major: (N, 2)."""
+    return np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
 
 
-def _band_logits(predictor: Predictor, pixels: torch.Tensor, rows: np.ndarray, cols: np.ndarray, size: int,
-                 batch_size: int, n_classes: int, keep: np.ndarray | None = None) -> torch.Tensor:
-    """The logits (windows, K, s, s) of a band's windows, row-major, in batches; ``pixels``
-    (h, W, C) are the band's rows on the device, ``rows`` the window rows within it. Windows
-    not in ``keep`` are not predicted: their logits are zeros."""
-    corners = torch.from_numpy(np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)).to(pixels.device)
+def _windows_with_data(valid: np.ndarray, corners: np.ndarray, size: int) -> np.ndarray:
+    """Which windows of a band (at ``corners``) hold at least one valid pixel."""
+    return window_sums(valid, corners[:, 0], corners[:, 1], size) > 0
+
+
+def _band_logits(predictor: Predictor, pixels: torch.Tensor, corners: np.ndarray, tiling: Tiling, n_classes: int,
+                 keep: np.ndarray | None = None) -> torch.Tensor:
+    """The logits (windows, K, s, s) of a band's windows, row-major, ``tiling.batch_size`` at a
+    time; ``pixels`` (h, W, C) are the band's rows on the device, ``corners`` the windows'
+    corners within it (`_corners`). Windows not in ``keep`` are not predicted: their logits
+    are zeros."""
+    size, batch_size = tiling.size, tiling.batch_size
+    corners = torch.from_numpy(corners).to(pixels.device)
     logits = torch.zeros((len(corners), n_classes, size, size), device=pixels.device)  # filled batch by batch
     if keep is None or keep.all():
         for i in range(0, len(corners), batch_size):
@@ -172,59 +170,79 @@ def _band(rows: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 COLUMN_CHUNK = 4096
-"""Columns of a band summed at a time: the index and value temporaries of `_add_band` stay this
+"""Columns of a band summed at a time: the index and value temporaries of `_Sums.add` stay this
 wide, whatever the width of the image."""
 
 
-def _add_band(carried_total, carried_count, logits, weights, row_slots, col_slots, n_cols):
-    """Add the weighted logits of a band's windows to the rows carried over from the band
-    above. Each pixel receives its windows in row-major order, one covering window per slot,
-    as if the windows were added one by one. Sums are held as (rows, W, K); they are built
-    `COLUMN_CHUNK` columns at a time, in place."""
-    (row_index, row_offset, row_valid), (col_index, col_offset, col_valid) = row_slots, col_slots
-    height, width, n_classes, size = row_index.shape[1], col_index.shape[1], logits.shape[1], weights.shape[0]
-    total = torch.cat([carried_total, carried_total.new_zeros((height - len(carried_total), width, n_classes))])
-    count = torch.cat([carried_count, carried_count.new_zeros((height - len(carried_count), width))])
-    values = logits.permute(0, 2, 3, 1).reshape(-1, n_classes)  # one row of K logits per window pixel
-    for start in range(0, width, COLUMN_CHUNK):
-        cols = slice(start, min(start + COLUMN_CHUNK, width))
-        for r in range(len(row_index)):
-            for c in range(len(col_index)):
-                window = row_index[r, :, None] * n_cols + col_index[c, None, cols]  # (h, chunk)
-                pixel = (window * size + row_offset[r, :, None]) * size + col_offset[c, None, cols]
-                valid = row_valid[r, :, None] & col_valid[c, None, cols]
-                w = torch.where(valid, weights[row_offset[r, :, None], col_offset[c, None, cols]], 0.0)
-                value = values.index_select(0, pixel.reshape(-1)).view(height, -1, n_classes)
-                total[:, cols] += value.mul_(w[:, :, None])  # in place: one temporary of the chunk's size
-                count[:, cols] += w
-    return total, count
+class _Sums:
+    """The sums of the rows that windows still touch, on the device of ``weights`` (the (s, s)
+    weights of one window): ``total`` (rows, W, K) of weighted logits and ``count`` (rows, W)
+    of weights, from the first row that is not finished yet. ``cols`` are the windows' columns."""
+
+    def __init__(self, n_classes: int, weights: torch.Tensor, cols: np.ndarray, width: int):
+        self.weights, self.n_cols = weights, len(cols)
+        self.col_slots = [torch.from_numpy(a).to(weights.device) for a in covering(cols, weights.shape[0], width)]
+        self.total = torch.zeros((0, width, n_classes), device=weights.device)
+        self.count = torch.zeros((0, width), device=weights.device)
+
+    def add(self, logits: torch.Tensor, rows: np.ndarray, height: int) -> None:
+        """Add the weighted logits of a band's windows (at window ``rows`` of a band ``height``
+        rows high, which starts at the first row not finished yet). Each pixel receives its
+        windows in row-major order, one covering window per slot, as if the windows were added
+        one by one. The sums are built `COLUMN_CHUNK` columns at a time, in place."""
+        row_slots = [torch.from_numpy(a).to(self.weights.device) for a in covering(rows, self.weights.shape[0], height)]
+        (row_index, row_offset, row_valid), (col_index, col_offset, col_valid) = row_slots, self.col_slots
+        width, n_classes, size = col_index.shape[1], logits.shape[1], self.weights.shape[0]
+        total = torch.cat([self.total, self.total.new_zeros((height - len(self.total), width, n_classes))])
+        count = torch.cat([self.count, self.count.new_zeros((height - len(self.count), width))])
+        values = logits.permute(0, 2, 3, 1).reshape(-1, n_classes)  # one row of K logits per window pixel
+        for start in range(0, width, COLUMN_CHUNK):
+            cols = slice(start, min(start + COLUMN_CHUNK, width))
+            for r in range(len(row_index)):
+                for c in range(len(col_index)):
+                    window = row_index[r, :, None] * self.n_cols + col_index[c, None, cols]  # (h, chunk)
+                    pixel = (window * size + row_offset[r, :, None]) * size + col_offset[c, None, cols]
+                    valid = row_valid[r, :, None] & col_valid[c, None, cols]
+                    w = torch.where(valid, self.weights[row_offset[r, :, None], col_offset[c, None, cols]], 0.0)
+                    value = values.index_select(0, pixel.reshape(-1)).view(height, -1, n_classes)
+                    total[:, cols] += value.mul_(w[:, :, None])  # in place: one temporary of the chunk's size
+                    count[:, cols] += w
+        self.total, self.count = total, count
+
+    def finish(self, done: int) -> torch.Tensor:
+        """The blended logits (K, done, W) of the first ``done`` rows, which no later window
+        touches; they leave the sums."""
+        blended = (self.total[:done] / self.count[:done, :, None]).permute(2, 0, 1)
+        self.total, self.count = self.total[done:], self.count[done:]
+        return blended
 
 
-def predict_logits(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> torch.Tensor:
+def predict_logits(predictor: Predictor, image, n_classes: int, tiling: Tiling,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
     """Blended logits (K, H, W) of the whole image, on the CPU; for small images (tests, notebooks)."""
-    return torch.cat([block.cpu() for _, block, _ in iter_strips(predictor, image, n_classes, size, stride, **kwargs)],
-                     dim=1)
+    return torch.cat([block.cpu() for _, block, _ in iter_strips(predictor, image, n_classes, tiling, device)], dim=1)
 
 
-def iter_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> Iterator[tuple[int, np.ndarray]]:
+def iter_ids(predictor: Predictor, image, n_classes: int, tiling: Tiling,
+             device: torch.device | str = "cpu") -> Iterator[tuple[int, np.ndarray]]:
     """(first row, class ids (rows, W) uint8) of consecutive blocks of finished rows: the
     argmax of the blended logits, computed on the device, `IGNORE_INDEX` where the image has no
     data; only the ids come back. A map of any size can be written block by block."""
-    for top, block, valid in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
+    for top, block, valid in iter_strips(predictor, image, n_classes, tiling, device):
         ids = block.max(0).indices.to(torch.uint8).cpu().numpy()  # argmax's ids, faster
         if valid is not None:
             ids[~valid] = IGNORE_INDEX
         yield top, ids
 
 
-def iter_blocks(predictor: Predictor, image, n_classes: int, size: int, stride: int, temperature: float = 1.0,
-                **kwargs) -> Iterator[host_mosaic.Block]:
+def iter_blocks(predictor: Predictor, image, n_classes: int, tiling: Tiling, device: torch.device | str = "cpu",
+                temperature: float = 1.0) -> Iterator[host_mosaic.Block]:
     """`iter_ids` with each block's confidence (`host_mosaic.Block`), in the same pass: the
     argmax, the softmax at it and its uint8 code are computed on the device, and only ids and
     codes (two bytes a pixel) come back; the probabilities only when the block's
     ``probabilities`` is called. With a ``temperature`` T the confidence and probabilities are
     those of the logits / T; the ids are the argmax of the logits as they are."""
-    for top, block, valid in iter_strips(predictor, image, n_classes, size, stride, **kwargs):
+    for top, block, valid in iter_strips(predictor, image, n_classes, tiling, device):
         best = block.max(0)
         ids = best.indices.to(torch.uint8).cpu().numpy()
         if temperature != 1.0:
@@ -260,10 +278,11 @@ def _probabilities(block: torch.Tensor, valid: np.ndarray | None):
     return probabilities
 
 
-def predict_ids(predictor: Predictor, image, n_classes: int, size: int, stride: int, **kwargs) -> np.ndarray:
+def predict_ids(predictor: Predictor, image, n_classes: int, tiling: Tiling,
+                device: torch.device | str = "cpu") -> np.ndarray:
     """Class ids (H, W) uint8 of the whole image (`iter_ids`, gathered)."""
     source = image if hasattr(image, "rows") else host_mosaic.ArrayImage(image)
     ids = np.empty(source.shape, dtype=np.uint8)
-    for top, block in iter_ids(predictor, source, n_classes, size, stride, **kwargs):
+    for top, block in iter_ids(predictor, source, n_classes, tiling, device):
         ids[top : top + len(block)] = block
     return ids

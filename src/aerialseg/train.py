@@ -205,11 +205,27 @@ class StepInputs:
     compute: Compute
 
 
-def _train_step(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Optimizer, *, augment_patches: bool) -> None:
-    """One optimiser step on the batch that ``batches.step`` points at; no host sync."""
-    x, y = gather(inputs.image, inputs.labels, batches.current(batches.corners), inputs.size)
-    if augment_patches:
-        x, y = augment(x, y, batches.current(batches.flags))
+def _patches(batches: _Batches, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image and label patches of the batch that ``batches.step`` points at."""
+    return gather(inputs.image, inputs.labels, batches.current(batches.corners), inputs.size)
+
+
+def _train_step(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Optimizer) -> None:
+    """One optimiser step on the batch that ``batches.step`` points at, its patches as they
+    are; no host sync."""
+    _learn(batches, inputs, optimizer, *_patches(batches, inputs))
+
+
+def _augmented_train_step(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Optimizer) -> None:
+    """`_train_step` with each patch in the symmetry its flags in ``batches`` give (`augment`)."""
+    x, y = _patches(batches, inputs)
+    _learn(batches, inputs, optimizer, *augment(x, y, batches.current(batches.flags)))
+
+
+def _learn(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+           y: torch.Tensor) -> None:
+    """The optimiser step of patches ``x`` and labels ``y``; their loss and confusion counts
+    go to ``batches``."""
     with inputs.compute.autocast():
         logits = inputs.model(inputs.prepare(x))
     logits = logits.float()
@@ -224,7 +240,7 @@ def _train_step(batches: _Batches, inputs: StepInputs, optimizer: torch.optim.Op
 @torch.no_grad()
 def _val_step(batches: _Batches, inputs: StepInputs) -> None:
     """Validation loss terms and confusion counts of one batch; padding patches are ignored."""
-    x, y = gather(inputs.image, inputs.labels, batches.current(batches.corners), inputs.size)
+    x, y = _patches(batches, inputs)
     y = torch.where(batches.current(batches.valid).view(-1, 1, 1), y, IGNORE_INDEX)
     with inputs.compute.autocast():
         logits = inputs.model(inputs.prepare(x)).float()
@@ -264,9 +280,11 @@ class Steps:
         how = compute_for_training(device, settings.precision, settings.memory_format)
         inputs = StepInputs(model, input_transform(spec, device, how), image_t, labels_t, data.size, weight, how)
         self.compute = how
-        self.train_step = GraphedStep(partial(_train_step, self.train, inputs, optimizer, augment_patches=settings.augment),
-                                      device, enabled=settings.capture, name="training step")
-        self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, enabled=settings.capture,
+        train_step = _augmented_train_step if settings.augment else _train_step
+        eager_because = None if settings.capture else "capture is turned off (train.capture: false)"
+        self.train_step = GraphedStep(partial(train_step, self.train, inputs, optimizer), device,
+                                      eager_because=eager_because, name="training step")
+        self.val_step = GraphedStep(partial(_val_step, self.val, inputs), device, eager_because=eager_because,
                                     name="validation step")
 
     def draw_epoch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:

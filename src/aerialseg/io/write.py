@@ -253,8 +253,12 @@ class Preview:
         write_png(path, colorize(self.ids, self.colors))
 
 
+POLYGON_BATCH = 10000
+"""Features that `write_polygons` makes and writes at a time."""
+
+
 def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[str], min_area: int = 0,
-                   values: Sequence[int] | None = None, batch: int = 10000, confidence_path=None) -> int:
+                   values: Sequence[int] | None = None, confidence_path=None) -> int:
     """Write a map as polygons into a GeoPackage: one feature per connected region (4-connected)
     of a class, with its ``class`` name and ``class_id`` (its value in the map), in the map's
     CRS, after regions smaller than ``min_area`` px are merged into their neighbours
@@ -264,7 +268,7 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
 
     Memory: not bounded by bands, unlike the map. The whole map is read, then its valid mask
     and its sieved copy are made, about 3 bytes per pixel, with GDAL's block cache
-    (`io.GDAL_CACHE_MB`) and the polygons of a batch of ``batch`` features on top; with a
+    (`io.GDAL_CACHE_MB`) and the polygons of a batch of `POLYGON_BATCH` features on top; with a
     confidence raster about 9 bytes more per pixel (the raster, the regions' numbers and one
     class's labelling at a time). Measured on a
     6000 x 6000 px map without confidence: 300 MiB with 52 thousand polygons, 400 MiB with 314
@@ -280,7 +284,7 @@ def write_polygons(map_path: str | Path, out_path: str | Path, names: Sequence[s
     try:
         with rasterio.open(map_path) as dataset:
             shapes, regions, crs = _shapes(dataset, min_area, confidence_path)
-            for number, chunk in enumerate(_batches(shapes, batch)):
+            for number, chunk in enumerate(_batches(shapes, POLYGON_BATCH)):
                 geometry, field_data = _features(chunk, name_of, regions)
                 with warnings.catch_warnings():  # a map without a CRS (a world file alone) was warned of already
                     warnings.filterwarnings("ignore", message="'crs' was not provided")

@@ -142,10 +142,10 @@ def conclude(settings: dict, runs_csv, patch_csvs: Mapping[int, str | Path], mar
     from .. import conclusions
 
     experiment = settings["experiment"]
-    overlapping = any(cfg.training_stride(settings, size) < size for size in experiment["patch_sizes"])
+    strides = {size: cfg.training_stride(settings, size) for size in experiment["patch_sizes"]}
     steps = {size: budget.steps_per_epoch(int((pd.read_csv(path)["split"] == "train").sum()), settings["train"]["batch_size"])
              for size, path in patch_csvs.items()}
-    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], overlapping=overlapping, steps=steps,
+    found, blocks = conclusions.document(pd.read_csv(runs_csv), experiment["split"], strides=strides, steps=steps,
                                          budget=budget.of(settings["train"]))
     write_text(conclusions.to_markdown(blocks), markdown_out)
     write_text(conclusions.to_html(blocks), html_out)
