@@ -6,6 +6,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= $(shell nproc 2>/dev/null || echo 2)
+# make test runs the tests in two processes, a file at a time each (pytest-xdist): the Slurm
+# test mostly waits on its cluster while the other process runs the rest.
+TEST_PROCESSES ?= 2
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
 
@@ -15,7 +18,7 @@ demo: $(READY)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/quick.yaml
 
 test: $(READY)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 setup: $(READY)
 

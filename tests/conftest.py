@@ -28,3 +28,12 @@ def _onnx_cache(tmp_path_factory):
 
     os.environ["AERIALSEG_CACHE"] = str(tmp_path_factory.mktemp("onnx-cache"))
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """With several test processes (make test: pytest -n 2 --dist loadfile), the longest files
+    first: the Slurm test, which mostly waits on the cluster, starts at once beside the other
+    workflow tests instead of last; alone, the order stays that of the files."""
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        items.sort(key=lambda item: (not item.nodeid.startswith("tests/workflow/test_slurm"),
+                                     not item.nodeid.startswith("tests/workflow/")))

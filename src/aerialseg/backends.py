@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -168,21 +168,18 @@ class OnnxModel:
     logits: bool = False  # the sessions run the graph without its softmax (`logits_graph`)
 
     @classmethod
-    def load(cls, data: bytes, name, threads: int) -> "OnnxModel":
-        """The model of an ONNX file's bytes, as its file says (its one output: probabilities)."""
-        return cls._load(data, name, threads, logits=False)
-
-    @classmethod
     def load_logits(cls, data: bytes, name, threads: int) -> "OnnxModel":
         """The model of an ONNX file's bytes run without the softmax that ends its graph
         (`logits_graph`), for the mosaic, which blends scores: the softmax over the classes is
         about a sixth of the graph's time on the CPU, and blending logits is what the torch
         mosaic does. A graph that does not end in a softmax runs as it is."""
         cut = logits_graph(data)
-        return cls._load(cut or data, name, threads, logits=cut is not None)
+        model = cls.load(cut or data, name, threads)
+        return replace(model, logits=cut is not None)
 
     @classmethod
-    def _load(cls, data: bytes, name, threads: int, logits: bool) -> "OnnxModel":
+    def load(cls, data: bytes, name, threads: int) -> "OnnxModel":
+        """The model of an ONNX file's bytes, as its file says (its one output: probabilities)."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -206,7 +203,7 @@ class OnnxModel:
         mean, std = standardization(meta["spec"])
         values = np.arange(256, dtype=np.float32)[None, :]
         pool = ThreadPoolExecutor(workers, thread_name_prefix="onnxruntime") if workers > 1 else None
-        return cls(sessions, meta, (values / 255.0 - mean[:, None]) / std[:, None], pool, logits)
+        return cls(sessions, meta, (values / 255.0 - mean[:, None]) / std[:, None], pool)
 
     def describe(self) -> str:
         threads = self.sessions[0].get_session_options().intra_op_num_threads

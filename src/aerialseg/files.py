@@ -39,7 +39,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         full = _disk_full(path, error)  # before the partial file is removed and its space freed
         Path(tmp).unlink(missing_ok=True)
         if full:
-            raise _write_error(path, error, full=True) from None
+            raise _disk_full_error(path) from None
         raise
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -54,16 +54,20 @@ def _disk_full(path: Path, error: BaseException) -> bool:
         return False
 
 
-def _write_error(path: Path, error: BaseException, full: bool | None = None) -> WriteError:
-    if full if full is not None else _disk_full(path, error):
-        try:
-            free = f" ({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there)"
-        except OSError:
-            free = ""
-        return WriteError(f"{path}: cannot write it: no space left on the disk{free}. Free some space (see "
-                          "\"When something goes wrong\" in the README for what a run needs) and run again; "
-                          "nothing half-written was left")
+def _write_error(path: Path, error: BaseException) -> WriteError:
+    if _disk_full(path, error):
+        return _disk_full_error(path)
     return WriteError(f"{path}: cannot write it ({error.strerror or error})")
+
+
+def _disk_full_error(path: Path) -> WriteError:
+    try:
+        free = f" ({shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there)"
+    except OSError:
+        free = ""
+    return WriteError(f"{path}: cannot write it: no space left on the disk{free}. Free some space (see "
+                      "\"When something goes wrong\" in the README for what a run needs) and run again; "
+                      "nothing half-written was left")
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **kwargs) -> None:

@@ -17,8 +17,10 @@ rows (``classes x band height x width`` floats).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from queue import Full, Queue
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,6 +30,7 @@ from .class_ids import IGNORE_INDEX
 from .patches import check_windows, window_starts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BatchPredictor = Callable[[np.ndarray], np.ndarray]
 """Maps uint8 windows (B, s, s, C) to float32 scores (B, K, s, s) whose largest is the class:
@@ -100,33 +103,97 @@ class ArrayImage:
 def iter_strips(predict: BatchPredictor, image, n_classes: int,
                 tiling: Tiling) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Yield (first row, blended scores (K, rows, W) float32, valid pixels (rows, W) or None)
-    for consecutive blocks of finished rows, top to bottom (`mosaic.iter_strips`, on the host)."""
+    for consecutive blocks of finished rows, top to bottom (`mosaic.iter_strips`, on the host).
+    The next band of window rows is read and predicted in a background thread while the caller
+    works on the block before (`read_ahead`)."""
     source = image if hasattr(image, "rows") else ArrayImage(image)
     height, width = source.shape
-    size, stride = tiling.size, tiling.stride
-    check_windows(height, width, size, stride)
-    rows, cols = window_starts(height, size, stride), window_starts(width, size, stride)
+    check_windows(height, width, tiling.size, tiling.stride)
+    rows, cols = window_starts(height, tiling.size, tiling.stride), window_starts(width, tiling.size, tiling.stride)
     batch_size = tiling.batch_size or min(CPU_BATCH, len(cols))
     log.info("%d x %d px: %d windows of %d px, stride %d, in batches of %d, %s blend, on the host", width, height,
-             len(rows) * len(cols), size, stride, batch_size, tiling.blend)
-    band = _Band(n_classes, width, window_weights(size, tiling.blend))
+             len(rows) * len(cols), tiling.size, tiling.stride, batch_size, tiling.blend)
+    band = _Band(n_classes, width, window_weights(tiling.size, tiling.blend))
     per_band = max(1, batch_size // len(cols))
     bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not shows_progress())
-    for first in range(0, len(rows), per_band):
-        band_rows = rows[first : first + per_band]
+    bands = [rows[first : first + per_band] for first in range(0, len(rows), per_band)]
+    scored_bands = read_ahead(_scored(predict, source, bands, cols, tiling.size, batch_size))
+    for number, (band_rows, scored) in enumerate(zip(bands, scored_bands)):
+        top, bottom = int(band_rows[0]), int(band_rows[-1]) + tiling.size
+        band.extend(top, bottom)
+        for corners, scores in scored.batches:
+            band.add(corners, scores)
+        bar.update(len(band_rows) * len(cols))
+        done = int(bands[number + 1][0]) if number + 1 < len(bands) else height
+        yield top, band.finish(done), None if scored.valid is None else scored.valid[: done - top]
+    bar.close()
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A band of window rows predicted: its windows' corners and scores, batch by batch, and
+    its valid pixels (None: all)."""
+
+    batches: list[tuple[list[tuple[int, int]], np.ndarray]]
+    valid: np.ndarray | None
+
+
+def _scored(predict: BatchPredictor, source, bands, cols, size: int, batch_size: int) -> Iterator[_Scored]:
+    """Each band of window rows read and its windows predicted, in batches; windows wholly in
+    no-data are left out."""
+    for band_rows in bands:
         top, bottom = int(band_rows[0]), int(band_rows[-1]) + size
         pixels, valid = source.rows(top, bottom)
-        band.extend(top, bottom)
         corners = [(int(r), int(c)) for r in band_rows for c in cols]
         if valid is not None:
             corners = [(r, c) for r, c in corners if valid[r - top : r - top + size, c : c + size].any()]
-        for i in range(0, len(corners), batch_size):
-            batch = corners[i : i + batch_size]
-            band.add(batch, predict(_cut(pixels, batch, top, size)))
-        bar.update(len(band_rows) * len(cols))
-        done = int(rows[first + per_band]) if first + per_band < len(rows) else height
-        yield top, band.finish(done), None if valid is None else valid[: done - top]
-    bar.close()
+        batches = [corners[i : i + batch_size] for i in range(0, len(corners), batch_size)]
+        yield _Scored([(batch, predict(_cut(pixels, batch, top, size))) for batch in batches], valid)
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """The items of an iterator, each made in a background thread while the caller works on
+    the one before: the model predicts the next band of windows while the caller blends,
+    writes and hands on the last (ONNX Runtime, NumPy and the raster readers release the
+    GIL). At most one item waits; an error in the thread is raised here, and a caller that
+    stops early stops the thread after the item it is making."""
+    queue: Queue = Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as error:  # raised in the caller's thread
+            put((None, error))
+
+    thread = threading.Thread(target=produce, name="mosaic-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _cut(pixels: np.ndarray, corners, top: int, size: int) -> np.ndarray:
