@@ -361,3 +361,29 @@ def test_a_batch_split_across_sessions_gives_what_one_session_gives(exported, mo
     assert (len(one.sessions), len(three.sessions)) == (1, 3) and "3 session(s) side by side" in three.describe()
     windows = np.random.default_rng(8).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)  # chunks of 16, 16, 8
     np.testing.assert_array_equal(three.outputs(windows), one.outputs(windows))
+
+
+def test_read_ahead_hands_on_every_item_in_order_raises_the_threads_error_and_stops_with_its_caller():
+    import threading
+
+    made = []
+
+    def items():
+        for number in range(5):
+            made.append(number)
+            yield number
+
+    assert list(host_mosaic.read_ahead(items())) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise InputError("image.tif: unreadable block")
+
+    with pytest.raises(InputError, match="unreadable block"):
+        list(host_mosaic.read_ahead(failing()))
+
+    made.clear()
+    ahead = host_mosaic.read_ahead(items())
+    assert next(ahead) == 0
+    ahead.close()  # the caller stops early: the thread ends, having made at most two items more
+    assert made[-1] <= 2 and not any(t.name == "mosaic-read-ahead" for t in threading.enumerate())
