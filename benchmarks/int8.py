@@ -23,7 +23,7 @@ def map_ids(model, image: np.ndarray, size: int, stride: int) -> tuple[np.ndarra
     from aerialseg import host_mosaic
 
     start = time.perf_counter()
-    ids = np.concatenate([b for _, b in host_mosaic.iter_ids(model.log_probabilities, image,
+    ids = np.concatenate([b for _, b in host_mosaic.iter_ids(model.scores, image,
                                                                int(model.meta["spec"]["n_classes"]),
                                                                host_mosaic.Tiling(size, stride))])
     return ids, time.perf_counter() - start
@@ -45,7 +45,7 @@ def main() -> None:
     from aerialseg.metrics import confusion_matrix, mean_iou
 
     fp32 = backends.onnx_bytes(args.model)
-    model = backends.OnnxModel.load(fp32, args.model, args.threads)
+    model = backends.OnnxModel.load_logits(fp32, args.model, args.threads)  # as the mosaic runs it
     spec = DataSpec.from_config({"data": model.meta["data"]})
     size, stride = model.meta["patch_size"], model.meta["predict"]["stride"]
 
@@ -56,7 +56,8 @@ def main() -> None:
     test = read(args.test_image)
     truth = read_label(args.test_label, spec)
     windows = quantize.calibration_windows(model, [args.train_image], args.windows)
-    int8 = backends.OnnxModel.load(quantize.quantize(fp32, model, windows, args.train_image.name), "int8", args.threads)
+    int8 = backends.OnnxModel.load_logits(quantize.quantize(fp32, model, windows, args.train_image.name), "int8",
+                                          args.threads)
     rows, k = [], int(model.meta["spec"]["n_classes"])
     for name, runtime in (("float32", model), ("int8", int8)):
         map_ids(runtime, test[:size * 2], size, stride)  # warm-up
