@@ -34,6 +34,8 @@ RUNS = cfg.runs(config)
 # its two wildcards (never parse it out of a path).
 RUN = layout.RUN
 RUN_OF = {(layout.run_prefix(run), run.case.name): run for run in RUNS}
+# A case's maps of new imagery are made with its first repeat's model: MAP_RUN[case name].
+MAP_RUN = {case.name: cfg.Run(case) for case in CASES}
 # Repeat 1 has no prefix; the others repeats/{repeat}/.
 PREFIXES = "|".join(re.escape(layout.run_prefix(run)) for run in RUNS if layout.run_prefix(run))
 DATA, SUMMARY = layout.DATA, layout.SUMMARY
@@ -151,7 +153,7 @@ SCALED = config["predict"]["temperature_scaling"]
 
 def map_calibration(wildcards):
     """The calibration.csv of the run that maps (repeat 1 of the case), where the confidence is scaled."""
-    return [run_file(cfg.Run(cfg.Case.parse(wildcards.case)), "calibration.csv")] if SCALED else []
+    return [run_file(MAP_RUN[wildcards.case], "calibration.csv")] if SCALED else []
 
 
 def map_companions(map_pattern):
@@ -192,7 +194,7 @@ def maps_to_make(wildcards):
         import yaml
 
         with checkpoints.best_case.get().output[0].open() as record:
-            chosen = [cfg.Case.parse(yaml.safe_load(record)["case"])]
+            chosen = [MAP_RUN[yaml.safe_load(record)["case"]].case]
     return [path for case in chosen for path in map_outputs(case.name)]
 
 
@@ -207,7 +209,7 @@ def map_block_files(wildcards):
         # the best_case checkpoint (a lost block, a killed gather): a grid that is up to date
         # (this block size, newer than its image and model) is read as it is.
         grid = layout.grid_file(folder, wildcards.name)
-        if not current_grid(grid, MAPS[wildcards.name], layout.run_dir(cfg.Run(cfg.Case.parse(wildcards.case)))):
+        if not current_grid(grid, MAPS[wildcards.name], layout.run_dir(MAP_RUN[wildcards.case])):
             raise
     with open(grid) as found:
         blocks = json.load(found)["blocks"]

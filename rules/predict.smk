@@ -172,7 +172,7 @@ rule map_geotiff:
     preview: map_geotiff writes a georeferenced image's map as a GeoTIFF in its CRS and
     transform, with its QGIS style {name}.qml, map_png any other image's as a PNG of class ids."""
     input:
-        model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.pt"),  # the study's run, repeat 1
+        model=lambda wc: run_file(MAP_RUN[wc.case], "model.pt"),  # the study's run, repeat 1
         image=lambda wc: MAPS[wc.name],
         calibration=map_calibration,
     output:
@@ -208,7 +208,7 @@ checkpoint map_grid:
     no-data gets no job) and what the model reads (from model.onnx where the blocks run on
     ONNX Runtime: no torch to start); the rules read it to know the blocks."""
     input:
-        model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.onnx" if BLOCK_ONNX else "model.pt"),
+        model=lambda wc: run_file(MAP_RUN[wc.case], "model.onnx" if BLOCK_ONNX else "model.pt"),
         image=lambda wc: MAPS[wc.name],
     output:
         str(layout.grid_file(layout.MAPS, f"{{name,{BLOCK_MAPS}}}")),
@@ -229,8 +229,8 @@ rule map_block:
     read with their halo, predicted and blended as in one job; its class ids in a block file,
     temporary (kept with --notemp). One GPU each on a GPU, threads only on the CPU."""
     input:
-        model=lambda wc: run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.pt"),
-        onnx=lambda wc: [run_file(cfg.Run(cfg.Case.parse(wc.case)), "model.onnx")] if BLOCK_ONNX else [],
+        model=lambda wc: run_file(MAP_RUN[wc.case], "model.pt"),
+        onnx=lambda wc: [run_file(MAP_RUN[wc.case], "model.onnx")] if BLOCK_ONNX else [],
         image=lambda wc: MAPS[wc.name],
         grid=MAP_GRID,
         calibration=map_calibration,
