@@ -10,21 +10,31 @@ from aerialseg import config as cfg
 from aerialseg.backends import cuda_possible
 from aerialseg.config import layout
 from aerialseg.errors import InputError
-from aerialseg.io.read import georeference
+from aerialseg.io.headers import HeaderRecord
 from aerialseg.jobs.preflight import check_inputs
-from aerialseg.jobs.prediction import map_files
 from snakemake.exceptions import IncompleteCheckpointException
 
 IMAGES = list(cfg.IMAGES)
 DEMO_FILES = layout.demo_files()
+# The input files' headers, kept between runs (aerialseg.io.headers): a parse (a run, a dry run,
+# a cluster job) opens only the images it has not seen as they are now.
+HEADERS = HeaderRecord(layout.HEADER_RECORD)
 
-# Stop before any job starts: the config against its schema, then the input files' headers.
+# Stop before any job starts: the config against its schema, then the input files' headers
+# (checked in the main process; a cluster job's parse trusts them).
 try:
     config.update(cfg.validate(config, producible=DEMO_FILES))
-    for warning in check_inputs(config, producible=DEMO_FILES):
+    for warning in check_inputs(config, producible=DEMO_FILES, headers=HEADERS.header) if workflow.is_main_process else []:
         print(f"Warning: {warning}", file=sys.stderr)
 except (cfg.ConfigError, InputError) as error:
     raise WorkflowError(str(error)) from None
+
+
+def georeferenced(image):
+    """Whether an input image is georeferenced (its map and prediction are GeoTIFFs); the demo
+    scene, which is not, may not exist yet."""
+    return image not in DEMO_FILES and HEADERS.header(image).georeferenced
+
 
 CASES = cfg.cases(config)
 RUNS = cfg.runs(config)
@@ -45,10 +55,11 @@ TILES = {image: cfg.tiles(config, image) for image in IMAGES}
 PLACES = {f"{image}/{tile.folder}".rstrip("/"): (image, tile) for image in IMAGES for tile in TILES[image]}
 POOLED = [image for image in IMAGES if cfg.tiled(config, image)]  # splits whose scores are pooled over tiles
 # Images with a CRS and geotransform: their predictions are also written as GeoTIFF.
-GEOREFERENCED = {tile.image for tiles in TILES.values() for tile in tiles if georeference(tile.image) is not None}
+GEOREFERENCED = {tile.image for tiles in TILES.values() for tile in tiles if georeferenced(tile.image)}
 # Unlabelled images to map (data.predict), by name; a map is a GeoTIFF where the image is georeferenced.
 MAPS = {tile.name: tile.image for tile in cfg.maps(config)}
-MAP_SUFFIX = {name: map_files(image, ".")[0].suffix for name, image in MAPS.items()}
+MAP_SUFFIX = {name: layout.GEOTIFF if georeferenced(image) else layout.PNG for name, image in MAPS.items()}
+HEADERS.save()
 # With predict.vectors every georeferenced map also gets its polygons in a GeoPackage.
 VECTORS = config["predict"]["vectors"]
 # Every map has its confidence raster beside it: prediction_confidence.tif beside a tile's prediction.

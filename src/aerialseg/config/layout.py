@@ -41,6 +41,9 @@ MAPS = "results/maps/{case}"
 """The maps of data.predict by one case, as a pattern of the rules' wildcard ``case``."""
 BEST_CASE = "results/maps/best_case.yaml"
 """The case with the best validation mIoU, which maps data.predict unless predict.cases names others."""
+HEADER_RECORD = ".snakemake/aerialseg/headers.json"
+"""Beside Snakemake's own records, not in results/: the input files' headers as the workflow's
+parse last read them (`io.headers.HeaderRecord`), so that the next parse need not open them."""
 GEOTIFF, PNG = ".tif", ".png"
 """The suffixes of a map: a GeoTIFF where its image is georeferenced, else a PNG of class ids."""
 

@@ -3,80 +3,81 @@ the validation split, the images to map."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .. import config as cfg
 from .. import patches
 from ..errors import ConfigError, InputError
 from ..io.labels import lookup_table, size_mismatch
-from ..io.read import check_bands, data_bands, georeference, image_header, image_size
+from ..io.headers import Header, read_header
+from ..io.read import check_bands, data_bands, image_header, image_size
 from ..io.spec import DataSpec
 
 
-def check_inputs(config: dict, producible: Sequence[str] = ()) -> list[str]:
-    """Check what can be checked before any job runs, from file headers only: the label
-    palette, image and label sizes, the bands asked for, that every patch size fits, that the
-    validation split leaves patches on both sides, and that the images to map have the
-    training images' bands. Files in ``producible`` (the demo scene) have the header the
+Headers = Callable[[str], Header]
+"""Where the checks get an input file's header: `read_header` (the file), or a
+`io.headers.HeaderRecord`'s ``header`` (kept between runs)."""
+
+
+def check_inputs(config: dict, producible: Sequence[str] = (), headers: Headers = read_header) -> list[str]:
+    """Check what can be checked before any job runs, from file headers only (``headers``):
+    the label palette, image and label sizes, the bands asked for, that every patch size fits,
+    that the validation split leaves patches on both sides, and that the images to map have
+    the training images' bands. Files in ``producible`` (the demo scene) have the header the
     demo_scene rule will write. Returns warnings: images to map whose CRS or pixel size differ
     from the training tiles'."""
     spec = DataSpec.from_config(config)
     lookup_table(spec, source="config")
     largest = max(config["experiment"]["patch_sizes"])
-    headers = {}
+    header = _Headers(config, producible, headers)
     for image in cfg.IMAGES:
         for tile in cfg.tiles(config, image):
-            height, width, bands = headers[tile.image] = _header(tile.image, config, producible)
-            label_shape = _header(tile.label, config, producible)[:2]
-            if (height, width) != label_shape:
-                raise InputError(size_mismatch(tile.image, (height, width), tile.label, label_shape))
-            check_patch_fits(tile.image, (height, width), largest)
-            check_bands(tile.image, spec.bands, bands)
-    _check_split(config, [headers[tile.image][:2] for tile in cfg.tiles(config, "train")])
-    return _check_like_training(config, producible)
+            found, label = header(tile.image), header(tile.label)
+            if (found.height, found.width) != (label.height, label.width):
+                raise InputError(size_mismatch(tile.image, (found.height, found.width), tile.label,
+                                               (label.height, label.width)))
+            check_patch_fits(tile.image, (found.height, found.width), largest)
+            check_bands(tile.image, spec.bands, found.bands)
+    _check_split(config, [(header(tile.image).height, header(tile.image).width) for tile in cfg.tiles(config, "train")])
+    return _check_like_training(config, header)
 
 
-def _check_like_training(config: dict, producible: Sequence[str]) -> list[str]:
+class _Headers:
+    """The headers of the study's input files, or of the demo scene the workflow will render
+    (three bands, not georeferenced)."""
+
+    def __init__(self, config: dict, producible: Sequence[str], headers: Headers):
+        self.size, self.producible, self.headers = config["demo"]["size"], producible, headers
+
+    def __call__(self, path) -> Header:
+        if path in self.producible:
+            return Header(self.size, self.size, 3, 3, False)
+        return self.headers(path)
+
+
+def _check_like_training(config: dict, header: _Headers) -> list[str]:
     """Every other image (the other training tiles, the test tiles, the images to map) must
     have the data bands of the first training tile (alpha bands aside, which mark no-data);
     a CRS or pixel size that differs from its is worth a warning. The images to map must also
     be at least as large as the largest patch."""
     first = cfg.tiles(config, "train")[0]
-    bands = _data_bands(first.image, producible)
-    where = georeference(first.image) if first.image not in producible else None
+    ours = header(first.image)
     others = [(tile.image, "") for image in cfg.IMAGES for tile in cfg.tiles(config, image)[image == "train":]]
     others += [(tile.image, " to map (data.predict)") for tile in cfg.maps(config)]
     warnings = []
     for path, role in others:
-        count = _data_bands(path, producible)
-        if count != bands:
-            raise InputError(f"{path}: the image{role} has {count} data band(s), the training images {bands} "
-                             f"({first.image}): one model cannot read both")
+        theirs = header(path)
+        if theirs.data_bands != ours.data_bands:
+            raise InputError(f"{path}: the image{role} has {theirs.data_bands} data band(s), the training images "
+                             f"{ours.data_bands} ({first.image}): one model cannot read both")
         if role:
-            check_patch_fits(path, image_size(path), max(config["experiment"]["patch_sizes"]))
-        other = georeference(path) if path not in producible else None
-        if where is not None and other is not None:
-            for what, theirs, ours in (("CRS", other.crs, where.crs), ("pixel size", _pixel_size(other), _pixel_size(where))):
-                if theirs != ours:
-                    warnings.append(f"{path}: its {what} is {theirs}, the training tiles' {ours} ({first.image}); "
+            check_patch_fits(path, (theirs.height, theirs.width), max(config["experiment"]["patch_sizes"]))
+        if ours.georeferenced and theirs.georeferenced:
+            for what, their, our in (("CRS", theirs.crs, ours.crs), ("pixel size", theirs.pixel_size, ours.pixel_size)):
+                if their != our:
+                    warnings.append(f"{path}: its {what} is {their}, the training tiles' {our} ({first.image}); "
                                     "it is used anyway, but a model sees pixels, not metres")
     return warnings
-
-
-def _data_bands(path, producible: Sequence[str]) -> int:
-    return 3 if path in producible else data_bands(path)
-
-
-def _pixel_size(where) -> tuple[float, float]:
-    return round(abs(where.transform.a), 9), round(abs(where.transform.e), 9)
-
-
-def _header(path, config: dict, producible: Sequence[str]) -> tuple[int, int, int]:
-    """(height, width, bands) of an input file, or of the demo scene the workflow will render."""
-    if path in producible:
-        size = config["demo"]["size"]
-        return size, size, 3
-    return image_header(path)
 
 
 def _check_split(config: dict, shapes: Sequence[tuple[int, int]]) -> None:
