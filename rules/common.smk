@@ -14,7 +14,7 @@ from aerialseg.io.headers import HeaderRecord
 from aerialseg.jobs.preflight import check_inputs
 from snakemake.exceptions import IncompleteCheckpointException
 
-IMAGES = list(cfg.IMAGES)
+SPLITS = list(cfg.SPLITS)
 DEMO_FILES = layout.demo_files()
 # The input files' headers, kept between runs (aerialseg.io.headers): a parse (a run, a dry run,
 # a cluster job) opens only the images it has not seen as they are now.
@@ -50,10 +50,10 @@ MAP_RUN = {case.name: cfg.Run(case) for case in CASES}
 PREFIXES = "|".join(re.escape(layout.run_prefix(run)) for run in RUNS if layout.run_prefix(run))
 DATA, SUMMARY = layout.DATA, layout.SUMMARY
 # Each split is one image/label pair or a list of tiles; a tile's outputs go below the split's
-# folder ({image}/, or {image}/{tile}/ when the split lists tiles): PLACES names them.
-TILES = {image: cfg.tiles(config, image) for image in IMAGES}
-PLACES = {f"{image}/{tile.folder}".rstrip("/"): (image, tile) for image in IMAGES for tile in TILES[image]}
-POOLED = [image for image in IMAGES if cfg.tiled(config, image)]  # splits whose scores are pooled over tiles
+# folder ({split}/, or {split}/{tile}/ when the split lists tiles): PLACES names them.
+TILES = {split: cfg.tiles(config, split) for split in SPLITS}
+PLACES = {f"{split}/{tile.folder}".rstrip("/"): (split, tile) for split in SPLITS for tile in TILES[split]}
+POOLED = [split for split in SPLITS if cfg.tiled(config, split)]  # splits whose scores are pooled over tiles
 # Images with a CRS and geotransform: their predictions are also written as GeoTIFF.
 GEOREFERENCED = {tile.image for tiles in TILES.values() for tile in tiles if georeferenced(tile.image)}
 # Unlabelled images to map (data.predict), by name; a map is a GeoTIFF where the image is georeferenced.
@@ -85,7 +85,7 @@ def alternatives(values):
 wildcard_constraints:
     prefix=f"(?:{PREFIXES})?",
     case=alternatives(case.name for case in CASES),
-    image=alternatives(IMAGES),
+    split=alternatives(SPLITS),
     place=alternatives(PLACES),
     pooled=alternatives(POOLED),
     size=r"\d+",
@@ -120,9 +120,9 @@ def run_file(run, name):
     return f"{layout.run_dir(run)}/{name}"
 
 
-def tile_files(run_dir, name, images=IMAGES):
+def tile_files(run_dir, name, splits=SPLITS):
     """A file of every tile of the splits, e.g. tile_files(RUN, "prediction.png")."""
-    return [layout.tile_file(f"{run_dir}/{image}", tile, name) for image in images for tile in TILES[image]]
+    return [layout.tile_file(f"{run_dir}/{split}", tile, name) for split in splits for tile in TILES[split]]
 
 
 def all_outputs():
@@ -132,15 +132,15 @@ def all_outputs():
     for run in RUNS:
         outputs += [run_file(run, "settings.yaml")]
         outputs += [run_file(run, "training_curves.png")] if run.repeat == 1 else []
-        for image in IMAGES:
-            outputs += [run_file(run, f"{image}/metrics.csv")]
-            for tile in TILES[image]:
-                folder = f"{layout.run_dir(run)}/{image}"
+        for split in SPLITS:
+            outputs += [run_file(run, f"{split}/metrics.csv")]
+            for tile in TILES[split]:
+                folder = f"{layout.run_dir(run)}/{split}"
                 geotiff = [layout.tile_file(folder, tile, "prediction.tif")] if tile.image in GEOREFERENCED else []
                 outputs += geotiff + [str(layout.vectors_path(path)) for path in geotiff if VECTORS]
                 outputs += [layout.tile_file(folder, tile, name)
                             for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
-    outputs += [f"{SUMMARY}/confusion_{image}.png" for image in IMAGES]
+    outputs += [f"{SUMMARY}/confusion_{split}.png" for split in SPLITS]
     outputs += [f"{SUMMARY}/reliability_{case.name}.png" for case in CASES]
     outputs += [
         f"{SUMMARY}/training.md",

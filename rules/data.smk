@@ -4,16 +4,16 @@
 rule demo_scene:
     """Render the synthetic ISPRS-style scene; runs only when the config points at it."""
     output:
-        image=layout.demo_file("{image}", "image"),
-        label=layout.demo_file("{image}", "label"),
+        image=layout.demo_file("{split}", "image"),
+        label=layout.demo_file("{split}", "label"),
     params:
         size=config["demo"]["size"],
         # the test scene is a different draw of the same generator
-        seed=lambda wc: config["demo"]["seed"] + IMAGES.index(wc.image),
+        seed=lambda wc: config["demo"]["seed"] + SPLITS.index(wc.split),
     log:
-        "results/logs/demo_scene/{image}.log",
+        "results/logs/demo_scene/{split}.log",
     benchmark:
-        "results/benchmarks/demo_scene/{image}.tsv"
+        "results/benchmarks/demo_scene/{split}.tsv"
     conda:
         "../envs/segmentation.yaml"
     script:
@@ -25,7 +25,7 @@ rule class_stats:
     weights over all training tiles."""
     input:
         # the images too: where they can have no-data pixels, those are not counted
-        [path for image in IMAGES for tile in TILES[image] for path in (tile.label, tile.image)],
+        [path for split in SPLITS for tile in TILES[split] for path in (tile.label, tile.image)],
     output:
         stats=report(
             f"{DATA}/class_stats.csv",
@@ -37,7 +37,7 @@ rule class_stats:
         tiles=f"{DATA}/class_stats_tiles.csv",
     params:
         settings=settings("class_stats"),
-        tiles={image: tile_params(TILES[image]) for image in IMAGES},
+        tiles={split: tile_params(TILES[split]) for split in SPLITS},
     log:
         "results/logs/class_stats.log",
     benchmark:

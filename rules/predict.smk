@@ -10,15 +10,15 @@ rule predict:
     chosen class) with its QGIS colour ramp prediction_confidence.qml."""
     input:
         model=f"{RUN}/model.pt",
-        images=[tile.image for image in IMAGES for tile in TILES[image]],
+        images=[tile.image for split in SPLITS for tile in TILES[split]],
         calibration=lambda wc: [run_file(run_of(wc), "calibration.csv")] if SCALED else [],
     output:
         ids=tile_files(RUN, "prediction.png"),
         color=tile_files(RUN, "prediction_color.png"),
-        geotiff=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
-                 for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.tif")]],
-        style=[path for image in IMAGES for tile in TILES[image] if tile.image in GEOREFERENCED
-               for path in [layout.tile_file(f"{RUN}/{image}", tile, "prediction.qml")]],
+        geotiff=[path for split in SPLITS for tile in TILES[split] if tile.image in GEOREFERENCED
+                 for path in [layout.tile_file(f"{RUN}/{split}", tile, "prediction.tif")]],
+        style=[path for split in SPLITS for tile in TILES[split] if tile.image in GEOREFERENCED
+               for path in [layout.tile_file(f"{RUN}/{split}", tile, "prediction.qml")]],
         confidence=tile_files(RUN, TILE_CONFIDENCE),
         confidence_style=tile_files(RUN, TILE_CONFIDENCE_STYLE),
         record=f"{RUN}/prediction_settings.yaml",
@@ -29,13 +29,13 @@ rule predict:
         # and for a georeferenced image its geotiff and style (else None)
         files=lambda wc: [
             {"image": tile.image,
-             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
+             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{split}", tile, name)
                 for key, name in (("ids", "prediction.png"), ("color", "prediction_color.png"),
                                   ("confidence", TILE_CONFIDENCE), ("confidence_style", TILE_CONFIDENCE_STYLE))},
-             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{image}", tile, name)
+             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{split}", tile, name)
                 if tile.image in GEOREFERENCED else None
                 for key, name in (("geotiff", "prediction.tif"), ("style", "prediction.qml"))}}
-            for image in IMAGES for tile in TILES[image]
+            for split in SPLITS for tile in TILES[split]
         ],
     threads: cfg.prediction_resources(config)[1]
     resources:
@@ -58,7 +58,7 @@ rule calibrate:
     input:
         model=f"{RUN}/model.pt",
         patches=lambda wc: layout.PATCHES.format(size=run_of(wc).case.size),
-        tiles=[path for image in IMAGES for tile in TILES[image] for path in (tile.image, tile.label)],
+        tiles=[path for split in SPLITS for tile in TILES[split] for path in (tile.image, tile.label)],
     output:
         summary=f"{RUN}/calibration.csv",
         reliability=f"{RUN}/reliability.csv",
@@ -102,7 +102,7 @@ rule evaluate:
     params:
         settings=settings("evaluate"),
         run=run_params,
-        image=lambda wc: PLACES[wc.place][0],
+        split=lambda wc: PLACES[wc.place][0],
         tile=lambda wc: PLACES[wc.place][1].folder,
     log:
         "results/logs/{prefix}evaluate/{case}_{place}.log",

@@ -7,7 +7,7 @@ rule summary:
     layout; the calibration of the cases; the settings."""
     input:
         histories=[run_file(run, "history.csv") for run in RUNS],
-        confusions=[run_file(run, f"{image}/confusion.csv") for run in RUNS for image in IMAGES],
+        confusions=[run_file(run, f"{split}/confusion.csv") for run in RUNS for split in SPLITS],
         tile_confusions=[path for run in RUNS for path in tile_files(layout.run_dir(run), "confusion.csv")],
         calibrations=[run_file(run, "calibration.csv") for run in RUNS],
         class_stats=f"{DATA}/class_stats.csv",
@@ -68,8 +68,8 @@ rule summary:
     params:
         settings=cfg.result_settings(config),
         runs=[(run.case.init, run.case.size, run.repeat) for run in RUNS],
-        images=IMAGES,
-        tiles={image: [tile.name for tile in TILES[image]] for image in IMAGES},
+        splits=SPLITS,
+        tiles={split: [tile.name for tile in TILES[split]] for split in SPLITS},
     log:
         "results/logs/summary.log",
     benchmark:
@@ -108,22 +108,22 @@ rule conclusions:
 rule confusion_figure:
     """The row-normalised confusion matrices of all cases (repeat 1) on one image."""
     input:
-        [run_file(cfg.Run(case), "{image}/confusion.csv") for case in CASES],
+        [run_file(cfg.Run(case), "{split}/confusion.csv") for case in CASES],
     output:
         report(
-            f"{SUMMARY}/confusion_{{image}}.png",
+            f"{SUMMARY}/confusion_{{split}}.png",
             caption="../report/confusion.rst",
             category="4. Comparison",
             subcategory="confusion matrices",
-            labels={"image": "{image}"},
+            labels={"split": "{split}"},
         ),
     params:
         settings=settings("confusion_figure"),
         cases=[(case.init, case.size) for case in CASES],
     log:
-        "results/logs/confusion_figure/{image}.log",
+        "results/logs/confusion_figure/{split}.log",
     benchmark:
-        "results/benchmarks/confusion_figure/{image}.tsv"
+        "results/benchmarks/confusion_figure/{split}.tsv"
     conda:
         "../envs/segmentation.yaml"
     script:

@@ -6,10 +6,10 @@ from aerialseg.jobs import runner, reporting
 from aerialseg.config import Case, Run
 
 runs = [Run(Case(init, size), repeat) for init, size, repeat in snakemake.params.runs]
-images, tiles = snakemake.params.images, snakemake.params.tiles
+splits, tiles = snakemake.params.splits, snakemake.params.tiles
 histories = dict(zip(runs, snakemake.input.histories, strict=True))
-confusions = dict(zip([(run, image) for run in runs for image in images], snakemake.input.confusions, strict=True))
-tile_keys = [(run, image, tile) for run in runs for image in images for tile in tiles[image]]
+confusions = dict(zip([(run, split) for run in runs for split in splits], snakemake.input.confusions, strict=True))
+tile_keys = [(run, split, tile) for run in runs for split in splits for tile in tiles[split]]
 tile_confusions = dict(zip(tile_keys, snakemake.input.tile_confusions, strict=True))
 calibrations = dict(zip(runs, snakemake.input.calibrations, strict=True))
 inputs = reporting.SummaryInputs(histories, confusions, snakemake.input.class_stats, tile_confusions, calibrations)

@@ -305,7 +305,7 @@ def test_the_many_tile_vaihingen_config_validates_and_splits_the_33_tiles(tmp_pa
         for area in VAIHINGEN_AREAS:
             (tmp_path / f"data/vaihingen/{folder}/top_mosaic_09cm_area{area}.tif").touch()
     config = cfg.load(*files)
-    train, test = ([int(t.name.removeprefix("top_mosaic_09cm_area")) for t in cfg.tiles(config, s)] for s in cfg.IMAGES)
+    train, test = ([int(t.name.removeprefix("top_mosaic_09cm_area")) for t in cfg.tiles(config, s)] for s in cfg.SPLITS)
     assert sorted(train) == [a for a in VAIHINGEN_AREAS if a % 2] and sorted(test) == [a for a in VAIHINGEN_AREAS
                                                                                          if not a % 2]
     assert cfg.tiles(config, "test")[0].label == "data/vaihingen/gts/top_mosaic_09cm_area10.tif"  # sorted by path

@@ -2,12 +2,12 @@
 paths from these patterns and functions, and the package and the console command name the
 files of a map with them; nothing else spells out a folder of ``results/``.
 
-    results/demo/{image}/{image,label}.png      the demo scene (`demo_file`)
+    results/demo/{split}/{image,label}.png      the demo scene (`demo_file`)
     results/data/                               class statistics and weights (`DATA`)
     results/patches/p{size}.csv                 the patch index of a size (`PATCHES`)
     results/{prefix}cases/{case}/               a run's files (`RUN`, `run_dir`); {prefix} is
                                                 "" for repeat 1, repeats/{repeat}/ else
-    results/{prefix}cases/{case}/{image}/[{tile}/]   a tile's outputs (`tile_file`)
+    results/{prefix}cases/{case}/{split}/[{tile}/]   a tile's outputs (`tile_file`)
     results/resume/{prefix}{case}/state.pt      a training job's resume state (`RESUME`)
     results/summary/                            the tables and figures (`SUMMARY`)
     results/maps/{case}/{name}.tif|png          the maps of data.predict and their previews,
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .study import IMAGES, Run, Tile, tiles
+from .study import SPLITS, Run, Tile, tiles
 
 DEMO_DIR = "results/demo"
 """Where the demo_scene rule writes the synthetic scene: results/demo/{train,test}/{image,label}.png."""
@@ -48,20 +48,20 @@ GEOTIFF, PNG = ".tif", ".png"
 """The suffixes of a map: a GeoTIFF where its image is georeferenced, else a PNG of class ids."""
 
 
-def demo_file(image: str, kind: str) -> str:
+def demo_file(split: str, kind: str) -> str:
     """A file of the demo scene: ``kind`` is ``image`` or ``label``."""
-    return f"{DEMO_DIR}/{image}/{kind}.png"
+    return f"{DEMO_DIR}/{split}/{kind}.png"
 
 
 def demo_files() -> set[str]:
     """The input files that the workflow renders itself (they need not exist before it runs)."""
-    return {demo_file(image, kind) for image in IMAGES for kind in ("image", "label")}
+    return {demo_file(split, kind) for split in SPLITS for kind in ("image", "label")}
 
 
 def uses_demo(config: dict) -> bool:
     """Whether the study's data are (partly) the demo scene."""
     return any(os.path.normpath(path) in demo_files()
-               for image in IMAGES for tile in tiles(config, image) for path in (tile.image, tile.label))
+               for split in SPLITS for tile in tiles(config, split) for path in (tile.image, tile.label))
 
 
 def run_prefix(run: Run) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..class_ids import IGNORE_INDEX  # noqa: F401  (part of the study's vocabulary)
 
-IMAGES = ("train", "test")
+SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -101,22 +101,22 @@ def map_cases(config: dict) -> list[Case] | None:
 # --- tiles and images to map -------------------------------------------------------------
 
 
-def tiled(config: dict, image: str) -> bool:
-    """Whether ``data.{image}`` lists tiles (rather than being one image/label pair)."""
-    return isinstance(config["data"][image], list)
+def tiled(config: dict, split: str) -> bool:
+    """Whether ``data.{split}`` lists tiles (rather than being one image/label pair)."""
+    return isinstance(config["data"][split], list)
 
 
-def tiles(config: dict, image: str) -> list[Tile]:
+def tiles(config: dict, split: str) -> list[Tile]:
     """The tiles of a split (``train`` or ``test``), in config order."""
-    if not tiled(config, image):
-        pair = config["data"][image]
+    if not tiled(config, split):
+        pair = config["data"][split]
         return [Tile(Path(pair["image"]).stem, pair["image"], pair["label"])]
-    return [Tile(Path(p["image"]).stem, p["image"], p["label"], Path(p["image"]).stem) for p in config["data"][image]]
+    return [Tile(Path(p["image"]).stem, p["image"], p["label"], Path(p["image"]).stem) for p in config["data"][split]]
 
 
 def split_tiles(config: dict) -> dict[str, list[Tile]]:
     """The tiles of both splits: {split: [Tile, ...]}."""
-    return {image: tiles(config, image) for image in IMAGES}
+    return {split: tiles(config, split) for split in SPLITS}
 
 
 def maps(config: dict) -> list[Tile]:

@@ -22,7 +22,7 @@ import yaml
 
 from ..errors import ConfigError
 from .layout import companion_names, demo_files, preview_name
-from .study import IMAGES, Case, cases, maps, matching_files, tiles
+from .study import SPLITS, Case, cases, maps, matching_files, tiles
 
 log = logging.getLogger("aerialseg")
 
@@ -86,8 +86,8 @@ def validate(config: dict, *, producible: Iterable[str] = ()) -> dict:
     input files missing.
     """
     config, problems = _schema_checked(config)
-    for image in IMAGES:
-        written, missing = expand_tile_pattern(config, image)
+    for split in SPLITS:
+        written, missing = expand_tile_pattern(config, split)
         problems += written + missing
     problems += _cross_key_problems(config)
     try:
@@ -102,8 +102,8 @@ def validate_keys(config: dict) -> dict:
     """`validate` without the input files: it reports no missing file, and a tile pattern
     that matches none stays as written."""
     config, problems = _schema_checked(config)
-    for image in IMAGES:
-        problems += expand_tile_pattern(config, image)[0]
+    for split in SPLITS:
+        problems += expand_tile_pattern(config, split)[0]
     problems += _cross_key_problems(config)
     _raise(problems)
     return config
@@ -187,8 +187,8 @@ def _with_defaults(validator_class):
 
 def _normalise_paths(config: dict) -> None:
     data = config.get("data", {})
-    for image in IMAGES:
-        pairs = data.get(image)
+    for split in SPLITS:
+        pairs = data.get(split)
         for pair in pairs if isinstance(pairs, list) else [pairs]:
             if isinstance(pair, dict):
                 for kind, path in pair.items():
@@ -287,30 +287,30 @@ def _pattern_over_pair(config: dict) -> None:
     merges a ``--configfile`` over config.yaml key by key, so a pattern given over config.yaml's
     pair (the demo scene) arrives with that pair's keys beside its own, and the pattern is what
     the later file meant."""
-    for image in IMAGES:
-        split = config.get("data", {}).get(image) if isinstance(config.get("data"), dict) else None
-        if isinstance(split, dict) and ("images" in split or "labels" in split):
-            split.pop("image", None)
-            split.pop("label", None)
+    for split in SPLITS:
+        section = config.get("data", {}).get(split) if isinstance(config.get("data"), dict) else None
+        if isinstance(section, dict) and ("images" in section or "labels" in section):
+            section.pop("image", None)
+            section.pop("label", None)
 
 
-def expand_tile_pattern(config: dict, image: str) -> tuple[list[str], list[str]]:
-    """Replace, in place, ``data.{image}`` given as a tile pattern (``{images: "tiles/*.tif",
+def expand_tile_pattern(config: dict, split: str) -> tuple[list[str], list[str]]:
+    """Replace, in place, ``data.{split}`` given as a tile pattern (``{images: "tiles/*.tif",
     labels: "labels/{stem}.png"}``) by the list of image/label pairs it stands for
     (`pattern_tiles`), so that everything after validation sees the list form. Returns the
     problems of the pattern as written (a label path without ``{stem}``) and the files it
     misses (it matches no file, an image without its label). A pattern that yields no pair
     is left as written."""
-    split = config.get("data", {}).get(image)
-    if not (isinstance(split, dict) and isinstance(split.get("images"), str)
-            and isinstance(split.get("labels"), str)):
+    section = config.get("data", {}).get(split)
+    if not (isinstance(section, dict) and isinstance(section.get("images"), str)
+            and isinstance(section.get("labels"), str)):
         return [], []
-    if "{stem}" not in split["labels"]:
-        return [f"data.{image}.labels: {split['labels']} has no {{stem}}, so every image would get the "
+    if "{stem}" not in section["labels"]:
+        return [f"data.{split}.labels: {section['labels']} has no {{stem}}, so every image would get the "
                 "same label (write e.g. labels/{stem}.png)"], []
-    pairs, missing = pattern_tiles(split["images"], split["labels"], key=f"data.{image}")
+    pairs, missing = pattern_tiles(section["images"], section["labels"], key=f"data.{split}")
     if pairs:
-        config["data"][image] = pairs
+        config["data"][split] = pairs
     return [], missing
 
 
@@ -411,10 +411,10 @@ def _block_problems(config: dict) -> list[str]:
 
 def _tile_problems(config: dict) -> list[str]:
     problems = []
-    for image in IMAGES:
-        names = [tile.name for tile in tiles(config, image)]
+    for split in SPLITS:
+        names = [tile.name for tile in tiles(config, split)]
         for name in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"data.{image}: two tiles are named {name!r} (after their image files): their folders "
+            problems.append(f"data.{split}: two tiles are named {name!r} (after their image files): their folders "
                             "would be one; rename a file")
     names = [tile.name for tile in maps(config)]
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -436,11 +436,11 @@ def _tile_problems(config: dict) -> list[str]:
 
 def _missing_files(config: dict, producible: set[str]) -> list[str]:
     problems = []
-    for image in IMAGES:
-        many = isinstance(config["data"][image], list)
-        for i, pair in enumerate(config["data"][image] if many else [config["data"][image]]):
+    for split in SPLITS:
+        many = isinstance(config["data"][split], list)
+        for i, pair in enumerate(config["data"][split] if many else [config["data"][split]]):
             for kind in ("image", "label"):
-                path, key = pair[kind], f"data.{image}{f'[{i}]' if many else ''}.{kind}"
+                path, key = pair[kind], f"data.{split}{f'[{i}]' if many else ''}.{kind}"
                 if path in producible:
                     continue
                 if Path(path).is_dir():

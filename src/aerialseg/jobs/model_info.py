@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..config import IMAGES
+from ..config import SPLITS
 from ..errors import InputError
 
 
@@ -97,7 +97,7 @@ def study_scores(model_path: Path, case: str) -> list[str]:
     mean IoU over the classes) and of its case (``results/summary/training.csv``: the
     validation mIoU, the mean over repeats), where those files lie beside it."""
     scores = []
-    for split in IMAGES:
+    for split in SPLITS:
         ious = _column(model_path.parent / split / "metrics.csv", "iou")
         if ious:
             scores.append(f"{split} mIoU {sum(ious) / len(ious):.4f} ({split}/metrics.csv)")

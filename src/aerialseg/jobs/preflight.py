@@ -30,8 +30,8 @@ def check_inputs(config: dict, producible: Sequence[str] = (), headers: Headers 
     lookup_table(spec, source="config")
     largest = max(config["experiment"]["patch_sizes"])
     header = _Headers(config, producible, headers)
-    for image in cfg.IMAGES:
-        for tile in cfg.tiles(config, image):
+    for split in cfg.SPLITS:
+        for tile in cfg.tiles(config, split):
             found, label = header(tile.image), header(tile.label)
             if (found.height, found.width) != (label.height, label.width):
                 raise InputError(size_mismatch(tile.image, (found.height, found.width), tile.label,
@@ -62,7 +62,7 @@ def _check_like_training(config: dict, header: _Headers) -> list[str]:
     be at least as large as the largest patch."""
     first = cfg.tiles(config, "train")[0]
     ours = header(first.image)
-    others = [(tile.image, "") for image in cfg.IMAGES for tile in cfg.tiles(config, image)[image == "train":]]
+    others = [(tile.image, "") for split in cfg.SPLITS for tile in cfg.tiles(config, split)[split == "train":]]
     others += [(tile.image, " to map (data.predict)") for tile in cfg.maps(config)]
     warnings = []
     for path, role in others:
