@@ -18,12 +18,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import backends, host_mosaic
-from .config import prediction_resources, with_data_defaults
+from .config import prediction_resources
 from .errors import InputError
 from .io import write
 from .io.read import Image, open_image
 from .io.spec import DataSpec
-from .startup import StartupClock
 
 log = logging.getLogger("aerialseg")
 
@@ -32,16 +31,13 @@ log = logging.getLogger("aerialseg")
 class MosaicOptions:
     """How a job predicts whole images, decided once from ``predict.*`` (and the case's patch
     size): windows of ``size`` every ``stride`` px, ``blend``, flip ``tta``, windows per batch
-    (None: the device's default), and the model's precision and memory format (torch only,
-    `device.compute`)."""
+    (None: the device's default). How the model runs is the backend's (`backends.Runtime`)."""
 
     size: int
     stride: int
     blend: str = "mean"
     tta: bool = False
     batch_size: int | None = None
-    precision: str = "auto"
-    memory_format: str = "auto"
 
     @classmethod
     def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
@@ -50,8 +46,7 @@ class MosaicOptions:
         predict = settings["predict"]
         size = predict.get("window") or size
         return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
-                   batch_size=predict["batch_size"], precision=predict["precision"],
-                   memory_format=predict["memory_format"])
+                   batch_size=predict["batch_size"])
 
 
 def classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
@@ -157,74 +152,17 @@ def with_temperature(model: LoadedModel, calibration) -> LoadedModel:
 
 def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,
                onnx_cache: Path | None = None) -> LoadedModel:
-    """The prologue of a prediction job: the backend (``predict.backend``, `backends.choose`),
-    the model on it, and the mosaic's options (the window is the case's patch size).
+    """The prologue of a prediction job: the model on its backend (``predict.backend``,
+    `backends.load`) and the mosaic's options (the window is the case's patch size).
     ``onnx_cache``: where graphs exported from a model.pt for ONNX Runtime are kept
     (`backends.onnx_bytes`)."""
     device_name, configured_threads = prediction_resources(settings)
-    threads = threads or configured_threads
-    backend = backends.choose(settings["predict"]["backend"], device_name, model_path)
-    if backend == "onnxruntime":
-        model = _load_onnx(settings, model_path, threads, onnx_cache)
-    else:
-        model = _load_torch(settings, model_path, device_name, threads)
+    predict = settings["predict"]
+    runtime = backends.Runtime(predict["backend"], device_name, threads or configured_threads, predict["precision"],
+                               predict["memory_format"], predict["fold_batchnorm"])
+    loaded = backends.load(runtime, model_path, predict, onnx_cache)
+    options = MosaicOptions.from_settings(settings, loaded.record["patch_size"])
+    model = LoadedModel(loaded.record, options, loaded.predictor, loaded.n_classes, loaded.device, loaded.backend,
+                        loaded.description)
     log.info("case %s: predicting %d image(s) with %s", model.checkpoint["case"], n_images, model.description)
     return model
-
-
-def start_torch(device_name: str, threads: int) -> tuple[StartupClock, object]:
-    """The prologue of a job that runs the model in torch: the heavy imports (timed), the CPU
-    threads and the device (on a GPU, a slot). Returns the start-up clock and the device."""
-    clock = StartupClock()
-    import torch
-
-    from . import device as devices
-    from . import model  # noqa: F401  (segmentation-models-pytorch: timed as an import here)
-
-    clock.mark("imports")
-    torch.set_num_threads(threads)
-    device = devices.resolve(device_name)
-    clock.mark("device")
-    return clock, device
-
-
-def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> LoadedModel:
-    clock = StartupClock()
-    data = backends.onnx_bytes(model_path, settings["predict"], cache)
-    clock.mark("export" if Path(model_path).suffix == ".pt" else "read")
-    model = backends.OnnxModel.load_logits(data, model_path, threads)
-    options = MosaicOptions.from_settings(settings, model.meta["patch_size"])
-    ignored = [f"{key} {value}" for key, value in (("precision", options.precision),
-                                                   ("memory_format", options.memory_format)) if value != "auto"]
-    if ignored:
-        log.info("predict.%s: not used by ONNX Runtime, which runs float32 in its own layout", ", ".join(ignored))
-    clock.mark("model")
-    clock.report("the first window")
-    return LoadedModel(model.meta, options, model.scores, int(model.meta["spec"]["n_classes"]), "cpu",
-                       backend="onnxruntime", description=f"ONNX Runtime on the CPU ({model.describe()})")
-
-
-def _load_torch(settings: dict, model_path, device_name: str, threads: int) -> LoadedModel:
-    clock, device = start_torch(device_name, threads)
-    from . import device as devices
-    from . import model as models
-
-    net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    checkpoint = {**checkpoint, "data": with_data_defaults(checkpoint["data"])}
-    folded = settings["predict"]["fold_batchnorm"]
-    if folded:
-        net = models.fold_batchnorm(net)
-    options = MosaicOptions.from_settings(settings, checkpoint["patch_size"])
-    how = devices.compute(device, options.precision, options.memory_format)
-    net = how.format(net)
-    prepare = models.input_transform(spec, device, how)
-    clock.mark("model")
-    clock.report("the first window")
-
-    def predictor(batch):
-        with how.autocast():
-            return net(prepare(batch))
-
-    description = f"torch on {device} ({threads} CPU threads), in {how.describe()}"
-    description += ", batch norm folded" if folded else ""
-    return LoadedModel(checkpoint, options, predictor, spec.n_classes, device, description=description)
