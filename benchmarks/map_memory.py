@@ -45,9 +45,9 @@ if model_path == "standin":
         return conv(batch.float() / 255)
     classes = [{"name": f"class {i}", "color": [40 * i, 0, 0]} for i in range(5)]
     checkpoint = {"data": with_data_defaults({"classes": classes, "image_bands": 3}), "patch_size": patch}
-    model = inference.LoadedModel(checkpoint, MosaicOptions.from_settings(settings, patch), predictor, 5, torch.device("cpu"))
+    model = inference.LoadedModel(checkpoint, MosaicOptions(patch, patch // 2, "mean", False, None), predictor, 5, torch.device("cpu"))
 else:
-    model = inference.load_model(settings, model_path, 2, 1)
+    model = inference.load_model(inference.PredictOptions.from_settings(settings, 2), model_path, 1)
     real = model.predictor
     def counted(batch):
         calls[0] += len(batch)

@@ -28,25 +28,53 @@ log = logging.getLogger("aerialseg")
 
 
 @dataclass(frozen=True)
+class PredictOptions:
+    """How a job predicts, read once from ``predict.*`` (`from_settings`): where and how the
+    model runs (``runtime``: backend, device, threads, precision, ...), and its mosaic's
+    windows every ``stride`` px (None: half the window), their ``blend``, flip ``tta`` and
+    windows per batch (``batch_size``; None: the device's default). The windows are the
+    model's patch size (`load_model`)."""
+
+    runtime: backends.Runtime
+    stride: int | None
+    blend: str
+    tta: bool
+    batch_size: int | None
+
+    @classmethod
+    def from_settings(cls, settings: dict, threads: int | None = None) -> "PredictOptions":
+        """``settings`` holds ``predict`` and ``train`` (a null ``predict.device`` or
+        ``threads`` is train's, `config.prediction_resources`); ``threads``, a job's own (as
+        Snakemake gives it), replaces the configured."""
+        device, configured_threads = prediction_resources(settings)
+        p = settings["predict"]
+        runtime = backends.Runtime(p["backend"], device, threads or configured_threads, p["precision"],
+                                   p["memory_format"], p["fold_batchnorm"])
+        return cls(runtime, p["stride"], p["blend"], p["tta"], p["batch_size"])
+
+
+@dataclass(frozen=True)
 class MosaicOptions:
-    """How a job predicts whole images, decided once from ``predict.*`` (and the case's patch
-    size): windows of ``size`` every ``stride`` px, ``blend``, flip ``tta``, windows per batch
-    (None: the device's default). How the model runs is the backend's (`backends.Runtime`)."""
+    """How a loaded model covers an image (`load_model`): windows of ``size`` every ``stride``
+    px, ``blend``, flip ``tta``, windows per batch (None: the device's default)."""
 
     size: int
     stride: int
-    blend: str = "mean"
-    tta: bool = False
-    batch_size: int | None = None
+    blend: str
+    tta: bool
+    batch_size: int | None
 
-    @classmethod
-    def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
-        """``settings`` holds ``predict`` (stride null: half the window; ``window``, which only
-        the console command sets, replaces the patch size)."""
-        predict = settings["predict"]
-        size = predict.get("window") or size
-        return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
-                   batch_size=predict["batch_size"])
+
+@dataclass(frozen=True)
+class ImageReading:
+    """How the console command has a model read images instead of as it was trained to:
+    ``bands`` (counting from 0; as many as the model reads), ``nodata`` (replacing the files'
+    own nodata value) and windows of ``window`` px (instead of its patch size). None keeps the
+    model's."""
+
+    bands: tuple[int, ...] | None = None
+    nodata: float | None = None
+    window: int | None = None
 
 
 def classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
@@ -76,11 +104,14 @@ class LoadedModel:
     backend: str = "torch"
     description: str = ""  # how it runs, for the job's log
     temperature: float = 1.0  # of the confidence and probabilities (`with_temperature`); never of the ids
+    reading: ImageReading = ImageReading()  # how the console command has it read images instead
 
     def open(self, image_path) -> Image:
         """An image open for reading as the model was trained to read it (bands, value range,
-        no-data)."""
+        no-data), or with the bands and no-data value of its ``reading``."""
         spec = DataSpec.from_config({"data": self.checkpoint["data"]})
+        bands, nodata = self.reading.bands, self.reading.nodata
+        spec = replace(spec, bands=spec.bands if bands is None else bands, nodata=spec.nodata if nodata is None else nodata)
         return open_image(image_path, spec, spec.nodata)
 
     def iter_ids(self, image: Image) -> Iterator[tuple[int, np.ndarray]]:
@@ -150,19 +181,17 @@ def with_temperature(model: LoadedModel, calibration) -> LoadedModel:
     return replace(model, temperature=temperature)
 
 
-def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,
-               onnx_cache: Path | None = None) -> LoadedModel:
-    """The prologue of a prediction job: the model on its backend (``predict.backend``,
-    `backends.load`) and the mosaic's options (the window is the case's patch size).
-    ``onnx_cache``: where graphs exported from a model.pt for ONNX Runtime are kept
+def load_model(options: PredictOptions, model_path, n_images: int = 1, onnx_cache: Path | None = None,
+               reading: ImageReading = ImageReading()) -> LoadedModel:
+    """The prologue of a prediction job: the model on its backend (`backends.load`), its
+    mosaic's windows of its patch size (or ``reading.window``), reading images as ``reading``
+    says. ``onnx_cache``: where graphs exported from a model.pt for ONNX Runtime are kept
     (`backends.onnx_bytes`)."""
-    device_name, configured_threads = prediction_resources(settings)
-    predict = settings["predict"]
-    runtime = backends.Runtime(predict["backend"], device_name, threads or configured_threads, predict["precision"],
-                               predict["memory_format"], predict["fold_batchnorm"])
-    loaded = backends.load(runtime, model_path, predict, onnx_cache)
-    options = MosaicOptions.from_settings(settings, loaded.record["patch_size"])
-    model = LoadedModel(loaded.record, options, loaded.predictor, loaded.n_classes, loaded.device, loaded.backend,
-                        loaded.description)
+    exported = {"stride": options.stride, "blend": options.blend}  # what an ONNX file exported for the job records
+    loaded = backends.load(options.runtime, model_path, exported, onnx_cache)
+    size = reading.window or loaded.record["patch_size"]
+    mosaic = MosaicOptions(size, options.stride or max(size // 2, 1), options.blend, options.tta, options.batch_size)
+    model = LoadedModel(loaded.record, mosaic, loaded.predictor, loaded.n_classes, loaded.device, loaded.backend,
+                        loaded.description, reading=reading)
     log.info("case %s: predicting %d image(s) with %s", model.checkpoint["case"], n_images, model.description)
     return model

@@ -24,7 +24,7 @@ from ..config import with_data_defaults
 from ..errors import InputError
 from ..files import atomic_path, write_json
 from ..host_mosaic import Block
-from ..inference import LoadedModel, classes, load_model, map_codes, with_temperature
+from ..inference import LoadedModel, PredictOptions, classes, load_model, map_codes, with_temperature
 from ..io import write
 from ..io.read import georeference, has_nodata, image_size, open_image
 from ..io.spec import DataSpec
@@ -111,7 +111,8 @@ def map_block(settings: dict, model_path, files: BlockFiles, threads: int | None
     predicted and blended (`blocks.region`), its pixels written as a block file."""
     grid = Grid.read(files.grid)
     block = grid.grid.block(*files.index)
-    model = with_temperature(load_model(settings, model_path, threads), files.calibration)
+    model = load_model(PredictOptions.from_settings(settings, threads), model_path)
+    model = with_temperature(model, files.calibration)
     check_map_bands(model.checkpoint, files.image, model_path)
     check_map_size(files.image, model.options.size)
     layers = _predict_block(model, files.image, grid.grid, block)

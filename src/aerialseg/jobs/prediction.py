@@ -3,7 +3,6 @@ unlabelled images, and the case that maps them."""
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,12 +17,12 @@ from ..calibration import CODE_SCALE
 from ..class_ids import IGNORE_INDEX
 from ..errors import InputError
 from ..host_mosaic import Block
-from ..inference import LoadedModel, classes, load_model, map_codes, with_temperature
+from ..inference import ImageReading, LoadedModel, PredictOptions, classes, load_model, map_codes, with_temperature
 from ..io.read import georeference, read_by_gdal
 from ..io.write import (MapLegend, Preview, colorize, write_confidence_style, write_png, write_polygons,
                         write_style)
 from ..files import write_yaml
-from .preflight import check_chosen_bands, check_map_bands, check_map_size
+from .preflight import check_band_count, check_chosen_bands, check_map_bands, check_map_size
 
 log = logging.getLogger("aerialseg")
 
@@ -54,10 +53,11 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
     its class ids and their colours as PNG; a georeferenced one also a Cloud-Optimised GeoTIFF
     written band by band, and polygons where the rule names a file for them (`TileFiles`).
     What the model reads (bands, value range, no-data, classes, patch size) comes from the
-    checkpoint; how to predict from ``predict.*`` (`inference.MosaicOptions`). ``record`` is
+    checkpoint; how to predict from ``predict.*`` (`inference.PredictOptions`). ``record`` is
     the run and where to write the settings that made its predictions; ``calibration`` its
     calibration.csv, whose temperature the confidence takes (`inference.with_temperature`)."""
-    model = with_temperature(load_model(settings, model_path, threads, len(tiles)), calibration)
+    options = PredictOptions.from_settings(settings, threads)
+    model = with_temperature(load_model(options, model_path, len(tiles)), calibration)
     for files in tiles:
         _predict_tile(model, files)
         if files.vectors is not None:
@@ -257,16 +257,6 @@ class MapFiles:
     calibration: str | Path | None = None  # read: the run's calibration.csv, for the confidence's temperature
 
 
-@dataclass(frozen=True)
-class ImageReading:
-    """How the console command reads the images instead of as the model's training images
-    were read: ``bands`` (counting from 0; as many as the model reads) and ``nodata``
-    (replacing the files' own nodata value). None keeps the model's."""
-
-    bands: tuple[int, ...] | None = None
-    nodata: float | None = None
-
-
 def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: int | None = None,
                onnx_cache: Path | None = None, reading: ImageReading = ImageReading()) -> None:
     """Map unlabelled images with a trained model: each map (class ids, as `map_files` names
@@ -275,10 +265,12 @@ def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: in
     by band (Cloud-Optimised GeoTIFFs), so memory does not grow with the image; a PNG or JPEG,
     which is read whole, gets a PNG map. The model's checkpoint says what it reads (unless
     ``reading`` says otherwise); the images must have the band count of its training images."""
-    model = _read_as(load_model(settings, model_path, threads, len(maps), onnx_cache), reading, model_path)
-    threshold = settings["predict"]["confidence_threshold"]
+    predict, threshold = PredictOptions.from_settings(settings, threads), settings["predict"]["confidence_threshold"]
+    model = load_model(predict, model_path, len(maps), onnx_cache, reading)
+    if reading.bands is not None:
+        check_band_count(model.checkpoint, reading.bands, model_path)
     for files in maps:
-        _check_map_input(model, files, reading, model_path)
+        _check_map_input(model, files, reading.bands, model_path)
         if (files.masked is None) != (threshold is None):
             raise InputError(f"{files.image}: a masked map needs predict.confidence_threshold and the threshold a "
                              "file for the masked map")
@@ -292,35 +284,13 @@ def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: in
             log.info("%s: removed (left from an earlier map of %s)", path, files.image)
 
 
-def _check_map_input(model: LoadedModel, files: MapFiles, reading: ImageReading, model_path) -> None:
-    """The image has the bands the model reads (or those ``reading`` chooses) and a window fits."""
-    if reading.bands is None:
+def _check_map_input(model: LoadedModel, files: MapFiles, bands: tuple[int, ...] | None, model_path) -> None:
+    """The image has the bands the model reads (or the ``bands`` chosen) and a window fits."""
+    if bands is None:
         check_map_bands(model.checkpoint, files.image, model_path)
     else:
-        check_chosen_bands(files.image, reading.bands)
+        check_chosen_bands(files.image, bands)
     check_map_size(files.image, model.options.size)
-
-
-def _read_as(model: LoadedModel, reading: ImageReading, model_path) -> LoadedModel:
-    """The model reading images as ``reading`` says: its bands (as many as it was trained on)
-    and no-data value in place of those of its training data."""
-    if reading == ImageReading():
-        return model
-    checkpoint = copy.deepcopy(model.checkpoint)
-    data = checkpoint["data"]
-    if reading.bands is not None:
-        if len(reading.bands) != len(data["bands"]):
-            raise InputError(f"bands {_numbers(reading.bands)} (counting from 1): {len(reading.bands)} band(s), but "
-                             f"{model_path} reads {len(data['bands'])} (it was trained on bands {_numbers(data['bands'])})")
-        data["bands"] = list(reading.bands)
-    if reading.nodata is not None:
-        data["nodata"] = reading.nodata
-    return replace(model, checkpoint=checkpoint)
-
-
-def _numbers(bands) -> str:
-    """Bands counted from 0 as GDAL and QGIS number them, from 1: ``2,1,0`` -> ``3,2,1``."""
-    return ",".join(str(band + 1) for band in bands)
 
 
 def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = None) -> None:
