@@ -90,7 +90,7 @@ def main() -> None:
 
     logging.disable(logging.INFO)
     from aerialseg.config import sections
-    from aerialseg.inference import PredictOptions, load_model
+    from aerialseg.inference import PredictOptions, load_model, map_image
     from aerialseg.jobs import prediction
 
     work = Path(tempfile.mkdtemp(prefix="confidence_cost_"))
@@ -102,9 +102,9 @@ def main() -> None:
     out = work / "out"
     variants = {
         "map only (before)": lambda m: map_without_confidence(m, prediction.MapFiles(image, out / "a.tif", out / "a_p.png")),
-        "map + confidence (default)": lambda m: prediction.map_image(m, prediction.MapFiles(
+        "map + confidence (default)": lambda m: map_image(m, prediction.MapFiles(
             image, out / "b.tif", out / "b_p.png", confidence=out / "b_confidence.tif")),
-        "map + confidence + probabilities": lambda m: prediction.map_image(m, prediction.MapFiles(
+        "map + confidence + probabilities": lambda m: map_image(m, prediction.MapFiles(
             image, out / "c.tif", out / "c_p.png", confidence=out / "c_confidence.tif",
             probabilities=out / "c_probabilities.tif")),
     }
