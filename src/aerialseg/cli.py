@@ -357,18 +357,5 @@ def main(argv: list[str] | None = None) -> int:
                                     "traceback): ")
 
 
-def _map_files(args, image: Path, map_out: Path, preview: Path):
-    """The files ``aerialseg predict`` writes for one image (`prediction.MapFiles`)."""
-    from .config import layout
-    from .jobs import prediction
-
-    return prediction.MapFiles(
-        image, map_out, preview,
-        vectors=layout.vectors_path(map_out) if args.vectors and map_out.suffix == layout.GEOTIFF else None,
-        confidence=layout.confidence_path(map_out),
-        probabilities=layout.probabilities_path(map_out) if args.probabilities else None,
-        masked=layout.masked_path(map_out) if args.confidence_threshold is not None else None)
-
-
 if __name__ == "__main__":
     sys.exit(main())
