@@ -90,7 +90,7 @@ def main() -> None:
 
     logging.disable(logging.INFO)
     from aerialseg.config import sections
-    from aerialseg.inference import load_model
+    from aerialseg.inference import PredictOptions, load_model, map_image
     from aerialseg.jobs import prediction
 
     work = Path(tempfile.mkdtemp(prefix="confidence_cost_"))
@@ -102,9 +102,9 @@ def main() -> None:
     out = work / "out"
     variants = {
         "map only (before)": lambda m: map_without_confidence(m, prediction.MapFiles(image, out / "a.tif", out / "a_p.png")),
-        "map + confidence (default)": lambda m: prediction.map_image(m, prediction.MapFiles(
+        "map + confidence (default)": lambda m: map_image(m, prediction.MapFiles(
             image, out / "b.tif", out / "b_p.png", confidence=out / "b_confidence.tif")),
-        "map + confidence + probabilities": lambda m: prediction.map_image(m, prediction.MapFiles(
+        "map + confidence + probabilities": lambda m: map_image(m, prediction.MapFiles(
             image, out / "c.tif", out / "c_p.png", confidence=out / "c_confidence.tif",
             probabilities=out / "c_probabilities.tif")),
     }
@@ -116,7 +116,7 @@ def main() -> None:
     for backend in args.backends:
         settings = sections(predict={"stride": None, "backend": backend, "device": "cpu", "threads": args.threads},
                             train={"device": "cpu", "threads": args.threads})
-        model = load_model(settings, model_path, args.threads, 1, onnx_cache=work / "onnx")
+        model = load_model(PredictOptions.from_settings(settings, args.threads), model_path, 1, onnx_cache=work / "onnx")
         variants["map only (before)"](model)  # warm-up: first calls, caches
         seconds = {name: [] for name in variants}
         for _ in range(args.rounds):

@@ -3,7 +3,7 @@ collar costing nothing.
 
 For each side (default 10000, 20000 and 40000 px) a synthetic 3-band GeoTIFF with a no-data
 collar (``--collar`` of the side on every edge, nodata 0) is written band by band, then mapped
-in a fresh process the way the workflow maps unlabelled imagery (`prediction.map_image`: windowed
+in a fresh process the way the workflow maps unlabelled imagery (`inference.map_image`: windowed
 reading, the device mosaic block by block, the map written band by band and finished as a
 Cloud-Optimised GeoTIFF, a preview), with a cheap stand-in model (a 1 x 1 convolution, 5
 classes) so that it runs in minutes on a CPU; the mosaic's memory does not depend on the model
@@ -45,9 +45,9 @@ if model_path == "standin":
         return conv(batch.float() / 255)
     classes = [{"name": f"class {i}", "color": [40 * i, 0, 0]} for i in range(5)]
     checkpoint = {"data": with_data_defaults({"classes": classes, "image_bands": 3}), "patch_size": patch}
-    model = inference.LoadedModel(checkpoint, MosaicOptions.from_settings(settings, patch), predictor, 5, torch.device("cpu"))
+    model = inference.LoadedModel(checkpoint, MosaicOptions(patch, patch // 2, "mean", False, None), predictor, 5, torch.device("cpu"))
 else:
-    model = inference.load_model(settings, model_path, 2, 1)
+    model = inference.load_model(inference.PredictOptions.from_settings(settings, 2), model_path, 1)
     real = model.predictor
     def counted(batch):
         calls[0] += len(batch)
@@ -59,8 +59,8 @@ def rss_mib():
 start_mib = rss_mib()  # after the imports and the model
 start = time.perf_counter()
 with torch.no_grad():
-    prediction.map_image(model, prediction.MapFiles(image_path, map_path, map_path.replace(".tif", "_preview.png"),
-                                                    confidence=map_path.replace(".tif", "_confidence.tif")))
+    inference.map_image(model, prediction.MapFiles(image_path, map_path, map_path.replace(".tif", "_preview.png"),
+                                                   confidence=map_path.replace(".tif", "_confidence.tif")))
 seconds = time.perf_counter() - start
 with open("/proc/self/status") as status:  # VmHWM: this process's peak since its exec (ru_maxrss would count
     peak_mib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024  # the forking parent's)

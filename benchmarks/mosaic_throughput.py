@@ -122,7 +122,7 @@ else:  # a trained model on a real image, exactly as the predict rule runs it (b
 
     settings = sections(train={}, predict={"stride": None, "device": "cpu", "threads": threads, "backend": "torch",
                                            "precision": precision, "memory_format": memory_format})
-    model = inference.load_model(settings, model_path, threads)
+    model = inference.load_model(inference.PredictOptions.from_settings(settings, threads), model_path)
     how = devices.compute(model.device, precision, memory_format)
     def run():
         with model.open(image_path) as image:

@@ -315,7 +315,7 @@ def test_a_fitted_temperature_scales_the_confidence_and_never_the_ids(collared_g
     """A run's calibration.csv with T = 2.5: the map's ids are those at T = 1, its confidence the
     softmax of the blended scores / T at the chosen class (`Block.confidence_at`), code for code."""
     import rasterio
-    from aerialseg.inference import load_model
+    from aerialseg.inference import PredictOptions, load_model
 
     if backend == "onnxruntime":
         from aerialseg import export
@@ -332,7 +332,7 @@ def test_a_fitted_temperature_scales_the_confidence_and_never_the_ids(collared_g
         with rasterio.open(files.map) as m, rasterio.open(files.confidence) as c:
             read[files.map.parent.name] = m.read(1), c.read(1)
     np.testing.assert_array_equal(read["scaled"][0], read["plain"][0])
-    loaded = load_model(_settings(backend=backend), model)
+    loaded = load_model(PredictOptions.from_settings(_settings(backend=backend)), model)
     with loaded.open(image) as opened:
         blocks = list(loaded.iter_blocks(opened))
     expected = np.concatenate([to_codes(b.confidence_at(2.5), b.ids != IGNORE_INDEX) for b in blocks])

@@ -72,28 +72,43 @@ def test_case_names_round_trip():
         Case.parse("imagenet128")
 
 
-def test_strides_default_from_patch_size(default_config):
-    from aerialseg.inference import MosaicOptions
+def _mosaic(monkeypatch, settings: dict, patch_size: int, window: int | None = None):
+    """The mosaic a prediction job's model gets (`inference.load_model`), from a model file
+    that says its patch size and nothing else."""
+    from aerialseg import backends, inference
 
+    def load(runtime, model_path, exported, cache):
+        return backends.Loaded({"case": "c", "patch_size": patch_size}, None, 2, "cpu", runtime.backend, "")
+
+    monkeypatch.setattr(backends, "load", load)
+    options = inference.PredictOptions.from_settings(settings)
+    return inference.load_model(options, "model.pt", reading=inference.ImageReading(window=window)).options
+
+
+def test_strides_default_from_patch_size(default_config, monkeypatch):
     config = cfg.validate(default_config, producible=DEMO)
     assert cfg.training_stride(config, 64) == 16
-    assert MosaicOptions.from_settings(config, 64).stride == 32
+    assert _mosaic(monkeypatch, config, 64).stride == 32
+    windowed = _mosaic(monkeypatch, config, 64, window=96)  # the console command's --window
+    assert (windowed.size, windowed.stride) == (96, 48)
     config["experiment"]["stride"] = None
     config["predict"]["stride"] = 8
     assert cfg.training_stride(config, 64) == 64
-    assert MosaicOptions.from_settings(config, 64).stride == 8
+    assert _mosaic(monkeypatch, config, 64).stride == 8
 
 
 def test_prediction_runs_where_training_does_unless_told_otherwise(default_config):
-    from aerialseg.inference import MosaicOptions
+    from aerialseg.inference import PredictOptions
 
     config = cfg.validate(default_config, producible=DEMO)
-    options = MosaicOptions.from_settings(config, 32)
-    assert cfg.prediction_resources(config) == ("auto", 4)
-    assert (options.stride, options.batch_size, options.blend) == (16, None, "mean")
+    options = PredictOptions.from_settings(config)
+    assert (options.runtime.device, options.runtime.threads) == cfg.prediction_resources(config) == ("auto", 4)
+    assert (options.stride, options.batch_size, options.blend) == (None, None, "mean")
     config["predict"].update(device="cpu", threads=2, batch_size=100, stride=8)
-    options = MosaicOptions.from_settings(config, 32)
-    assert cfg.prediction_resources(config) == ("cpu", 2) and (options.stride, options.batch_size) == (8, 100)
+    options = PredictOptions.from_settings(config)
+    assert (options.runtime.device, options.runtime.threads) == ("cpu", 2)
+    assert (options.stride, options.batch_size) == (8, 100)
+    assert PredictOptions.from_settings(config, threads=3).runtime.threads == 3  # the job's own threads
 
 
 def test_each_job_gets_the_settings_that_shape_it_and_nothing_else(default_config):

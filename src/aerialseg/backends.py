@@ -1,4 +1,5 @@
-"""Where a trained model runs when it predicts: PyTorch or ONNX Runtime (``predict.backend``).
+"""Where a trained model runs when it predicts: PyTorch or ONNX Runtime (``predict.backend``),
+and the model loaded there (`load`, as `Runtime` says).
 
 ``auto`` is ONNX Runtime on the CPU, where it runs this network 2-4x faster than PyTorch, and
 PyTorch on a CUDA GPU, where the device mosaic and bf16 run. A ``model.onnx`` runs only on ONNX
@@ -6,8 +7,9 @@ Runtime; a ``model.pt`` runs on either: for ONNX Runtime it is exported (`aerial
 or taken from a ``model.onnx`` beside it, or from the user's cache, that was exported from
 exactly this file (its ``source_sha256``).
 
-Nothing here imports torch: choosing the backend and running an ONNX file need only NumPy and
-ONNX Runtime, so mapping with a ``model.onnx`` starts without torch.
+Nothing here imports torch until a model is loaded on it (`start_torch`): choosing the backend
+and running an ONNX file need only NumPy and ONNX Runtime, so mapping with a ``model.onnx``
+starts without torch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from .config import with_data_defaults
 from .errors import ConfigError, InputError
 from .export import INPUT, read_metadata
 from .files import sha256
+from .startup import StartupClock
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,101 @@ def choose(backend: str, device: str, model_path) -> str:
         raise ConfigError("predict.backend onnxruntime runs on the CPU here; set predict.device to cpu or auto, or "
                           "predict.backend to torch for the GPU")
     return backend
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a model runs (``predict.*``): on ``backend`` (one of `BACKENDS`, `choose`)
+    and ``device`` with ``threads`` CPU threads; in torch, in ``precision`` and
+    ``memory_format`` (`device.compute`), its batch norm folded into the convolutions or not
+    (``fold_batchnorm``)."""
+
+    backend: str
+    device: str
+    threads: int
+    precision: str
+    memory_format: str
+    fold_batchnorm: bool
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model on its backend: what it records about itself (a checkpoint's fields, or an ONNX
+    file's metadata, which holds the same), the scores of a batch of windows (``predictor``),
+    its number of classes, its device (a torch.device, or "cpu" for ONNX Runtime), its
+    backend, and how it runs (``description``, for the job's log)."""
+
+    record: dict
+    predictor: Callable
+    n_classes: int
+    device: object
+    backend: str
+    description: str
+
+
+def load(runtime: Runtime, model_path, exported: dict, cache: Path | None = None) -> Loaded:
+    """A model file on the backend that ``runtime`` chooses (`choose`). ``exported`` is the
+    ``predict`` settings an ONNX file exported from a model.pt records, ``cache`` where such
+    files are kept (`onnx_bytes`)."""
+    backend = choose(runtime.backend, runtime.device, model_path)
+    if backend == "onnxruntime":
+        return _load_onnx(runtime, model_path, exported, cache)
+    return _load_torch(runtime, model_path)
+
+
+def _load_onnx(runtime: Runtime, model_path, exported: dict, cache: Path | None) -> Loaded:
+    clock = StartupClock()
+    data = onnx_bytes(model_path, exported, cache)
+    clock.mark("export" if Path(model_path).suffix == ".pt" else "read")
+    model = OnnxModel.load_logits(data, model_path, runtime.threads)
+    ignored = [f"{key} {value}" for key, value in (("precision", runtime.precision),
+                                                   ("memory_format", runtime.memory_format)) if value != "auto"]
+    if ignored:
+        log.info("predict.%s: not used by ONNX Runtime, which runs float32 in its own layout", ", ".join(ignored))
+    clock.mark("model")
+    clock.report("the first window")
+    return Loaded(model.meta, model.scores, int(model.meta["spec"]["n_classes"]), "cpu", "onnxruntime",
+                  f"ONNX Runtime on the CPU ({model.describe()})")
+
+
+def start_torch(device_name: str, threads: int) -> tuple[StartupClock, object]:
+    """The prologue of a job that runs the model in torch: the heavy imports (timed), the CPU
+    threads and the device (on a GPU, a slot). Returns the start-up clock and the device."""
+    clock = StartupClock()
+    import torch
+
+    from . import device as devices
+    from . import model  # noqa: F401  (segmentation-models-pytorch: timed as an import here)
+
+    clock.mark("imports")
+    torch.set_num_threads(threads)
+    device = devices.resolve(device_name)
+    clock.mark("device")
+    return clock, device
+
+
+def _load_torch(runtime: Runtime, model_path) -> Loaded:
+    clock, device = start_torch(runtime.device, runtime.threads)
+    from . import device as devices
+    from . import model as models
+
+    net, spec, checkpoint = models.load_checkpoint(model_path, device)
+    if runtime.fold_batchnorm:
+        net = models.fold_batchnorm(net)
+    how = devices.compute(device, runtime.precision, runtime.memory_format)
+    net = how.format(net)
+    prepare = models.input_transform(spec, device, how)
+    clock.mark("model")
+    clock.report("the first window")
+
+    def predictor(batch):
+        with how.autocast():
+            return net(prepare(batch))
+
+    description = f"torch on {device} ({runtime.threads} CPU threads), in {how.describe()}"
+    description += ", batch norm folded" if runtime.fold_batchnorm else ""
+    return Loaded({**checkpoint, "data": with_data_defaults(checkpoint["data"])}, predictor, spec.n_classes, device,
+                  "torch", description)
 
 
 def _torch_sees_cuda() -> bool:

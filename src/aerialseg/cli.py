@@ -257,6 +257,7 @@ def predict(args: argparse.Namespace) -> int:
     from . import backends
     from .config import layout, sections
     from .errors import InputError
+    from .inference import ImageReading
     from .jobs import prediction
 
     # the options as predict.* keys, the schema's defaults for the rest (a bad value: ConfigError, one line)
@@ -266,8 +267,8 @@ def predict(args: argparse.Namespace) -> int:
         "min_area": args.min_area, "precision": args.precision, "memory_format": args.memory_format,
         "backend": args.backend, "fold_batchnorm": args.fold_batchnorm, "probabilities": args.probabilities,
         "confidence_threshold": args.confidence_threshold})
-    settings["predict"]["window"] = args.window  # the command's own: the workflow predicts with the patch size
     bands = tuple(number - 1 for number in args.bands) if args.bands else None
+    reading = ImageReading(bands, args.nodata, args.window)  # the command's own: the workflow reads as trained
     # the study's temperature for the confidence: the calibration.csv the workflow wrote beside a model.pt
     calibration = args.model.with_name("calibration.csv") if args.model.suffix == ".pt" else None
     calibration = calibration if calibration is not None and calibration.is_file() else None
@@ -278,8 +279,7 @@ def predict(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         more = f" (and {len(existing) - 1} more file(s) of these maps)" if len(existing) > 1 else ""
         raise InputError(f"{existing[0]} exists{more}: give --overwrite to replace the maps and their files")
-    prediction.map_images(settings, args.model, maps, onnx_cache=backends.cache_dir(),
-                          reading=prediction.ImageReading(bands, args.nodata))
+    prediction.map_images(settings, args.model, maps, onnx_cache=backends.cache_dir(), reading=reading)
     return DONE
 
 
@@ -355,19 +355,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # unforeseen: one line still, the traceback on demand
         return _failed(args, error, f"unexpected error ({type(error).__name__}; run again with --debug for the "
                                     "traceback): ")
-
-
-def _map_files(args, image: Path, map_out: Path, preview: Path):
-    """The files ``aerialseg predict`` writes for one image (`prediction.MapFiles`)."""
-    from .config import layout
-    from .jobs import prediction
-
-    return prediction.MapFiles(
-        image, map_out, preview,
-        vectors=layout.vectors_path(map_out) if args.vectors and map_out.suffix == layout.GEOTIFF else None,
-        confidence=layout.confidence_path(map_out),
-        probabilities=layout.probabilities_path(map_out) if args.probabilities else None,
-        masked=layout.masked_path(map_out) if args.confidence_threshold is not None else None)
 
 
 if __name__ == "__main__":

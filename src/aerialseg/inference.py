@@ -1,5 +1,6 @@
-"""A trained model ready to predict whole images: its backend (`backends`), its options
-(``predict.*``), and the class ids of an image, block by block, from the right mosaic.
+"""A trained model ready to map whole images: how it predicts (``predict.*``, read once into
+`PredictOptions`), its backend (`backends`), the class ids of an image, block by block, from
+the right mosaic, and a map's files written from them (`write_map`).
 
 PyTorch predicts through the device mosaic (`mosaic`: on a GPU everything stays there); ONNX
 Runtime through the host mosaic (`host_mosaic`, NumPy), which needs no torch. Both read the
@@ -18,40 +19,88 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import backends, host_mosaic
-from .config import prediction_resources, with_data_defaults
+from .calibration import CODE_SCALE
+from .class_ids import IGNORE_INDEX
+from .config import layout, prediction_resources
 from .errors import InputError
+from .host_mosaic import Block
 from .io import write
-from .io.read import Image, open_image
+from .io.read import Image, georeference, open_image
 from .io.spec import DataSpec
-from .startup import StartupClock
 
 log = logging.getLogger("aerialseg")
 
 
+# --- what a job reads of its settings, once ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a job predicts, read once from ``predict.*`` (`from_settings`): where and how the
+    model runs (``runtime``: backend, device, threads, precision, ...), and its mosaic's
+    windows every ``stride`` px (None: half the window), their ``blend``, flip ``tta`` and
+    windows per batch (``batch_size``; None: the device's default). The windows are the
+    model's patch size (`load_model`)."""
+
+    runtime: backends.Runtime
+    stride: int | None
+    blend: str
+    tta: bool
+    batch_size: int | None
+
+    @classmethod
+    def from_settings(cls, settings: dict, threads: int | None = None) -> "PredictOptions":
+        """``settings`` holds ``predict`` and ``train`` (a null ``predict.device`` or
+        ``threads`` is train's, `config.prediction_resources`); ``threads``, a job's own (as
+        Snakemake gives it), replaces the configured."""
+        device, configured_threads = prediction_resources(settings)
+        p = settings["predict"]
+        runtime = backends.Runtime(p["backend"], device, threads or configured_threads, p["precision"],
+                                   p["memory_format"], p["fold_batchnorm"])
+        return cls(runtime, p["stride"], p["blend"], p["tta"], p["batch_size"])
+
+
 @dataclass(frozen=True)
 class MosaicOptions:
-    """How a job predicts whole images, decided once from ``predict.*`` (and the case's patch
-    size): windows of ``size`` every ``stride`` px, ``blend``, flip ``tta``, windows per batch
-    (None: the device's default), and the model's precision and memory format (torch only,
-    `device.compute`)."""
+    """How a loaded model covers an image (`load_model`): windows of ``size`` every ``stride``
+    px, ``blend``, flip ``tta``, windows per batch (None: the device's default)."""
 
     size: int
     stride: int
-    blend: str = "mean"
-    tta: bool = False
-    batch_size: int | None = None
-    precision: str = "auto"
-    memory_format: str = "auto"
+    blend: str
+    tta: bool
+    batch_size: int | None
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """What a map takes of ``predict.*`` besides how to predict: the confidence under which the
+    pixels of its masked copy are nodata (``threshold``, ``predict.confidence_threshold``;
+    None: no masked map) and the smallest region its polygons keep (``min_area``, px)."""
+
+    threshold: float | None
+    min_area: int
 
     @classmethod
-    def from_settings(cls, settings: dict, size: int) -> "MosaicOptions":
-        """``settings`` holds ``predict`` (stride null: half the window; ``window``, which only
-        the console command sets, replaces the patch size)."""
+    def from_settings(cls, settings: dict) -> "MapOptions":
+        """A map job's settings (``predict`` holds both keys)."""
         predict = settings["predict"]
-        size = predict.get("window") or size
-        return cls(size=size, stride=predict["stride"] or max(size // 2, 1), blend=predict["blend"], tta=predict["tta"],
-                   batch_size=predict["batch_size"], precision=predict["precision"],
-                   memory_format=predict["memory_format"])
+        return cls(predict["confidence_threshold"], predict["min_area"])
+
+
+@dataclass(frozen=True)
+class ImageReading:
+    """How the console command has a model read images instead of as it was trained to:
+    ``bands`` (counting from 0; as many as the model reads), ``nodata`` (replacing the files'
+    own nodata value) and windows of ``window`` px (instead of its patch size). None keeps the
+    model's."""
+
+    bands: tuple[int, ...] | None = None
+    nodata: float | None = None
+    window: int | None = None
+
+
+# --- a model's classes --------------------------------------------------------------------------
 
 
 def classes(checkpoint: dict) -> tuple[list[tuple[int, int, int]], list[str]]:
@@ -68,6 +117,16 @@ def map_codes(checkpoint: dict) -> tuple[list[int] | None, int]:
     return write.map_codes(data["label_format"], None if None in codes else codes, data["ignore_values"])
 
 
+def map_legend(checkpoint: dict) -> write.MapLegend:
+    """What the values of a model's maps mean: its classes' colours and names, keyed by the
+    values the maps hold (`map_codes`)."""
+    colors, names = classes(checkpoint)
+    return write.MapLegend(colors, names, *map_codes(checkpoint))
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
 @dataclass
 class LoadedModel:
     """A prediction job's model on its backend, with the checkpoint (or the ONNX file's
@@ -81,18 +140,26 @@ class LoadedModel:
     backend: str = "torch"
     description: str = ""  # how it runs, for the job's log
     temperature: float = 1.0  # of the confidence and probabilities (`with_temperature`); never of the ids
+    reading: ImageReading = ImageReading()  # how the console command has it read images instead
+
+    @property
+    def legend(self) -> write.MapLegend:
+        """What the values of its maps mean (`map_legend`)."""
+        return map_legend(self.checkpoint)
 
     def open(self, image_path) -> Image:
         """An image open for reading as the model was trained to read it (bands, value range,
-        no-data)."""
+        no-data), or with the bands and no-data value of its ``reading``."""
         spec = DataSpec.from_config({"data": self.checkpoint["data"]})
+        bands, nodata = self.reading.bands, self.reading.nodata
+        spec = replace(spec, bands=spec.bands if bands is None else bands, nodata=spec.nodata if nodata is None else nodata)
         return open_image(image_path, spec, spec.nodata)
 
     def iter_ids(self, image: Image) -> Iterator[tuple[int, np.ndarray]]:
         """The image's class ids, block by block (no confidence), logging the time when done."""
         yield from self._timed(image, "iter_ids")
 
-    def iter_blocks(self, image: Image) -> Iterator[host_mosaic.Block]:
+    def iter_blocks(self, image: Image) -> Iterator[Block]:
         """The image's class ids and their confidence, block by block (`host_mosaic.Block`), the
         confidence and probabilities at the model's ``temperature``, logging the time when done."""
         yield from self._timed(image, "iter_blocks", temperature=self.temperature)
@@ -127,9 +194,7 @@ class LoadedModel:
 
     def map_writer(self, path, image: Image, where) -> write.MapWriter:
         """A GeoTIFF map of the image, in the dataset's class codes (`io.write.map_codes`)."""
-        colors, names = classes(self.checkpoint)
-        values, nodata = map_codes(self.checkpoint)
-        return write.MapWriter(path, image.height, image.width, where, write.MapLegend(colors, names, values, nodata))
+        return write.MapWriter(path, image.height, image.width, where, self.legend)
 
     def confidence_writer(self, path, image: Image, where) -> write.ScoreWriter:
         """The confidence raster of a map (`io.write.ScoreWriter`, one band)."""
@@ -155,76 +220,186 @@ def with_temperature(model: LoadedModel, calibration) -> LoadedModel:
     return replace(model, temperature=temperature)
 
 
-def load_model(settings: dict, model_path, threads: int | None = None, n_images: int = 1,
-               onnx_cache: Path | None = None) -> LoadedModel:
-    """The prologue of a prediction job: the backend (``predict.backend``, `backends.choose`),
-    the model on it, and the mosaic's options (the window is the case's patch size).
-    ``onnx_cache``: where graphs exported from a model.pt for ONNX Runtime are kept
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_model(options: PredictOptions, model_path, n_images: int = 1, onnx_cache: Path | None = None,
+               reading: ImageReading = ImageReading()) -> LoadedModel:
+    """The prologue of a prediction job: the model on its backend (`backends.load`), its
+    mosaic's windows of its patch size (or ``reading.window``), reading images as ``reading``
+    says. ``onnx_cache``: where graphs exported from a model.pt for ONNX Runtime are kept
     (`backends.onnx_bytes`)."""
-    device_name, configured_threads = prediction_resources(settings)
-    threads = threads or configured_threads
-    backend = backends.choose(settings["predict"]["backend"], device_name, model_path)
-    if backend == "onnxruntime":
-        model = _load_onnx(settings, model_path, threads, onnx_cache)
-    else:
-        model = _load_torch(settings, model_path, device_name, threads)
+    exported = {"stride": options.stride, "blend": options.blend}  # what an ONNX file exported for the job records
+    loaded = backends.load(options.runtime, model_path, exported, onnx_cache)
+    size = reading.window or loaded.record["patch_size"]
+    mosaic = MosaicOptions(size, options.stride or max(size // 2, 1), options.blend, options.tta, options.batch_size)
+    model = LoadedModel(loaded.record, mosaic, loaded.predictor, loaded.n_classes, loaded.device, loaded.backend,
+                        loaded.description, reading=reading)
     log.info("case %s: predicting %d image(s) with %s", model.checkpoint["case"], n_images, model.description)
     return model
 
 
-def start_torch(device_name: str, threads: int) -> tuple[StartupClock, object]:
-    """The prologue of a job that runs the model in torch: the heavy imports (timed), the CPU
-    threads and the device (on a GPU, a slot). Returns the start-up clock and the device."""
-    clock = StartupClock()
-    import torch
-
-    from . import device as devices
-    from . import model  # noqa: F401  (segmentation-models-pytorch: timed as an import here)
-
-    clock.mark("imports")
-    torch.set_num_threads(threads)
-    device = devices.resolve(device_name)
-    clock.mark("device")
-    return clock, device
+# --- a map's files ------------------------------------------------------------------------------
 
 
-def _load_onnx(settings: dict, model_path, threads: int, cache: Path | None) -> LoadedModel:
-    clock = StartupClock()
-    data = backends.onnx_bytes(model_path, settings["predict"], cache)
-    clock.mark("export" if Path(model_path).suffix == ".pt" else "read")
-    model = backends.OnnxModel.load_logits(data, model_path, threads)
-    options = MosaicOptions.from_settings(settings, model.meta["patch_size"])
-    ignored = [f"{key} {value}" for key, value in (("precision", options.precision),
-                                                   ("memory_format", options.memory_format)) if value != "auto"]
-    if ignored:
-        log.info("predict.%s: not used by ONNX Runtime, which runs float32 in its own layout", ", ".join(ignored))
-    clock.mark("model")
-    clock.report("the first window")
-    return LoadedModel(model.meta, options, model.scores, int(model.meta["spec"]["n_classes"]), "cpu",
-                       backend="onnxruntime", description=f"ONNX Runtime on the CPU ({model.describe()})")
+@dataclass(frozen=True)
+class MapFiles:
+    """The files of one unlabelled image a map job reads and writes: its map (``{name}.tif`` or
+    ``.png``), its coloured preview, the QGIS style of a GeoTIFF map (``style``), with
+    ``predict.vectors`` its polygons (``vectors``), its confidence raster
+    ``{name}_confidence.tif`` (``confidence``) and its QGIS style ``{name}_confidence.qml``
+    (``confidence_style``), with ``predict.probabilities`` its per-class
+    probabilities ``{name}_probabilities.tif``, with ``predict.confidence_threshold`` its
+    masked map ``{name}_masked.tif|png`` (``masked``), and the files of an earlier map of the
+    same name that this one replaces and must not leave behind (``stale``: removed once the
+    map is written; the console command's ``--overwrite``). A file left None is not written."""
+
+    image: str | Path
+    map: str | Path
+    preview: str | Path
+    vectors: str | Path | None = None
+    style: str | Path | None = None
+    confidence: str | Path | None = None
+    confidence_style: str | Path | None = None
+    probabilities: str | Path | None = None
+    masked: str | Path | None = None
+    stale: tuple[Path, ...] = ()
+    calibration: str | Path | None = None  # read: the run's calibration.csv, for the confidence's temperature
 
 
-def _load_torch(settings: dict, model_path, device_name: str, threads: int) -> LoadedModel:
-    clock, device = start_torch(device_name, threads)
-    from . import device as devices
-    from . import model as models
+def block_ids(block: Block) -> np.ndarray:
+    return block.ids
 
-    net, spec, checkpoint = models.load_checkpoint(model_path, device)
-    checkpoint = {**checkpoint, "data": with_data_defaults(checkpoint["data"])}
-    folded = settings["predict"]["fold_batchnorm"]
-    if folded:
-        net = models.fold_batchnorm(net)
-    options = MosaicOptions.from_settings(settings, checkpoint["patch_size"])
-    how = devices.compute(device, options.precision, options.memory_format)
-    net = how.format(net)
-    prepare = models.input_transform(spec, device, how)
-    clock.mark("model")
-    clock.report("the first window")
 
-    def predictor(batch):
-        with how.autocast():
-            return net(prepare(batch))
+def block_confidence(block: Block) -> np.ndarray:
+    return block.confidence
 
-    description = f"torch on {device} ({threads} CPU threads), in {how.describe()}"
-    description += ", batch norm folded" if folded else ""
-    return LoadedModel(checkpoint, options, predictor, spec.n_classes, device, description=description)
+
+def _probabilities(block: Block) -> np.ndarray:
+    return block.probabilities()
+
+
+class Rasters:
+    """The rasters a job writes block by block (maps, confidence, probabilities), each with
+    the part of a block it takes; all are finished together, or all aborted (no half-written
+    file is left)."""
+
+    def __init__(self):
+        self.writers: list[tuple[object, Callable[[Block], np.ndarray]]] = []
+
+    def add(self, writer, part: Callable[[Block], np.ndarray]) -> None:
+        self.writers.append((writer, part))
+
+    def write(self, block: Block) -> None:
+        for writer, part in self.writers:
+            writer.write(block.top, part(block))
+
+    def abort(self) -> None:
+        for writer, _ in self.writers:
+            writer.abort()
+
+    def close(self) -> None:
+        try:
+            for number, (writer, _) in enumerate(self.writers):
+                writer.close()
+        except BaseException:
+            for writer, _ in self.writers[number + 1 :]:
+                writer.abort()
+            raise
+
+
+def write_map(model: LoadedModel, files: MapFiles, options: MapOptions) -> None:
+    """One image's map and every file beside it that ``files`` names: the rasters, with the
+    confidence at the temperature of ``files.calibration`` (`map_image`), then the QGIS styles
+    of the map and its confidence, and the map's polygons (as `write_vectors` writes them)."""
+    model = with_temperature(model, files.calibration)
+    map_image(model, files, options.threshold)
+    legend = model.legend
+    if files.style is not None:
+        write.write_style(files.style, legend)
+    if files.confidence_style is not None:
+        write.write_confidence_style(files.confidence_style)
+    if files.vectors is not None:
+        count = write.write_polygons(files.map, files.vectors, legend.names, options.min_area, values=legend.values,
+                                     confidence_path=files.confidence)
+        log.info(POLYGONS, files.map, count, options.min_area, files.vectors)
+
+
+def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = None) -> None:
+    """One map, block by block: a GeoTIFF for a georeferenced image, never held whole; a PNG
+    for any other, or for a georeferenced one where ``files.map`` is a PNG (the console
+    command's ``--format png``: held whole, without its georeference). Where ``files.masked``
+    is named, pixels whose written confidence (code / 255) is under ``threshold`` are nodata
+    in that copy of the map."""
+    where = georeference(files.image)
+    if Path(files.map).suffix == layout.GEOTIFF and where is None:
+        raise InputError(f"{files.image}: not georeferenced, so its map is a PNG, not {files.map}")
+    where = where if Path(files.map).suffix == layout.GEOTIFF else None
+    with model.open(files.image) as image:
+        preview = write.Preview(image.height, image.width, model.legend.colors)
+        rasters, wholes = _map_rasters(model, files, image, where, threshold)
+        try:
+            for block in model.iter_blocks(image):
+                preview.write(block.top, block.ids)
+                rasters.write(block)
+                for whole, part in wholes:
+                    whole[block.top : block.top + len(block.ids)] = part(block)
+        except BaseException:
+            rasters.abort()
+            raise
+    rasters.close()
+    for (whole, _), path in zip(wholes, (files.map, files.masked)):
+        write.write_png(path, whole)
+    preview.save(files.preview)
+    log.info("%s: mapped to %s (%s), preview %s", files.image, files.map,
+             crs_name(files.image, where) if where else "no georeference", files.preview)
+
+
+def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
+    """The rasters of a map written block by block, and the PNG maps (of an image without
+    georeference) gathered whole: (array, the part of a block it takes), the map's first."""
+    rasters, wholes = Rasters(), []
+    parts = [(files.map, block_ids)] + ([(files.masked, _masked_ids(threshold))] if files.masked is not None else [])
+    for path, part in parts:
+        if where is not None:
+            rasters.add(model.map_writer(path, image, where), part)
+        else:
+            wholes.append((np.empty(image.shape, dtype=np.uint8), part))
+    if files.confidence is not None:
+        rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
+    if files.probabilities is not None:
+        rasters.add(model.probabilities_writer(files.probabilities, image, where), _probabilities)
+    return rasters, wholes
+
+
+def _masked_ids(threshold: float) -> Callable[[Block], np.ndarray]:
+    """The part of a block a masked map takes: its ids, nodata where the confidence written
+    (code / 255) is under ``threshold``."""
+    kept = np.arange(256) / CODE_SCALE >= threshold  # per code; float64, as the threshold is written
+
+    def masked(block: Block) -> np.ndarray:
+        return np.where(kept[block.confidence], block.ids, np.uint8(IGNORE_INDEX))
+
+    return masked
+
+
+def write_vectors(legend: write.MapLegend, map_path, out, min_area: int, confidence_path=None) -> None:
+    """The polygons of a map, named by class and keyed by the values the map holds
+    (``legend``), regions under ``min_area`` px merged into their neighbours."""
+    count = write.write_polygons(map_path, out, legend.names, min_area, values=legend.values,
+                                 confidence_path=confidence_path)
+    log.info(POLYGONS, map_path, count, min_area, out)
+
+
+POLYGONS = "%s: %d polygons (regions under %d px merged) in %s"
+"""The log line of a map's polygons."""
+
+
+def crs_name(image_path, where) -> str:
+    """The CRS of a georeferenced image for the log; one placed only by a world file, without
+    a ``.prj`` or ``.aux.xml`` to give its CRS, gets a warning: its map has none either."""
+    if where.crs is not None:
+        return str(where.crs)
+    log.warning("%s: placed by its world file %s, but its CRS is unknown (no .prj or .aux.xml beside it): the map "
+                "has the world file's transform and no CRS; set it in QGIS or GDAL", image_path, where.world_file)
+    return "CRS unknown"

@@ -1,6 +1,6 @@
 """One map as many jobs (``predict.block_size``): the grid of its blocks, written once; each
 block's class ids, predicted from the block and its halo (`blocks.region`); the map gathered
-from its blocks, the same file as one job writes (`prediction.map_image`), pixel for pixel.
+from its blocks, the same file as one job writes (`inference.map_image`), pixel for pixel.
 
 A block file is an ``.npz`` of per-pixel layers of its block (``ids``: class ids,
 ``IGNORE_INDEX`` for no-data; ``confidence``: uint8 codes of the confidence, 0 for no-data)
@@ -24,12 +24,12 @@ from ..config import with_data_defaults
 from ..errors import InputError
 from ..files import atomic_path, write_json
 from ..host_mosaic import Block
-from ..inference import LoadedModel, classes, load_model, map_codes, with_temperature
+from ..inference import (LoadedModel, MapFiles, PredictOptions, Rasters, block_confidence, block_ids, load_model,
+                         map_legend, with_temperature)
 from ..io import write
 from ..io.read import georeference, has_nodata, image_size, open_image
 from ..io.spec import DataSpec
 from .model_info import read_record
-from .prediction import MapFiles, Rasters, block_confidence, block_ids
 from .preflight import check_map_bands, check_map_size
 
 log = logging.getLogger("aerialseg")
@@ -111,7 +111,8 @@ def map_block(settings: dict, model_path, files: BlockFiles, threads: int | None
     predicted and blended (`blocks.region`), its pixels written as a block file."""
     grid = Grid.read(files.grid)
     block = grid.grid.block(*files.index)
-    model = with_temperature(load_model(settings, model_path, threads), files.calibration)
+    model = load_model(PredictOptions.from_settings(settings, threads), model_path)
+    model = with_temperature(model, files.calibration)
     check_map_bands(model.checkpoint, files.image, model_path)
     check_map_size(files.image, model.options.size)
     layers = _predict_block(model, files.image, grid.grid, block)
@@ -152,14 +153,13 @@ def gather_blocks(grid_path, blocks: Sequence, files: MapFiles) -> None:
     if files.probabilities is not None or files.masked is not None:
         raise InputError(f"{files.image}: a map made as blocks has no probabilities or masked map yet")
     placed = _placed(grid, blocks)
-    colors, names = classes(grid.model)
-    legend = write.MapLegend(colors, names, *map_codes(grid.model))
+    legend = map_legend(grid.model)
     height, width = grid.grid.height, grid.grid.width
     rasters = Rasters()  # all finished together or all aborted: no half-written raster is left
     rasters.add(write.MapWriter(files.map, height, width, where, legend), block_ids)
     if files.confidence is not None:
         rasters.add(write.ScoreWriter(files.confidence, height, width, where, ["confidence"]), block_confidence)
-    preview = write.Preview(height, width, colors)
+    preview = write.Preview(height, width, legend.colors)
     try:
         for row in range(grid.grid.shape[0]):
             block = _row_of_blocks(grid.grid, placed, row)

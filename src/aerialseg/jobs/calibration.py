@@ -18,7 +18,7 @@ from ..calibration import MAX_FIT_PIXELS, FIT_SEED, ReliabilityCounts, fit_tempe
 from ..class_ids import IGNORE_INDEX
 from ..config import Run
 from ..files import write_csv
-from ..inference import LoadedModel, load_model
+from ..inference import LoadedModel, PredictOptions, load_model
 from ..io.labels import read_label
 from ..io.spec import DataSpec
 from .datasets import read_tiles
@@ -51,7 +51,7 @@ def calibrate(settings: dict, run: Run, model_path, files: CalibrationFiles, thr
     one row of scores: the temperature, the validation NLL before and after, the test ECE
     before (``ece``) and after (``ece_scaled``), the accuracy, the mean confidence of right
     and of wrong pixels, and the share and accuracy of pixels above 0.9 confidence."""
-    model = load_model(settings, model_path, threads, len(files.test_tiles))
+    model = load_model(PredictOptions.from_settings(settings, threads), model_path, len(files.test_tiles))
     logits, labels = validation_scores(settings, model, files)
     fit = fit_temperature(logits, labels)
     log.info("temperature %.3f fitted on %d validation pixels: NLL %.4f -> %.4f", fit.temperature, fit.pixels,

@@ -3,27 +3,23 @@ unlabelled images, and the case that maps them."""
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from .. import config as cfg
 from ..config import Run, layout
-from ..calibration import CODE_SCALE
-from ..class_ids import IGNORE_INDEX
 from ..errors import InputError
-from ..host_mosaic import Block
-from ..inference import LoadedModel, classes, load_model, map_codes, with_temperature
+from ..inference import (ImageReading, LoadedModel, MapFiles, MapOptions, PredictOptions, Rasters, block_confidence,
+                         block_ids, crs_name, load_model, map_legend, with_temperature, write_map, write_vectors)
 from ..io.read import georeference, read_by_gdal
-from ..io.write import (MapLegend, Preview, colorize, write_confidence_style, write_png, write_polygons,
-                        write_style)
+from ..io.write import colorize, write_confidence_style, write_png, write_style
 from ..files import write_yaml
-from .preflight import check_chosen_bands, check_map_bands, check_map_size
+from .preflight import check_band_count, check_chosen_bands, check_map_bands, check_map_size
 
 log = logging.getLogger("aerialseg")
 
@@ -54,14 +50,15 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
     its class ids and their colours as PNG; a georeferenced one also a Cloud-Optimised GeoTIFF
     written band by band, and polygons where the rule names a file for them (`TileFiles`).
     What the model reads (bands, value range, no-data, classes, patch size) comes from the
-    checkpoint; how to predict from ``predict.*`` (`inference.MosaicOptions`). ``record`` is
+    checkpoint; how to predict from ``predict.*`` (`inference.PredictOptions`). ``record`` is
     the run and where to write the settings that made its predictions; ``calibration`` its
     calibration.csv, whose temperature the confidence takes (`inference.with_temperature`)."""
-    model = with_temperature(load_model(settings, model_path, threads, len(tiles)), calibration)
+    options, min_area = PredictOptions.from_settings(settings, threads), settings["predict"]["min_area"]
+    model = with_temperature(load_model(options, model_path, len(tiles)), calibration)
     for files in tiles:
         _predict_tile(model, files)
         if files.vectors is not None:
-            _write_vectors(settings, model.checkpoint, files.geotiff, files.vectors, files.confidence)
+            write_vectors(model.legend, files.geotiff, files.vectors, min_area, files.confidence)
     if record is not None:
         run, path = record
         shaping = cfg.without_run_options(settings, "predict")
@@ -74,7 +71,7 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
 def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
     """One image's class ids as PNG (and colours), and as a GeoTIFF where the rule names one;
     its confidence raster where the rule names one."""
-    colors, _ = classes(model.checkpoint)
+    colors = model.legend.colors
     where = georeference(files.image)
     if (files.geotiff is not None) != (where is not None):
         raise InputError(f"{files.image}: {'' if where else 'not '}georeferenced, but its GeoTIFF prediction was "
@@ -96,69 +93,22 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
             rasters.abort()
             raise
     rasters.close()
-    _write_confidence_style(files.confidence_style)
+    if files.confidence_style is not None:
+        write_confidence_style(files.confidence_style)
     if where is not None:
-        _write_style(model, files.style)
-        log.info("%s: georeferenced (%s); wrote %s", files.image, _crs_name(files.image, where), files.geotiff)
+        if files.style is not None:
+            write_style(files.style, model.legend)
+        log.info("%s: georeferenced (%s); wrote %s", files.image, crs_name(files.image, where), files.geotiff)
     elif read_by_gdal(files.image):
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
 
 
-def block_ids(block: Block) -> np.ndarray:
-    return block.ids
-
-
-def block_confidence(block: Block) -> np.ndarray:
-    return block.confidence
-
-
-def _probabilities(block: Block) -> np.ndarray:
-    return block.probabilities()
-
-
-class Rasters:
-    """The rasters a job writes block by block (maps, confidence, probabilities), each with
-    the part of a block it takes; all are finished together, or all aborted (no half-written
-    file is left)."""
-
-    def __init__(self):
-        self.writers: list[tuple[object, Callable[[Block], np.ndarray]]] = []
-
-    def add(self, writer, part: Callable[[Block], np.ndarray]) -> None:
-        self.writers.append((writer, part))
-
-    def write(self, block: Block) -> None:
-        for writer, part in self.writers:
-            writer.write(block.top, part(block))
-
-    def abort(self) -> None:
-        for writer, _ in self.writers:
-            writer.abort()
-
-    def close(self) -> None:
-        try:
-            for number, (writer, _) in enumerate(self.writers):
-                writer.close()
-        except BaseException:
-            for writer, _ in self.writers[number + 1 :]:
-                writer.abort()
-            raise
-
-
 def polygons(settings: dict, map_path, out, confidence_path=None) -> None:
     """The polygons of a georeferenced map (rule polygons), named by the classes of
-    ``settings["data"]`` and keyed by the values its maps hold (`map_codes`), with the mean
+    ``settings["data"]`` and keyed by the values its maps hold (`inference.map_legend`), with the mean
     confidence of each where the map's confidence raster is given."""
-    _write_vectors(settings, {"data": settings["data"]}, map_path, out, confidence_path)
-
-
-def _write_vectors(settings: dict, checkpoint: dict, map_path, vectors_out, confidence_path=None) -> None:
-    """The polygons of a map, named by class and keyed by the values the map holds."""
-    _, names = classes(checkpoint)
-    values, _ = map_codes(checkpoint)
-    min_area = settings["predict"]["min_area"]
-    count = write_polygons(map_path, vectors_out, names, min_area, values=values, confidence_path=confidence_path)
-    log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count, min_area, vectors_out)
+    legend = map_legend({"data": settings["data"]})
+    write_vectors(legend, map_path, out, settings["predict"]["min_area"], confidence_path)
 
 
 def map_files(image_path, out_dir) -> tuple[Path, Path]:
@@ -184,7 +134,7 @@ class MapRequest:
     calibration: Path | None = None  # a calibration.csv: the temperature of the maps' confidence
 
 
-def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
+def plan_maps(images: Sequence[Path], request: MapRequest) -> list[MapFiles]:
     """The files of each image's map in ``request.out_dir`` (`map_files`, with the style of a
     GeoTIFF map, the polygons asked for, and the other files of an earlier map of the same
     name as ``stale``). `InputError` for an image that does not exist and for images whose
@@ -204,7 +154,7 @@ def plan_maps(images: Sequence[Path], request: MapRequest) -> list["MapFiles"]:
     return [_planned(Path(image), request) for image in images]
 
 
-def _planned(image: Path, request: MapRequest) -> "MapFiles":
+def _planned(image: Path, request: MapRequest) -> MapFiles:
     map_out, preview = (layout.map_files(request.out_dir, image.stem, request.suffix) if request.suffix
                         else map_files(image, request.out_dir))
     geotiff = map_out.suffix == layout.GEOTIFF
@@ -219,52 +169,17 @@ def _planned(image: Path, request: MapRequest) -> "MapFiles":
                                       if path not in written))
 
 
-def _written(files: "MapFiles") -> list[Path]:
+def _written(files: MapFiles) -> list[Path]:
     """The files a map job writes for one image."""
     paths = (files.map, files.preview, files.vectors, files.style, files.confidence, files.confidence_style,
              files.probabilities, files.masked)
     return [Path(path) for path in paths if path is not None]
 
 
-def existing_outputs(maps: Sequence["MapFiles"]) -> list[Path]:
+def existing_outputs(maps: Sequence[MapFiles]) -> list[Path]:
     """The files of these maps (those they write and those they would leave stale) that exist
     already."""
     return [path for files in maps for path in (*_written(files), *map(Path, files.stale)) if path.exists()]
-
-
-@dataclass(frozen=True)
-class MapFiles:
-    """The files of one unlabelled image a map job reads and writes: its map (``{name}.tif`` or
-    ``.png``), its coloured preview, the QGIS style of a GeoTIFF map (``style``), with
-    ``predict.vectors`` its polygons (``vectors``), its confidence raster
-    ``{name}_confidence.tif`` (``confidence``) and its QGIS style ``{name}_confidence.qml``
-    (``confidence_style``), with ``predict.probabilities`` its per-class
-    probabilities ``{name}_probabilities.tif``, with ``predict.confidence_threshold`` its
-    masked map ``{name}_masked.tif|png`` (``masked``), and the files of an earlier map of the
-    same name that this one replaces and must not leave behind (``stale``: removed once the
-    map is written; the console command's ``--overwrite``). A file left None is not written."""
-
-    image: str | Path
-    map: str | Path
-    preview: str | Path
-    vectors: str | Path | None = None
-    style: str | Path | None = None
-    confidence: str | Path | None = None
-    confidence_style: str | Path | None = None
-    probabilities: str | Path | None = None
-    masked: str | Path | None = None
-    stale: tuple[Path, ...] = ()
-    calibration: str | Path | None = None  # read: the run's calibration.csv, for the confidence's temperature
-
-
-@dataclass(frozen=True)
-class ImageReading:
-    """How the console command reads the images instead of as the model's training images
-    were read: ``bands`` (counting from 0; as many as the model reads) and ``nodata``
-    (replacing the files' own nodata value). None keeps the model's."""
-
-    bands: tuple[int, ...] | None = None
-    nodata: float | None = None
 
 
 def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: int | None = None,
@@ -275,137 +190,28 @@ def map_images(settings: dict, model_path, maps: Sequence[MapFiles], threads: in
     by band (Cloud-Optimised GeoTIFFs), so memory does not grow with the image; a PNG or JPEG,
     which is read whole, gets a PNG map. The model's checkpoint says what it reads (unless
     ``reading`` says otherwise); the images must have the band count of its training images."""
-    model = _read_as(load_model(settings, model_path, threads, len(maps), onnx_cache), reading, model_path)
-    threshold = settings["predict"]["confidence_threshold"]
+    predict, options = PredictOptions.from_settings(settings, threads), MapOptions.from_settings(settings)
+    model = load_model(predict, model_path, len(maps), onnx_cache, reading)
+    if reading.bands is not None:
+        check_band_count(model.checkpoint, reading.bands, model_path)
     for files in maps:
-        _check_map_input(model, files, reading, model_path)
-        if (files.masked is None) != (threshold is None):
+        _check_map_input(model, files, reading.bands, model_path)
+        if (files.masked is None) != (options.threshold is None):
             raise InputError(f"{files.image}: a masked map needs predict.confidence_threshold and the threshold a "
                              "file for the masked map")
-        map_image(with_temperature(model, files.calibration), files, threshold)
-        _write_style(model, files.style)
-        _write_confidence_style(files.confidence_style)
-        if files.vectors is not None:
-            _write_vectors(settings, model.checkpoint, files.map, files.vectors, files.confidence)
+        write_map(model, files, options)
         for path in (Path(path) for path in files.stale if Path(path).exists()):
             path.unlink()
             log.info("%s: removed (left from an earlier map of %s)", path, files.image)
 
 
-def _check_map_input(model: LoadedModel, files: MapFiles, reading: ImageReading, model_path) -> None:
-    """The image has the bands the model reads (or those ``reading`` chooses) and a window fits."""
-    if reading.bands is None:
+def _check_map_input(model: LoadedModel, files: MapFiles, bands: tuple[int, ...] | None, model_path) -> None:
+    """The image has the bands the model reads (or the ``bands`` chosen) and a window fits."""
+    if bands is None:
         check_map_bands(model.checkpoint, files.image, model_path)
     else:
-        check_chosen_bands(files.image, reading.bands)
+        check_chosen_bands(files.image, bands)
     check_map_size(files.image, model.options.size)
-
-
-def _read_as(model: LoadedModel, reading: ImageReading, model_path) -> LoadedModel:
-    """The model reading images as ``reading`` says: its bands (as many as it was trained on)
-    and no-data value in place of those of its training data."""
-    if reading == ImageReading():
-        return model
-    checkpoint = copy.deepcopy(model.checkpoint)
-    data = checkpoint["data"]
-    if reading.bands is not None:
-        if len(reading.bands) != len(data["bands"]):
-            raise InputError(f"bands {_numbers(reading.bands)} (counting from 1): {len(reading.bands)} band(s), but "
-                             f"{model_path} reads {len(data['bands'])} (it was trained on bands {_numbers(data['bands'])})")
-        data["bands"] = list(reading.bands)
-    if reading.nodata is not None:
-        data["nodata"] = reading.nodata
-    return replace(model, checkpoint=checkpoint)
-
-
-def _numbers(bands) -> str:
-    """Bands counted from 0 as GDAL and QGIS number them, from 1: ``2,1,0`` -> ``3,2,1``."""
-    return ",".join(str(band + 1) for band in bands)
-
-
-def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = None) -> None:
-    """One map (`map_images`), block by block: a GeoTIFF for a georeferenced image, never held
-    whole; a PNG for any other, or for a georeferenced one where ``files.map`` is a PNG (the
-    console command's ``--format png``: held whole, without its georeference). Where
-    ``files.masked`` is named, pixels whose written confidence (code / 255) is under
-    ``threshold`` are nodata in that copy of the map."""
-    colors, _ = classes(model.checkpoint)
-    where = georeference(files.image)
-    if Path(files.map).suffix == layout.GEOTIFF and where is None:
-        raise InputError(f"{files.image}: not georeferenced, so its map is a PNG, not {files.map}")
-    where = where if Path(files.map).suffix == layout.GEOTIFF else None
-    with model.open(files.image) as image:
-        preview = Preview(image.height, image.width, colors)
-        rasters, wholes = _map_rasters(model, files, image, where, threshold)
-        try:
-            for block in model.iter_blocks(image):
-                preview.write(block.top, block.ids)
-                rasters.write(block)
-                for whole, part in wholes:
-                    whole[block.top : block.top + len(block.ids)] = part(block)
-        except BaseException:
-            rasters.abort()
-            raise
-    rasters.close()
-    for (whole, _), path in zip(wholes, (files.map, files.masked)):
-        write_png(path, whole)
-    preview.save(files.preview)
-    log.info("%s: mapped to %s (%s), preview %s", files.image, files.map,
-             _crs_name(files.image, where) if where else "no georeference", files.preview)
-
-
-def _crs_name(image_path, where) -> str:
-    """The CRS of a georeferenced image for the log; one placed only by a world file, without
-    a ``.prj`` or ``.aux.xml`` to give its CRS, gets a warning: its map has none either."""
-    if where.crs is not None:
-        return str(where.crs)
-    log.warning("%s: placed by its world file %s, but its CRS is unknown (no .prj or .aux.xml beside it): the map "
-                "has the world file's transform and no CRS; set it in QGIS or GDAL", image_path, where.world_file)
-    return "CRS unknown"
-
-
-def _write_style(model: LoadedModel, style) -> None:
-    """The QGIS style of a GeoTIFF map (`io.write.write_style`): its classes' names and colours
-    keyed by the values the map holds."""
-    if style is None:
-        return
-    colors, names = classes(model.checkpoint)
-    values, nodata = map_codes(model.checkpoint)
-    write_style(style, MapLegend(colors, names, values, nodata))
-
-
-def _write_confidence_style(style) -> None:
-    """The QGIS style of a confidence raster, where one is named (`io.write.write_confidence_style`)."""
-    if style is not None:
-        write_confidence_style(style)
-
-
-def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
-    """The rasters of a map written block by block, and the PNG maps (of an image without
-    georeference) gathered whole: (array, the part of a block it takes), the map's first."""
-    rasters, wholes = Rasters(), []
-    parts = [(files.map, block_ids)] + ([(files.masked, _masked_ids(threshold))] if files.masked is not None else [])
-    for path, part in parts:
-        if where is not None:
-            rasters.add(model.map_writer(path, image, where), part)
-        else:
-            wholes.append((np.empty(image.shape, dtype=np.uint8), part))
-    if files.confidence is not None:
-        rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
-    if files.probabilities is not None:
-        rasters.add(model.probabilities_writer(files.probabilities, image, where), _probabilities)
-    return rasters, wholes
-
-
-def _masked_ids(threshold: float) -> Callable[[Block], np.ndarray]:
-    """The part of a block a masked map takes: its ids, nodata where the confidence written
-    (code / 255) is under ``threshold``."""
-    kept = np.arange(256) / CODE_SCALE >= threshold  # per code; float64, as the threshold is written
-
-    def masked(block: Block) -> np.ndarray:
-        return np.where(kept[block.confidence], block.ids, np.uint8(IGNORE_INDEX))
-
-    return masked
 
 
 def best_case(training_csv, out_yaml) -> None:

@@ -132,6 +132,20 @@ def check_chosen_bands(image_path, bands) -> None:
                          f"has {count} band(s)")
 
 
+def check_band_count(checkpoint: dict, bands, model_path) -> None:
+    """The bands chosen to read from the images to map (counting from 0) are as many as the
+    model reads."""
+    trained = checkpoint["data"]["bands"]
+    if len(bands) != len(trained):
+        raise InputError(f"bands {_numbers(bands)} (counting from 1): {len(bands)} band(s), but {model_path} reads "
+                         f"{len(trained)} (it was trained on bands {_numbers(trained)})")
+
+
+def _numbers(bands) -> str:
+    """Bands counted from 0 as GDAL and QGIS number them, from 1: ``2,1,0`` -> ``3,2,1``."""
+    return ",".join(str(band + 1) for band in bands)
+
+
 def check_map_size(image_path, window: int) -> None:
     """An image to map is at least as large as the prediction window."""
     height, width = image_size(image_path)

@@ -13,10 +13,10 @@ import pandas as pd
 
 from .. import config as cfg
 from .. import budget, stats
+from ..backends import start_torch
 from ..config import Case, Run
 from ..errors import DivergenceError
 from ..io.read import data_bands, georeference, image_size
-from ..inference import start_torch
 from ..files import sha256, write_csv, write_yaml
 from .preflight import check_patch_fits
 from .datasets import read_tiles
