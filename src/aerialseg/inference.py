@@ -311,7 +311,7 @@ class Rasters:
 def write_map(model: LoadedModel, files: MapFiles, options: MapOptions) -> None:
     """One image's map and every file beside it that ``files`` names: the rasters, with the
     confidence at the temperature of ``files.calibration`` (`map_image`), then the QGIS styles
-    of the map and its confidence, and the map's polygons (as `write_vectors` writes them)."""
+    of the map and its confidence, and the map's polygons (`io.write.write_map_polygons`)."""
     model = with_temperature(model, files.calibration)
     map_image(model, files, options.threshold)
     legend = model.legend
@@ -320,9 +320,7 @@ def write_map(model: LoadedModel, files: MapFiles, options: MapOptions) -> None:
     if files.confidence_style is not None:
         write.write_confidence_style(files.confidence_style)
     if files.vectors is not None:
-        count = write.write_polygons(files.map, files.vectors, legend.names, options.min_area, values=legend.values,
-                                     confidence_path=files.confidence)
-        log.info(POLYGONS, files.map, count, options.min_area, files.vectors)
+        write.write_map_polygons(files.map, files.vectors, legend, options.min_area, files.confidence)
 
 
 def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = None) -> None:
@@ -381,18 +379,6 @@ def _masked_ids(threshold: float) -> Callable[[Block], np.ndarray]:
         return np.where(kept[block.confidence], block.ids, np.uint8(IGNORE_INDEX))
 
     return masked
-
-
-def write_vectors(legend: write.MapLegend, map_path, out, min_area: int, confidence_path=None) -> None:
-    """The polygons of a map, named by class and keyed by the values the map holds
-    (``legend``), regions under ``min_area`` px merged into their neighbours."""
-    count = write.write_polygons(map_path, out, legend.names, min_area, values=legend.values,
-                                 confidence_path=confidence_path)
-    log.info(POLYGONS, map_path, count, min_area, out)
-
-
-POLYGONS = "%s: %d polygons (regions under %d px merged) in %s"
-"""The log line of a map's polygons."""
 
 
 def crs_name(image_path, where) -> str:

@@ -13,6 +13,7 @@ colour, which QGIS applies when the map beside it is added as a layer.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import warnings
@@ -26,6 +27,8 @@ from PIL import Image as PillowImage
 
 from ..class_ids import IGNORE_INDEX
 from ..files import atomic_path
+
+log = logging.getLogger("aerialseg")
 
 Color = Sequence[int]
 
@@ -266,6 +269,16 @@ class Preview:
 
     def save(self, path) -> None:
         write_png(path, colorize(self.ids, self.colors))
+
+
+def write_map_polygons(map_path: str | Path, out_path: str | Path, legend: MapLegend, min_area: int = 0,
+                       confidence_path=None) -> int:
+    """The polygons of a map (`write_polygons`), named by the classes of its ``legend`` and
+    keyed by the values the map holds; logged. Returns the number of features."""
+    count = write_polygons(map_path, out_path, legend.names, min_area, values=legend.values,
+                           confidence_path=confidence_path)
+    log.info("%s: %d polygons (regions under %d px merged) in %s", map_path, count, min_area, out_path)
+    return count
 
 
 POLYGON_BATCH = 10000

@@ -15,9 +15,9 @@ from .. import config as cfg
 from ..config import Run, layout
 from ..errors import InputError
 from ..inference import (ImageReading, LoadedModel, MapFiles, MapOptions, PredictOptions, Rasters, block_confidence,
-                         block_ids, crs_name, load_model, map_legend, with_temperature, write_map, write_vectors)
+                         block_ids, crs_name, load_model, map_legend, with_temperature, write_map)
 from ..io.read import georeference, read_by_gdal
-from ..io.write import colorize, write_confidence_style, write_png, write_style
+from ..io.write import colorize, write_confidence_style, write_map_polygons, write_png, write_style
 from ..files import write_yaml
 from .preflight import check_band_count, check_chosen_bands, check_map_bands, check_map_size
 
@@ -58,7 +58,7 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
     for files in tiles:
         _predict_tile(model, files)
         if files.vectors is not None:
-            write_vectors(model.legend, files.geotiff, files.vectors, min_area, files.confidence)
+            write_map_polygons(files.geotiff, files.vectors, model.legend, min_area, files.confidence)
     if record is not None:
         run, path = record
         shaping = cfg.without_run_options(settings, "predict")
@@ -108,7 +108,7 @@ def polygons(settings: dict, map_path, out, confidence_path=None) -> None:
     ``settings["data"]`` and keyed by the values its maps hold (`inference.map_legend`), with the mean
     confidence of each where the map's confidence raster is given."""
     legend = map_legend({"data": settings["data"]})
-    write_vectors(legend, map_path, out, settings["predict"]["min_area"], confidence_path)
+    write_map_polygons(map_path, out, legend, settings["predict"]["min_area"], confidence_path)
 
 
 def map_files(image_path, out_dir) -> tuple[Path, Path]:
