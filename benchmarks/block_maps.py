@@ -48,7 +48,7 @@ elif job == "block":
     step, rest = blocks.map_block, (settings, args["model"], files)
 else:
     step, rest = blocks.gather_blocks, (args["grid"], args["blocks"], prediction.MapFiles(args["image"], args["map"], args["preview"]))
-status = runner.run(step, args["log"], *rest)
+status = runner.execute(step, args["log"], *rest)
 with open("/proc/self/status") as found:
     peak = next(int(line.split()[1]) for line in found if line.startswith("VmHWM:")) / 1024
 print(json.dumps({"status": status, "seconds": time.perf_counter() - start, "peak_mib": peak}))

@@ -4,4 +4,4 @@ import sys
 
 from aerialseg.jobs import runner, prediction
 
-sys.exit(runner.run(prediction.best_case, snakemake.log[0], snakemake.input[0], snakemake.output[0]))
+sys.exit(runner.execute(prediction.best_case, snakemake.log[0], snakemake.input[0], snakemake.output[0]))

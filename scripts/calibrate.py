@@ -11,5 +11,5 @@ files = calibration.CalibrationFiles(
     train_tiles=[Tile(*tile) for tile in snakemake.params.train], patches=snakemake.input.patches,
     test_tiles=[Tile(*tile) for tile in snakemake.params.test], **dict(snakemake.output.items()))
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "calibrate")
-sys.exit(runner.run(calibration.calibrate, snakemake.log[0], settings, Run(Case(init, size), repeat),
+sys.exit(runner.execute(calibration.calibrate, snakemake.log[0], settings, Run(Case(init, size), repeat),
                     snakemake.input.model, files, threads=snakemake.threads))

@@ -6,5 +6,5 @@ from aerialseg.jobs import runner, datasets
 from aerialseg.config import Tile
 
 tiles = {split: [Tile(*tile) for tile in listed] for split, listed in snakemake.params.tiles.items()}
-sys.exit(runner.run(datasets.class_stats, snakemake.log[0], snakemake.params.settings, tiles,
+sys.exit(runner.execute(datasets.class_stats, snakemake.log[0], snakemake.params.settings, tiles,
                       snakemake.output.stats, snakemake.output.weights, snakemake.output.tiles))

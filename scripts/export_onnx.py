@@ -6,5 +6,5 @@ from aerialseg import export
 from aerialseg.jobs import runner
 
 init, size, repeat = snakemake.params.run
-sys.exit(runner.run(export.export, snakemake.log[0], snakemake.input.model, snakemake.output[0],
+sys.exit(runner.execute(export.export, snakemake.log[0], snakemake.input.model, snakemake.output[0],
                       snakemake.params.settings["predict"], record={"repeat": repeat}))

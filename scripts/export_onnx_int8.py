@@ -5,5 +5,5 @@ import sys
 from aerialseg import quantize
 from aerialseg.jobs import runner
 
-sys.exit(runner.run(quantize.export_int8, snakemake.log[0], snakemake.input.model, snakemake.output[0],
+sys.exit(runner.execute(quantize.export_int8, snakemake.log[0], snakemake.input.model, snakemake.output[0],
                     list(snakemake.input.images)))

@@ -9,5 +9,5 @@ settings = config.with_run_options(snakemake.params.settings, snakemake.config, 
 outputs = dict(snakemake.output.items())
 calibration = snakemake.input.calibration[0] if snakemake.input.calibration else None  # predict.temperature_scaling
 files = prediction.MapFiles(snakemake.input.image, **outputs, calibration=calibration)
-sys.exit(runner.run(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [files],
+sys.exit(runner.execute(prediction.map_images, snakemake.log[0], settings, snakemake.input.model, [files],
                     threads=snakemake.threads))

@@ -9,5 +9,5 @@ settings = config.with_run_options(snakemake.params.settings, snakemake.config, 
 calibration = snakemake.input.calibration[0] if snakemake.input.calibration else None  # predict.temperature_scaling
 files = blocks.BlockFiles(snakemake.input.image, snakemake.input.grid, tuple(snakemake.params.index), snakemake.output[0],
                           calibration)
-sys.exit(runner.run(blocks.map_block, snakemake.log[0], settings, snakemake.input.model, files,
+sys.exit(runner.execute(blocks.map_block, snakemake.log[0], settings, snakemake.input.model, files,
                     threads=snakemake.threads))

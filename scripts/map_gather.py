@@ -5,4 +5,4 @@ import sys
 from aerialseg.jobs import blocks, prediction, runner
 
 files = prediction.MapFiles(snakemake.input.image, **dict(snakemake.output.items()))
-sys.exit(runner.run(blocks.gather_blocks, snakemake.log[0], snakemake.input.grid, snakemake.input.blocks, files))
+sys.exit(runner.execute(blocks.gather_blocks, snakemake.log[0], snakemake.input.grid, snakemake.input.blocks, files))

@@ -4,5 +4,5 @@ import sys
 
 from aerialseg.jobs import blocks, runner
 
-sys.exit(runner.run(blocks.block_grid, snakemake.log[0], snakemake.params.block_size, snakemake.input.model,
+sys.exit(runner.execute(blocks.block_grid, snakemake.log[0], snakemake.params.block_size, snakemake.input.model,
                     snakemake.input.image, snakemake.output[0]))

@@ -6,5 +6,5 @@ import sys
 from aerialseg.jobs import runner, datasets
 
 job = datasets.patch_index_of_tiles if snakemake.params.tiled else datasets.patch_index
-sys.exit(runner.run(job, snakemake.log[0], snakemake.params.settings, int(snakemake.wildcards.size),
+sys.exit(runner.execute(job, snakemake.log[0], snakemake.params.settings, int(snakemake.wildcards.size),
                     snakemake.params.images, snakemake.output[0]))

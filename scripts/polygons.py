@@ -4,5 +4,5 @@ import sys
 
 from aerialseg.jobs import prediction, runner
 
-sys.exit(runner.run(prediction.polygons, snakemake.log[0], snakemake.params.settings, snakemake.input.map,
+sys.exit(runner.execute(prediction.polygons, snakemake.log[0], snakemake.params.settings, snakemake.input.map,
                     snakemake.output[0], snakemake.input.confidence))

@@ -4,5 +4,5 @@ import sys
 
 from aerialseg.jobs import runner, reporting
 
-sys.exit(runner.run(reporting.pool, snakemake.log[0], snakemake.params.settings, list(snakemake.input),
+sys.exit(runner.execute(reporting.pool, snakemake.log[0], snakemake.params.settings, list(snakemake.input),
                       snakemake.output.metrics, snakemake.output.confusion))

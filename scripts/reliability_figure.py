@@ -4,6 +4,6 @@ import sys
 
 from aerialseg.jobs import reporting, runner
 
-sys.exit(runner.run(reporting.figure_reliability, snakemake.log[0], snakemake.wildcards.case,
+sys.exit(runner.execute(reporting.figure_reliability, snakemake.log[0], snakemake.wildcards.case,
                     snakemake.input.reliability, snakemake.input.scaled, snakemake.input.calibrations,
                     snakemake.output[0]))

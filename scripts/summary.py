@@ -13,5 +13,5 @@ tile_keys = [(run, split, tile) for run in runs for split in splits for tile in 
 tile_confusions = dict(zip(tile_keys, snakemake.input.tile_confusions, strict=True))
 calibrations = dict(zip(runs, snakemake.input.calibrations, strict=True))
 inputs = reporting.SummaryInputs(histories, confusions, snakemake.input.class_stats, tile_confusions, calibrations)
-sys.exit(runner.run(reporting.summarize, snakemake.log[0], snakemake.params.settings, inputs,
+sys.exit(runner.execute(reporting.summarize, snakemake.log[0], snakemake.params.settings, inputs,
                     dict(snakemake.output.items())))

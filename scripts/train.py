@@ -12,5 +12,5 @@ files = training.TrainFiles(
     weights=snakemake.input.weights, **dict(snakemake.output.items()), resume=snakemake.params.resume,
     reference_patches=snakemake.input.get("reference_patches"))
 settings = config.with_run_options(snakemake.params.settings, snakemake.config, "train")
-sys.exit(runner.run(training.train_case, snakemake.log[0], settings, Run(Case(init, size), repeat), files,
+sys.exit(runner.execute(training.train_case, snakemake.log[0], settings, Run(Case(init, size), repeat), files,
                       threads=snakemake.threads))

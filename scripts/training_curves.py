@@ -6,4 +6,4 @@ from aerialseg.jobs import runner, reporting
 from aerialseg.config import Case, Run
 
 init, size, repeat = snakemake.params.run
-sys.exit(runner.run(reporting.figure_curves, snakemake.log[0], Run(Case(init, size), repeat), snakemake.input[0], snakemake.output[0]))
+sys.exit(runner.execute(reporting.figure_curves, snakemake.log[0], Run(Case(init, size), repeat), snakemake.input[0], snakemake.output[0]))

@@ -4,7 +4,7 @@ no output behind. Hostile files (a resume state or a checkpoint that would run c
 unpickled) must not run it: the marker file their code would create must not appear.
 
 Before-any-job rows call what ``rules/common.smk`` calls (`config.validate` and
-`preflight.check_inputs`); job rows call the job's function through `runner.run`, as
+`preflight.check_inputs`); job rows call the job's function through `runner.execute`, as
 its rule script does, and read its log.
 """
 
@@ -277,21 +277,21 @@ def train_images(config: dict) -> dict:
 
 
 def run_job(job: str, config: dict, tmp: Path) -> int:
-    """Run one job through `runner.run`, logging to ``{job}.log``, its outputs in ``out/``.
+    """Run one job through `runner.execute`, logging to ``{job}.log``, its outputs in ``out/``.
     The earlier jobs' outputs that it reads are made first."""
     log = tmp / f"{job}.log"
     out = tmp / "out"
     if job == "class_stats":
-        return runner.run(datasets.class_stats, log, config, labels(config), out / "class_stats.csv", out / "class_weights.json")
+        return runner.execute(datasets.class_stats, log, config, labels(config), out / "class_stats.csv", out / "class_weights.json")
     elif job == "patches":
-        return runner.run(datasets.patch_index, log, config, 32, train_images(config), out / "p32.csv")
+        return runner.execute(datasets.patch_index, log, config, 32, train_images(config), out / "p32.csv")
     elif job == "train":
         prepare_training(config, tmp)
-        return runner.run(training.train_case, log, config, Run(Case("scratch", 32)), train_files(config, tmp, out))
+        return runner.execute(training.train_case, log, config, Run(Case("scratch", 32)), train_files(config, tmp, out))
     else:
         tiles = [prediction.TileFiles(config["data"][image]["image"], out / f"{image}_ids.png", out / f"{image}_color.png")
                  for image in ("train", "test")]
-        return runner.run(prediction.predict_images, log, config, tmp / "model.pt", tiles, threads=1)
+        return runner.execute(prediction.predict_images, log, config, tmp / "model.pt", tiles, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +348,7 @@ def test_a_full_disk_names_the_file_and_leaves_nothing_half_written(world, tmp_p
     config = cfg.validate(world)
     prepare_training(config, tmp_path)
     log = tmp_path / "train.log"
-    assert runner.run(training.train_case, log, config, Run(Case("scratch", 32)),
+    assert runner.execute(training.train_case, log, config, Run(Case("scratch", 32)),
                       train_files(config, tmp_path, tiny_disk)) == runner.FAILED
     text = log.read_text()
     assert f"{tiny_disk}/last.pt: cannot write it: no space left on the disk" in text and "Traceback" not in text

@@ -100,7 +100,7 @@ def test_a_diverging_case_stops_its_job_with_the_case_and_epoch_and_keeps_no_mod
         history=tmp_path / "history.csv", last=tmp_path / "last.pt", settings=tmp_path / "settings.yaml",
         resume=tmp_path / "state.pt")
     log = tmp_path / "train.log"
-    assert runner.run(training.train_case, log, small_config, Run(Case("scratch", 32), 2), files) == runner.FAILED
+    assert runner.execute(training.train_case, log, small_config, Run(Case("scratch", 32), 2), files) == runner.FAILED
     text = log.read_text()
     assert "case scratch_p32 (repeat 2): training diverged in epoch 1: the training loss is nan" in text
     assert "Traceback" not in text

@@ -1,4 +1,4 @@
-"""Running one job: its log file, and its errors as one line (a known problem) or with
+"""Executing one job: its log file, and its errors as one line (a known problem) or with
 their traceback (anything else)."""
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ def setup_logging(path: str | Path | None) -> None:
 
 
 FAILED = 1
-"""The exit status of a job stopped by a problem it foresaw (`run`)."""
+"""The exit status of a job stopped by a problem it foresaw (`execute`)."""
 
 
-def run(step, log_path, *args, **kwargs) -> int:
-    """Run one job with logging. Returns 0 when it is done, `FAILED` when it stopped on a
+def execute(step, log_path, *args, **kwargs) -> int:
+    """Execute one job with logging. Returns 0 when it is done, `FAILED` when it stopped on a
     problem it foresaw (an input, a setting, the weights, a divergence, a full disk), logged as
     one line without traceback; anything else is logged with its traceback and re-raised. The
     log file is closed when the job ends (a process may run several: tests, notebooks).
-    Scripts exit with the status: ``sys.exit(runner.run(...))``."""
+    Scripts exit with the status: ``sys.exit(runner.execute(...))``."""
     setup_logging(log_path)
     try:
         step(*args, **kwargs)
