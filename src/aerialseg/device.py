@@ -293,14 +293,15 @@ class GraphedStep:
     On the CPU, or where the caller gives a reason not to capture (``eager_because``, such
     as capture turned off in its settings), every call runs ``step`` eagerly. If capture
     fails, the root cause is logged with its traceback and the step runs eagerly from then
-    on; with ``strict`` (default: `strict_capture`) the `CaptureError` is raised instead.
+    on; in strict mode (`strict_capture`: the environment says so, as the GPU self-test does)
+    the `CaptureError` is raised instead.
     `summary` says how the calls ran, for the job's log, with the reason for eager calls.
     """
 
     def __init__(self, step: Callable[[], None], device: torch.device, *, eager_because: str | None = None,
-                 warmup: int = 3, name: str = "step", strict: bool | None = None):
+                 warmup: int = 3, name: str = "step"):
         self.step, self.device, self.warmup, self.name = step, device, warmup, name
-        self.strict = strict_capture() if strict is None else strict
+        self.strict = strict_capture()
         self.why_eager = "the device is the CPU" if device.type != "cuda" else eager_because
         self.capture = self.why_eager is None
         self.graph: torch.cuda.CUDAGraph | None = None
