@@ -72,9 +72,10 @@ TILE_CONFIDENCE_STYLE = layout.style_path(TILE_CONFIDENCE).name
 # with auto, whether this machine has a GPU); on the CPU it claims its threads only.
 BLOCK_SIZE = config["predict"]["block_size"]
 BLOCK_GPUS = cfg.block_gpus(config, int(cuda_possible()))
-# On the CPU a block job runs ONNX Runtime: it reads the run's model.onnx (rule export_onnx,
-# once) instead of exporting model.pt again in every block.
-BLOCK_ONNX = BLOCK_GPUS == 0 and config["predict"]["backend"] != "torch"
+# On the CPU a map job (map_geotiff, map_png, map_block) runs ONNX Runtime: it reads the run's
+# model.onnx (rule export_onnx, once per case) instead of exporting model.pt again in every job
+# (about 4 s and 700 MiB for importing torch).
+MAP_ONNX = BLOCK_GPUS == 0 and config["predict"]["backend"] != "torch"
 
 
 def alternatives(values):

@@ -173,6 +173,7 @@ rule map_geotiff:
     transform, with its QGIS style {name}.qml, map_png any other image's as a PNG of class ids."""
     input:
         model=lambda wc: run_file(MAP_RUN[wc.case], "model.pt"),  # the study's run, repeat 1
+        onnx=lambda wc: [run_file(MAP_RUN[wc.case], "model.onnx")] if MAP_ONNX else [],  # beside it: no export
         image=lambda wc: MAPS[wc.name],
         calibration=map_calibration,
     output:
@@ -208,7 +209,7 @@ checkpoint map_grid:
     no-data gets no job) and what the model reads (from model.onnx where the blocks run on
     ONNX Runtime: no torch to start); the rules read it to know the blocks."""
     input:
-        model=lambda wc: run_file(MAP_RUN[wc.case], "model.onnx" if BLOCK_ONNX else "model.pt"),
+        model=lambda wc: run_file(MAP_RUN[wc.case], "model.onnx" if MAP_ONNX else "model.pt"),
         image=lambda wc: MAPS[wc.name],
     output:
         str(layout.grid_file(layout.MAPS, f"{{name,{BLOCK_MAPS}}}")),
@@ -230,7 +231,7 @@ rule map_block:
     temporary (kept with --notemp). One GPU each on a GPU, threads only on the CPU."""
     input:
         model=lambda wc: run_file(MAP_RUN[wc.case], "model.pt"),
-        onnx=lambda wc: [run_file(MAP_RUN[wc.case], "model.onnx")] if BLOCK_ONNX else [],
+        onnx=lambda wc: [run_file(MAP_RUN[wc.case], "model.onnx")] if MAP_ONNX else [],
         image=lambda wc: MAPS[wc.name],
         grid=MAP_GRID,
         calibration=map_calibration,
