@@ -269,8 +269,8 @@ class Block:
 
 def iter_blocks(predict: BatchPredictor, image, n_classes: int, tiling: Tiling,
                 temperature: float = 1.0) -> Iterator[Block]:
-    """`iter_ids` with each block's confidence (`Block`), from the same blended scores. The
-    host mosaic blends log-probabilities; their softmax is that of the blended logits, since
+    """`iter_ids` with each block's confidence (`Block`), from the same blended scores: logits,
+    or log-probabilities (`BatchPredictor`), whose softmax is that of the blended logits, since
     a window's log-probabilities are its logits less one number per pixel and softmax ignores
     a shift shared by all classes. With a ``temperature`` T the confidence and probabilities
     are those of the scores / T (temperature scaling); the ids are the argmax of the scores as

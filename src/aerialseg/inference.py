@@ -4,8 +4,8 @@ the right mosaic, and a map's files written from them (`write_map`).
 
 PyTorch predicts through the device mosaic (`mosaic`: on a GPU everything stays there); ONNX
 Runtime through the host mosaic (`host_mosaic`, NumPy), which needs no torch. Both read the
-same windows and blend them in the same order; ONNX Runtime blends log-probabilities, torch
-logits, whose argmax is the same class.
+same windows and blend them in the same order; both blend logits (ONNX Runtime runs the
+exported graph without its softmax, `backends.OnnxModel.load_logits`).
 """
 
 from __future__ import annotations
@@ -181,9 +181,9 @@ class LoadedModel:
         log.info("%s: predicted%s in %.1f s", image.path, " with flip TTA" if o.tta else "", time.perf_counter() - start)
 
     def window_scores(self, windows: np.ndarray) -> np.ndarray:
-        """The scores (B, K, s, s) float32 on the host of uint8 windows (B, s, s, C): logits
-        (torch) or log-probabilities (ONNX Runtime), which give the same softmax at any
-        temperature."""
+        """The scores (B, K, s, s) float32 on the host of uint8 windows (B, s, s, C): logits, or
+        log-probabilities for an ONNX graph that does not end in a softmax it can drop; both
+        give the same softmax at any temperature."""
         if self.backend == "onnxruntime":
             return np.asarray(self.predictor(windows), dtype=np.float32)
         import torch
