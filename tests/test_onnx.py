@@ -355,7 +355,7 @@ def test_int8_calibration_refuses_missing_or_too_small_images(tmp_path, exported
 
 
 def test_a_batch_split_across_sessions_gives_what_one_session_gives(exported, monkeypatch):
-    monkeypatch.setattr(backends, "_cores", lambda: 3)
+    monkeypatch.setattr(backends, "available_cores", lambda: 3)
     one = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=1)
     three = backends.OnnxModel.load(exported[1].read_bytes(), exported[1], threads=3)
     assert (len(one.sessions), len(three.sessions)) == (1, 3) and "3 session(s) side by side" in three.describe()

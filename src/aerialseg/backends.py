@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .config import with_data_defaults
+from .config import available_cores, with_data_defaults
 from .errors import ConfigError, InputError
 from .export import INPUT, read_metadata
 from .files import sha256
@@ -283,7 +283,7 @@ class OnnxModel:
             import onnxruntime as ort
         except ImportError:
             raise ConfigError(f"predict.backend onnxruntime: ONNX Runtime is not installed; {INSTALL_HINT}") from None
-        threads = max(1, min(threads, _cores()))
+        threads = max(1, min(threads, available_cores()))
         workers = min(threads, WORKERS)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads // workers
@@ -369,9 +369,3 @@ def logits_graph(data: bytes) -> bytes | None:
     graph.output[0].name = node.input[0]
     return model.SerializeToString()
 
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1

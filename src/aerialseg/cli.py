@@ -252,10 +252,8 @@ def _info_parser(commands, common: argparse.ArgumentParser) -> None:
 
 
 def predict(args: argparse.Namespace) -> int:
-    import os
-
     from . import backends
-    from .config import layout, sections
+    from .config import available_cores, layout, sections
     from .errors import InputError
     from .inference import ImageReading
     from .jobs import prediction
@@ -263,7 +261,7 @@ def predict(args: argparse.Namespace) -> int:
     # the options as predict.* keys, the schema's defaults for the rest (a bad value: ConfigError, one line)
     settings = sections(train={}, predict={
         "stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
-        "device": args.device, "threads": args.threads or os.cpu_count() or 1, "vectors": args.vectors,
+        "device": args.device, "threads": args.threads or available_cores(), "vectors": args.vectors,
         "min_area": args.min_area, "precision": args.precision, "memory_format": args.memory_format,
         "backend": args.backend, "fold_batchnorm": args.fold_batchnorm, "probabilities": args.probabilities,
         "confidence_threshold": args.confidence_threshold})

@@ -117,23 +117,23 @@ def iter_strips(predict: BatchPredictor, image, n_classes: int,
     per_band = max(1, batch_size // len(cols))
     bar = tqdm(total=len(rows) * len(cols), desc="mosaic", unit="window", disable=not shows_progress())
     bands = [rows[first : first + per_band] for first in range(0, len(rows), per_band)]
-    scored_bands = read_ahead(_scored(predict, source, bands, cols, tiling.size, batch_size))
-    for number, (band_rows, scored) in enumerate(zip(bands, scored_bands)):
-        top, bottom = int(band_rows[0]), int(band_rows[-1]) + tiling.size
-        band.extend(top, bottom)
+    for number, scored in enumerate(read_ahead(_scored(predict, source, bands, cols, tiling.size, batch_size))):
+        band.extend(scored.top, scored.bottom)
         for corners, scores in scored.batches:
             band.add(corners, scores)
-        bar.update(len(band_rows) * len(cols))
+        bar.update(len(bands[number]) * len(cols))
         done = int(bands[number + 1][0]) if number + 1 < len(bands) else height
-        yield top, band.finish(done), None if scored.valid is None else scored.valid[: done - top]
+        yield scored.top, band.finish(done), None if scored.valid is None else scored.valid[: done - scored.top]
     bar.close()
 
 
 @dataclass(frozen=True)
 class _Scored:
-    """A band of window rows predicted: its windows' corners and scores, batch by batch, and
-    its valid pixels (None: all)."""
+    """A band of window rows predicted: the image rows it spans (``top:bottom``), its windows'
+    corners and scores, batch by batch, and its valid pixels (None: all)."""
 
+    top: int
+    bottom: int
     batches: list[tuple[list[tuple[int, int]], np.ndarray]]
     valid: np.ndarray | None
 
@@ -148,7 +148,7 @@ def _scored(predict: BatchPredictor, source, bands, cols, size: int, batch_size:
         if valid is not None:
             corners = [(r, c) for r, c in corners if valid[r - top : r - top + size, c : c + size].any()]
         batches = [corners[i : i + batch_size] for i in range(0, len(corners), batch_size)]
-        yield _Scored([(batch, predict(_cut(pixels, batch, top, size))) for batch in batches], valid)
+        yield _Scored(top, bottom, [(batch, predict(_cut(pixels, batch, top, size))) for batch in batches], valid)
 
 
 _DONE = object()

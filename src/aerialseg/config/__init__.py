@@ -12,14 +12,16 @@ the layout's are used as ``layout.run_dir`` (``from aerialseg.config import layo
 """
 
 from ..errors import ConfigError
-from .settings import (IMAGE_KEYS, JOB_SETTINGS, LABEL_KEYS, RUN_OPTIONS, UPSTREAM, block_gpus, budget_reference,
+from .settings import (IMAGE_KEYS, JOB_SETTINGS, LABEL_KEYS, RUN_OPTIONS, UPSTREAM, available_cores, block_gpus,
+                       budget_reference,
                        fingerprint, job_settings, prediction_resources, result_settings, training_stride,
                        with_run_options, without_run_options)
 from .study import (IGNORE_INDEX, SPLITS, Case, Run, Tile, cases, class_colors, class_names, map_cases, maps,
                     repeat_seed, repeats, runs, split_tiles, tiled, tiles)
 from .validation import load, load_keys, load_schema, merge, sections, validate, validate_keys, with_data_defaults
 
-__all__ = ["ConfigError", "IMAGE_KEYS", "JOB_SETTINGS", "LABEL_KEYS", "RUN_OPTIONS", "UPSTREAM", "block_gpus",
+__all__ = ["ConfigError", "IMAGE_KEYS", "JOB_SETTINGS", "LABEL_KEYS", "RUN_OPTIONS", "UPSTREAM", "available_cores",
+           "block_gpus",
            "budget_reference", "fingerprint", "job_settings", "prediction_resources", "result_settings", "training_stride",
            "with_run_options", "without_run_options", "IGNORE_INDEX", "SPLITS", "Case", "Run", "Tile", "cases",
            "class_colors", "class_names", "map_cases", "maps", "repeat_seed", "repeats", "runs", "split_tiles",

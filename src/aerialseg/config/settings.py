@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 
 from .layout import uses_demo
 
@@ -145,6 +146,15 @@ def prediction_resources(config: dict) -> tuple[str, int]:
     return predict["device"] or train["device"], predict["threads"] or train["threads"]
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity: a Slurm job's CPUs, say), which a
+    job's threads never exceed."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def block_gpus(config: dict, gpus_seen: int) -> int:
     """The GPUs a block job of a map claims (``predict.block_size``; the rules' ``gpu``
     resource): none where it predicts on the CPU (the prediction device ``cpu``, or
@@ -153,7 +163,7 @@ def block_gpus(config: dict, gpus_seen: int) -> int:
     (``gpus_seen``, known without torch: `backends.cuda_possible`), else none. On a cluster
     the profile's resources for the rule decide."""
     device, _ = prediction_resources(config)
-    if device == "cpu" or config["predict"].get("backend") == "onnxruntime":
+    if device == "cpu" or config["predict"]["backend"] == "onnxruntime":
         return 0
     return 1 if device == "cuda" else min(1, gpus_seen)
 

@@ -14,7 +14,6 @@ colour, which QGIS applies when the map beside it is added as a layer.
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import warnings
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image as PillowImage
 
 from ..class_ids import IGNORE_INDEX
+from ..config.settings import available_cores
 from ..files import atomic_path
 
 log = logging.getLogger("aerialseg")
@@ -131,21 +131,13 @@ class _RowsToCog:
             with atomic_path(self.path) as tmp, _quiet_without_georeference():
                 copy_raster(self.tmp, tmp, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=256,
                             OVERVIEW_RESAMPLING=self.resampling, OVERVIEWS="AUTO", BIGTIFF="IF_SAFER",
-                            NUM_THREADS=_cores())
+                            NUM_THREADS=available_cores())
         finally:
             self.tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         self.dataset.close()
         self.tmp.unlink(missing_ok=True)
-
-
-def _cores() -> int:
-    """The cores this process may use (its affinity: a Slurm job's CPUs, say)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class MapWriter(_RowsToCog):
