@@ -177,11 +177,15 @@ def data_bands(path: str | Path) -> int:
     """The bands of an image that hold data: all but an alpha band (which marks no-data), from
     the header only."""
     path = Path(path)
-    bands = image_header(path)[2]
-    if read_by_gdal(path):
-        with _gdal(path) as dataset:
-            return bands - len(_gdal_alpha(dataset))
-    return bands - (_png_alpha(path, bands) is not None)
+    if not read_by_gdal(path):
+        bands = image_header(path)[2]
+        return bands - (_png_alpha(path, bands) is not None)
+    _check_file(path)
+    try:
+        with _gdal(path) as dataset:  # opened once: its band count and their colour interpretation
+            return dataset.count - len(_gdal_alpha(dataset))
+    except Exception as error:
+        raise _unreadable(path, error) from None
 
 
 def check_bands(path, bands: Sequence[int], available: int) -> None:
