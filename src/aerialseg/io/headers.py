@@ -52,7 +52,8 @@ def stamp(path: str | Path) -> list:
     files beside it that place it on the Earth."""
     path = Path(path)
     beside = [world_file(path), path.with_suffix(".prj"), path.with_name(path.name + ".aux.xml")]
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in [path, *beside] if p is not None and p.is_file()]
+    found = [(p, p.stat()) for p in [path, *beside] if p is not None and p.is_file()]
+    return [[p.name, status.st_size, status.st_mtime_ns] for p, status in found]
 
 
 class HeaderRecord:
