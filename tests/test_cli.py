@@ -105,6 +105,20 @@ def test_an_unforeseen_error_is_one_line_too_and_an_interruption_exits_with_130(
     assert capsys.readouterr().err == "aerialseg: interrupted\n"
 
 
+def test_an_option_not_given_takes_the_schemas_default_and_a_given_one_wins(model_onnx, tmp_path, monkeypatch):
+    from aerialseg.config import load_schema
+
+    seen = []
+    monkeypatch.setattr(prediction, "map_images", lambda settings, *args, **kwargs: seen.append(settings["predict"]))
+    image = _geotiff(tmp_path / "area.tif")
+    assert _predict(model_onnx, image, tmp_path / "a") == 0
+    assert _predict(model_onnx, image, tmp_path / "b", "--blend", "gaussian", "--min-area", "7", "--tta") == 0
+    schema = load_schema()["properties"]["predict"]["properties"]
+    defaults = {key: rule["default"] for key, rule in schema.items() if "default" in rule}
+    assert seen[0] == {**defaults, "stride": None, "threads": 1}  # _predict gives --threads 1
+    assert seen[1] == {**seen[0], "blend": "gaussian", "min_area": 7, "tta": True}
+
+
 def test_quiet_says_only_warnings_and_verbose_more(model_onnx, tmp_path, capsys):
     from aerialseg.cli import main
 

@@ -289,6 +289,17 @@ def test_the_console_command_exports(tmp_path):
     assert json.loads(_props(tmp_path / "out.onnx")["aerialseg"])["predict"] == {"stride": 8, "blend": "mean"}
 
 
+def test_the_console_command_records_the_studys_settings_for_an_option_not_given(tmp_path):
+    from aerialseg.cli import main
+
+    model_pt = _checkpoint(tmp_path / "model.pt", seed=6)
+    (tmp_path / "prediction_settings.yaml").write_text("settings:\n  predict: {stride: 24, blend: gaussian}\n")
+    assert main(["export", str(model_pt), "-o", str(tmp_path / "a.onnx"), "--blend", "mean"]) == 0
+    assert main(["export", str(model_pt), "-o", str(tmp_path / "b.onnx")]) == 0
+    assert json.loads(_props(tmp_path / "a.onnx")["aerialseg"])["predict"] == {"stride": 24, "blend": "mean"}
+    assert json.loads(_props(tmp_path / "b.onnx")["aerialseg"])["predict"] == {"stride": 24, "blend": "gaussian"}
+
+
 def test_folding_batch_norm_keeps_the_function():
     from aerialseg.model import ModelSpec, build, fold_batchnorm
 

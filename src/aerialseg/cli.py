@@ -97,6 +97,13 @@ def _window(text: str) -> int:
     return int(text)
 
 
+def _schema_default(key: str):
+    """The schema's default of a ``predict`` key, for an option's help: the schema is where it lives."""
+    from .config import load_schema
+
+    return load_schema()["properties"]["predict"]["properties"][key]["default"]
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least 1")
@@ -165,10 +172,12 @@ def _predict_parser(commands, common: argparse.ArgumentParser) -> None:
     output.add_argument("--format", choices=["auto", "png"], default="auto",
                         help="auto: a GeoTIFF map for a georeferenced image, a PNG for any other; png: a PNG of class "
                              "ids for every image (without georeference, no style or polygons)")
-    output.add_argument("--vectors", action="store_true", help="also write each GeoTIFF map as polygons (NAME.gpkg)")
-    output.add_argument("--min-area", type=_count, default=0, metavar="PX",
-                        help="with --vectors: merge regions smaller than this many pixels into their neighbours")
-    output.add_argument("--probabilities", action="store_true",
+    output.add_argument("--vectors", action="store_true", default=None,
+                        help="also write each GeoTIFF map as polygons (NAME.gpkg)")
+    output.add_argument("--min-area", type=_count, metavar="PX",
+                        help="with --vectors: merge regions smaller than this many pixels into their neighbours "
+                             f"(default: {_schema_default('min_area')})")
+    output.add_argument("--probabilities", action="store_true", default=None,
                         help="also write each map's per-class probabilities, one band per class (NAME_probabilities.tif)")
     output.add_argument("--confidence-threshold", type=_fraction, metavar="C",
                         help="also write each map with the pixels whose confidence is under C (0-1) as nodata "
@@ -191,25 +200,28 @@ def _mosaic_options(predict: argparse.ArgumentParser) -> None:
                              "patch size)")
     mosaic.add_argument("--stride", type=_positive, metavar="PX",
                         help="pixels between windows (default: half the window)")
-    mosaic.add_argument("--blend", choices=["mean", "gaussian"], default="mean",
-                        help="how overlapping windows combine: a plain mean, or weighted towards window centres")
-    mosaic.add_argument("--tta", action="store_true", help="also average each window's three flips (slower)")
+    mosaic.add_argument("--blend", choices=["mean", "gaussian"],
+                        help="how overlapping windows combine: a plain mean, or weighted towards window centres "
+                             f"(default: {_schema_default('blend')})")
+    mosaic.add_argument("--tta", action="store_true", default=None, help="also average each window's three flips (slower)")
 
 
 def _runtime_options(predict: argparse.ArgumentParser) -> None:
     runtime = predict.add_argument_group("where it runs")
-    runtime.add_argument("--device", type=_device, default="auto",
-                         help="auto (a free GPU, else the CPU), cpu, cuda (a free GPU) or cuda:N (GPU number N)")
-    runtime.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+    runtime.add_argument("--device", type=_device,
+                         help="auto (a free GPU, else the CPU), cpu, cuda (a free GPU) or cuda:N (GPU number N) "
+                              "(default: auto)")
+    runtime.add_argument("--backend", choices=["auto", "torch", "onnxruntime"],
                          help="auto is ONNX Runtime on the CPU and PyTorch on a GPU; a model.onnx runs on ONNX "
-                              "Runtime only")
+                              f"Runtime only (default: {_schema_default('backend')})")
     runtime.add_argument("--batch-size", type=_positive, metavar="N", help="windows per batch (default: the device's)")
     runtime.add_argument("--threads", type=_positive, metavar="N", help="CPU threads (default: all cores)")
-    runtime.add_argument("--precision", choices=["auto", "float32", "bf16"], default="auto",
-                         help="PyTorch only: auto is bf16 on a GPU that has it, else float32")
-    runtime.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto",
-                         help="PyTorch only: auto is channels_last")
-    runtime.add_argument("--no-fold-batchnorm", dest="fold_batchnorm", action="store_false",
+    runtime.add_argument("--precision", choices=["auto", "float32", "bf16"],
+                         help="PyTorch only: auto is bf16 on a GPU that has it, else float32 "
+                              f"(default: {_schema_default('precision')})")
+    runtime.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
+                         help=f"PyTorch only: auto is channels_last (default: {_schema_default('memory_format')})")
+    runtime.add_argument("--no-fold-batchnorm", dest="fold_batchnorm", action="store_false", default=None,
                          help="PyTorch only: keep batch normalisation apart from the convolutions")
 
 
@@ -259,19 +271,23 @@ def predict(args: argparse.Namespace) -> int:
     from .jobs import prediction
 
     # the options as predict.* keys, the schema's defaults for the rest (a bad value: ConfigError, one line)
-    settings = sections(train={}, predict={
-        "stride": args.stride, "blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
-        "device": args.device, "threads": args.threads or available_cores(), "vectors": args.vectors,
-        "min_area": args.min_area, "precision": args.precision, "memory_format": args.memory_format,
-        "backend": args.backend, "fold_batchnorm": args.fold_batchnorm, "probabilities": args.probabilities,
-        "confidence_threshold": args.confidence_threshold})
+    # an option not given is None: the schema's default (stride, which every config names, null: half the window;
+    # the command's threads default to every core)
+    given = {"blend": args.blend, "tta": args.tta, "batch_size": args.batch_size,
+             "device": args.device, "threads": args.threads or available_cores(), "vectors": args.vectors,
+             "min_area": args.min_area, "precision": args.precision, "memory_format": args.memory_format,
+             "backend": args.backend, "fold_batchnorm": args.fold_batchnorm, "probabilities": args.probabilities,
+             "confidence_threshold": args.confidence_threshold}
+    settings = sections(train={}, predict={"stride": args.stride,
+                                            **{key: value for key, value in given.items() if value is not None}})
+    predict = settings["predict"]
     bands = tuple(number - 1 for number in args.bands) if args.bands else None
     reading = ImageReading(bands, args.nodata, args.window)  # the command's own: the workflow reads as trained
     # the study's temperature for the confidence: the calibration.csv the workflow wrote beside a model.pt
     calibration = args.model.with_name("calibration.csv") if args.model.suffix == ".pt" else None
     calibration = calibration if calibration is not None and calibration.is_file() else None
-    request = prediction.MapRequest(args.out, args.vectors, layout.PNG if args.format == "png" else None,
-                                    args.probabilities, args.confidence_threshold is not None, calibration)
+    request = prediction.MapRequest(args.out, predict["vectors"], layout.PNG if args.format == "png" else None,
+                                    predict["probabilities"], predict["confidence_threshold"] is not None, calibration)
     maps = prediction.plan_maps(args.images, request)
     existing = prediction.existing_outputs(maps)
     if existing and not args.overwrite:
@@ -285,7 +301,8 @@ def export_model(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .export import export
 
-    predict = {"stride": args.stride, "blend": args.blend} if args.stride or args.blend else None
+    # the options given; the others are the study's, recorded beside the model
+    predict = {key: value for key, value in (("stride", args.stride), ("blend", args.blend)) if value is not None}
     if args.calibration and not args.int8:
         raise InputError("--calibration is for --int8 only")
     if args.int8:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .config import sections
 from .files import atomic_path
 from .files import sha256
 
@@ -56,7 +57,8 @@ def export(model_path: str | Path, out_path: str | Path, predict: dict | None = 
            record: dict | None = None) -> Path:
     """Write ``model_path`` (a model.pt) as an ONNX file at ``out_path``, atomically, checked
     with ``onnx.checker``. ``predict`` holds the ``stride`` and ``blend`` the model is meant to
-    map with (default: those recorded beside the model, else half the patch and mean);
+    map with, those it gives; else those recorded beside the model, else half the patch and the
+    schema's blend;
     ``record`` the run's ``settings.yaml`` (default: the one beside the model, if any)."""
     data = to_bytes(model_path, predict, record)
     with atomic_path(out_path) as tmp:
@@ -73,8 +75,8 @@ def to_bytes(model_path: str | Path, predict: dict | None = None, record: dict |
 
     net, spec, checkpoint = models.load_checkpoint(model_path)
     record = record if record is not None else _beside(model_path, "settings.yaml")
-    predict = predict if predict is not None else (_beside(model_path, "prediction_settings.yaml").get("settings", {})
-                                                   .get("predict", {}))
+    recorded = _beside(model_path, "prediction_settings.yaml").get("settings", {}).get("predict", {})
+    predict = {**sections(predict={})["predict"], **recorded, **(predict or {})}  # the schema's where none is recorded
     meta = project_metadata(checkpoint, spec, predict, record)
     meta["source_sha256"] = sha256(model_path)
     graph = onnx.load_from_string(_trace(net, spec.in_channels))
@@ -127,7 +129,8 @@ def project_metadata(checkpoint: dict, spec, predict: dict, record: dict) -> dic
     return {
         "format": FORMAT, "spec": spec.to_dict(), "case": checkpoint["case"],
         "repeat": checkpoint.get("repeat", record.get("repeat")), "patch_size": size, "data": checkpoint["data"],
-        "predict": {"stride": predict.get("stride") or max(size // 2, 1), "blend": predict.get("blend") or "mean"},
+        # a stride null or not recorded (no prediction settings beside the model): half the patch
+        "predict": {"stride": predict.get("stride") or max(size // 2, 1), "blend": predict["blend"]},
         "fingerprint": checkpoint.get("fingerprint"), "resolution": checkpoint.get("resolution"),
         "aerialseg_version": __version__,
     }

@@ -140,11 +140,6 @@ def masked_path(map_path) -> Path:
     return path.with_name(f"{path.stem}_masked{path.suffix}")
 
 
-def geotiff_path(ids_png) -> Path:
-    """Where the GeoTIFF of a prediction goes: ``prediction.tif`` beside ``prediction.png``."""
-    return Path(ids_png).with_suffix(GEOTIFF)
-
-
 def vectors_path(map_path) -> Path:
     """Where a map's polygons go (``predict.vectors``): ``{map}.gpkg`` beside it."""
     return Path(map_path).with_suffix(".gpkg")

@@ -121,7 +121,7 @@ def split_tiles(config: dict) -> dict[str, list[Tile]]:
 
 def maps(config: dict) -> list[Tile]:
     """The images to map (``data.predict``, glob patterns expanded, sorted), without labels."""
-    found = [path for pattern in config["data"].get("predict", []) for path in matching_files(pattern)]
+    found = [path for pattern in config["data"]["predict"] for path in matching_files(pattern)]
     return [Tile(Path(path).stem, path) for path in found]
 
 
