@@ -198,6 +198,22 @@ def test_a_failing_map_leaves_no_confidence_raster_behind(collared_geotiff, tmp_
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
 
 
+def test_a_raster_that_cannot_be_made_leaves_none_of_the_others_begun(collared_geotiff, tmp_path, monkeypatch):
+    from aerialseg.inference import LoadedModel
+
+    image, model = collared_geotiff
+
+    def refused(self, path, image, where):
+        raise OSError("permission denied")
+
+    monkeypatch.setattr(LoadedModel, "confidence_writer", refused)  # the map's writer is made before it
+    files = prediction.MapFiles(image, tmp_path / "out/area.tif", tmp_path / "out/area_preview.png",
+                                confidence=tmp_path / "out/area_confidence.tif")
+    with pytest.raises(OSError, match="permission denied"):
+        prediction.map_images(_settings(), model, [files])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+
+
 def test_polygons_carry_the_mean_confidence_of_their_pixels(tmp_path):
     import rasterio
     from pyogrio.raw import read

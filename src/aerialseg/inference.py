@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -282,10 +282,18 @@ def _probabilities(block: Block) -> np.ndarray:
 class Rasters:
     """The rasters a job writes block by block (maps, confidence, probabilities), each with
     the part of a block it takes; all are finished together, or all aborted (no half-written
-    file is left)."""
+    file is left): `fill` them inside ``with Rasters() as rasters:``, which aborts those added
+    on an error before (a writer that cannot be made, a bad image)."""
 
     def __init__(self):
         self.writers: list[tuple[object, Callable[[Block], np.ndarray]]] = []
+
+    def __enter__(self) -> Rasters:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is not None:  # aborting is harmless after `close` or `abort`: only temporary files go
+            self.abort()
 
     def add(self, writer, part: Callable[[Block], np.ndarray]) -> None:
         self.writers.append((writer, part))
@@ -293,6 +301,20 @@ class Rasters:
     def write(self, block: Block) -> None:
         for writer, part in self.writers:
             writer.write(block.top, part(block))
+
+    def fill(self, blocks: Iterable[Block], *also: Callable[[Block], object]) -> None:
+        """Write every block into every raster, and hand it to each of ``also`` (a preview, an
+        array held whole); then finish them all, or abort them all on any error (a killed job,
+        a full disk: no half-written raster is left behind)."""
+        try:
+            for block in blocks:
+                self.write(block)
+                for take in also:
+                    take(block)
+        except BaseException:
+            self.abort()
+            raise
+        self.close()
 
     def abort(self) -> None:
         for writer, _ in self.writers:
@@ -314,13 +336,9 @@ def write_map(model: LoadedModel, files: MapFiles, options: MapOptions) -> None:
     of the map and its confidence, and the map's polygons (`io.write.write_map_polygons`)."""
     model = with_temperature(model, files.calibration)
     map_image(model, files, options.threshold)
-    legend = model.legend
-    if files.style is not None:
-        write.write_style(files.style, legend)
-    if files.confidence_style is not None:
-        write.write_confidence_style(files.confidence_style)
+    write.write_styles(model.legend, files.style, files.confidence_style)
     if files.vectors is not None:
-        write.write_map_polygons(files.map, files.vectors, legend, options.min_area, files.confidence)
+        write.write_map_polygons(files.map, files.vectors, model.legend, options.min_area, files.confidence)
 
 
 def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = None) -> None:
@@ -333,19 +351,11 @@ def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = Non
     if Path(files.map).suffix == layout.GEOTIFF and where is None:
         raise InputError(f"{files.image}: not georeferenced, so its map is a PNG, not {files.map}")
     where = where if Path(files.map).suffix == layout.GEOTIFF else None
-    with model.open(files.image) as image:
+    with model.open(files.image) as image, Rasters() as rasters:
         preview = write.Preview(image.height, image.width, model.legend.colors)
-        rasters, wholes = _map_rasters(model, files, image, where, threshold)
-        try:
-            for block in model.iter_blocks(image):
-                preview.write(block.top, block.ids)
-                rasters.write(block)
-                for whole, part in wholes:
-                    whole[block.top : block.top + len(block.ids)] = part(block)
-        except BaseException:
-            rasters.abort()
-            raise
-    rasters.close()
+        wholes = _map_rasters(rasters, model, files, image, where, threshold)
+        rasters.fill(model.iter_blocks(image), lambda block: preview.write(block.top, block.ids),
+                     *(into_rows(whole, part) for whole, part in wholes))
     for (whole, _), path in zip(wholes, (files.map, files.masked)):
         write.write_png(path, whole)
     preview.save(files.preview)
@@ -353,10 +363,17 @@ def map_image(model: LoadedModel, files: MapFiles, threshold: float | None = Non
              crs_name(files.image, where) if where else "no georeference", files.preview)
 
 
-def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
-    """The rasters of a map written block by block, and the PNG maps (of an image without
-    georeference) gathered whole: (array, the part of a block it takes), the map's first."""
-    rasters, wholes = Rasters(), []
+def into_rows(whole: np.ndarray, part: Callable[[Block], np.ndarray]) -> Callable[[Block], None]:
+    """What puts a block's part (its ids, say) in its rows of an array held whole."""
+    def take(block: Block) -> None:
+        whole[block.top : block.top + len(block.ids)] = part(block)
+    return take
+
+
+def _map_rasters(rasters: Rasters, model: LoadedModel, files: MapFiles, image, where, threshold: float | None):
+    """The rasters of a map written block by block, added to ``rasters``; the PNG maps (of an
+    image without georeference) gathered whole: (array, the part of a block it takes), the map's first."""
+    wholes = []
     parts = [(files.map, block_ids)] + ([(files.masked, _masked_ids(threshold))] if files.masked is not None else [])
     for path, part in parts:
         if where is not None:
@@ -367,7 +384,7 @@ def _map_rasters(model: LoadedModel, files: MapFiles, image, where, threshold: f
         rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
     if files.probabilities is not None:
         rasters.add(model.probabilities_writer(files.probabilities, image, where), _probabilities)
-    return rasters, wholes
+    return wholes
 
 
 def _masked_ids(threshold: float) -> Callable[[Block], np.ndarray]:

@@ -223,6 +223,14 @@ CONFIDENCE_RAMP = ((0.0, "#d7191c", "0: a guess"), (0.5, "#fdae61", "0.5"), (0.7
 to green for sure ones."""
 
 
+def write_styles(legend: MapLegend, style: str | Path | None, confidence_style: str | Path | None) -> None:
+    """The QGIS styles of a map and of its confidence raster, each where it is named."""
+    if style is not None:
+        write_style(style, legend)
+    if confidence_style is not None:
+        write_confidence_style(confidence_style)
+
+
 def write_confidence_style(path: str | Path) -> None:
     """A QGIS layer style (``.qml``) for a confidence raster (`ScoreWriter`, one band): a
     colour ramp over the confidence 0-1. QGIS applies the band scale 1/255, so the ramp's

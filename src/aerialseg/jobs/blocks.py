@@ -155,25 +155,15 @@ def gather_blocks(grid_path, blocks: Sequence, files: MapFiles) -> None:
     placed = _placed(grid, blocks)
     legend = map_legend(grid.model)
     height, width = grid.grid.height, grid.grid.width
-    rasters = Rasters()  # all finished together or all aborted: no half-written raster is left
-    rasters.add(write.MapWriter(files.map, height, width, where, legend), block_ids)
-    if files.confidence is not None:
-        rasters.add(write.ScoreWriter(files.confidence, height, width, where, ["confidence"]), block_confidence)
     preview = write.Preview(height, width, legend.colors)
-    try:
-        for row in range(grid.grid.shape[0]):
-            block = _row_of_blocks(grid.grid, placed, row)
-            rasters.write(block)
-            preview.write(block.top, block.ids)
-    except BaseException:
-        rasters.abort()
-        raise
-    rasters.close()
+    with Rasters() as rasters:  # all finished together or all aborted: no half-written raster is left
+        rasters.add(write.MapWriter(files.map, height, width, where, legend), block_ids)
+        if files.confidence is not None:
+            rasters.add(write.ScoreWriter(files.confidence, height, width, where, ["confidence"]), block_confidence)
+        rows = (_row_of_blocks(grid.grid, placed, row) for row in range(grid.grid.shape[0]))
+        rasters.fill(rows, lambda block: preview.write(block.top, block.ids))
     preview.save(files.preview)
-    if files.style is not None:
-        write.write_style(files.style, legend)
-    if files.confidence_style is not None:
-        write.write_confidence_style(files.confidence_style)
+    write.write_styles(legend, files.style, files.confidence_style)
     log.info("%s: gathered from %d block files to %s, preview %s", files.image, len(placed), files.map, files.preview)
 
 

@@ -15,9 +15,9 @@ from .. import config as cfg
 from ..config import Run, layout
 from ..errors import InputError
 from ..inference import (ImageReading, LoadedModel, MapFiles, MapOptions, PredictOptions, Rasters, block_confidence,
-                         block_ids, crs_name, load_model, map_legend, with_temperature, write_map)
+                         block_ids, crs_name, into_rows, load_model, map_legend, with_temperature, write_map)
 from ..io.read import georeference, read_by_gdal
-from ..io.write import colorize, write_confidence_style, write_map_polygons, write_png, write_style
+from ..io.write import colorize, write_map_polygons, write_png, write_styles
 from ..files import write_yaml
 from .preflight import check_band_count, check_chosen_bands, check_map_bands, check_map_size
 
@@ -76,28 +76,17 @@ def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
     if (files.geotiff is not None) != (where is not None):
         raise InputError(f"{files.image}: {'' if where else 'not '}georeferenced, but its GeoTIFF prediction was "
                          f"{'not ' if files.geotiff is None else ''}asked for")
-    with model.open(files.image) as image:
+    with model.open(files.image) as image, Rasters() as rasters:
         ids = np.empty(image.shape, dtype=np.uint8)
-        rasters = Rasters()
-        try:
-            if where is not None:
-                rasters.add(model.map_writer(files.geotiff, image, where), block_ids)
-            if files.confidence is not None:
-                rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
-            for block in model.iter_blocks(image):
-                ids[block.top : block.top + len(block.ids)] = block.ids
-                rasters.write(block)
-            write_png(files.ids, ids)
-            write_png(files.color, colorize(ids, colors))
-        except BaseException:  # a killed job, a full disk: no half-written GeoTIFF is left behind
-            rasters.abort()
-            raise
-    rasters.close()
-    if files.confidence_style is not None:
-        write_confidence_style(files.confidence_style)
+        if where is not None:
+            rasters.add(model.map_writer(files.geotiff, image, where), block_ids)
+        if files.confidence is not None:
+            rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
+        rasters.fill(model.iter_blocks(image), into_rows(ids, block_ids))
+    write_png(files.ids, ids)
+    write_png(files.color, colorize(ids, colors))
+    write_styles(model.legend, files.style, files.confidence_style)
     if where is not None:
-        if files.style is not None:
-            write_style(files.style, model.legend)
         log.info("%s: georeferenced (%s); wrote %s", files.image, crs_name(files.image, where), files.geotiff)
     elif read_by_gdal(files.image):
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
