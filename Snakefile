@@ -26,4 +26,5 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+        geotiff_outputs,
         maps_to_make,

@@ -4,36 +4,30 @@
 import json
 import os
 import re
-import sys
 
 from aerialseg import config as cfg
 from aerialseg.backends import cuda_possible
 from aerialseg.config import layout
 from aerialseg.errors import InputError
-from aerialseg.io.headers import HeaderRecord
-from aerialseg.jobs.preflight import check_inputs
 from snakemake.exceptions import IncompleteCheckpointException
 
 SPLITS = list(cfg.SPLITS)
 DEMO_FILES = layout.demo_files()
-# The input files' headers, kept between runs (aerialseg.io.headers): a parse (a run, a dry run,
-# a cluster job) opens only the images it has not seen as they are now.
-HEADERS = HeaderRecord(layout.HEADER_RECORD)
 
-# Stop before any job starts: the config against its schema, then the input files' headers
-# (checked in the main process; a cluster job's parse trusts them).
+# Stop before any job starts: the config against its schema and across its keys. The input
+# files are checked from their headers by the first job, preflight (rules/data.smk): parsing
+# the workflow opens no image.
 try:
     config.update(cfg.validate(config, producible=DEMO_FILES))
-    for warning in check_inputs(config, producible=DEMO_FILES, headers=HEADERS.header) if workflow.is_main_process else []:
-        print(f"Warning: {warning}", file=sys.stderr)
 except (cfg.ConfigError, InputError) as error:
     raise WorkflowError(str(error)) from None
 
 
-def georeferenced(image):
-    """Whether an input image is georeferenced (its map and prediction are GeoTIFFs); the demo
-    scene, which is not, may not exist yet."""
-    return image not in DEMO_FILES and HEADERS.header(image).georeferenced
+def georeferenced_images():
+    """The input images that are georeferenced (their predictions and maps are GeoTIFFs), from
+    the pre-flight record; for input functions: they wait for the preflight checkpoint."""
+    with checkpoints.preflight.get().output[0].open() as record:
+        return set(json.load(record)["georeferenced"])
 
 
 CASES = cfg.cases(config)
@@ -54,12 +48,9 @@ DATA, SUMMARY = layout.DATA, layout.SUMMARY
 TILES = {split: cfg.tiles(config, split) for split in SPLITS}
 PLACES = {f"{split}/{tile.folder}".rstrip("/"): (split, tile) for split in SPLITS for tile in TILES[split]}
 POOLED = [split for split in SPLITS if cfg.tiled(config, split)]  # splits whose scores are pooled over tiles
-# Images with a CRS and geotransform: their predictions are also written as GeoTIFF.
-GEOREFERENCED = {tile.image for tiles in TILES.values() for tile in tiles if georeferenced(tile.image)}
-# Unlabelled images to map (data.predict), by name; a map is a GeoTIFF where the image is georeferenced.
+# Unlabelled images to map (data.predict), by name; a map is a GeoTIFF where the image is
+# georeferenced (map_suffixes), else a PNG.
 MAPS = {tile.name: tile.image for tile in cfg.maps(config)}
-MAP_SUFFIX = {name: layout.GEOTIFF if georeferenced(image) else layout.PNG for name, image in MAPS.items()}
-HEADERS.save()
 # With predict.vectors every georeferenced map also gets its polygons in a GeoPackage.
 VECTORS = config["predict"]["vectors"]
 # Every map has its confidence raster beside it: prediction_confidence.tif beside a tile's prediction.
@@ -127,8 +118,8 @@ def tile_files(run_dir, name, splits=SPLITS):
 
 
 def all_outputs():
-    """Every file of the study: per-run outputs, the tables and the figures (the maps of
-    data.predict are asked for by rule all too, see maps_to_make)."""
+    """Every file of the study: per-run outputs, the tables and the figures (rule all also asks
+    for the GeoTIFF predictions, geotiff_outputs, and the maps of data.predict, maps_to_make)."""
     outputs = [f"{DATA}/class_stats.csv", f"{DATA}/class_weights.json", f"{DATA}/class_stats_tiles.csv"]
     for run in RUNS:
         outputs += [run_file(run, "settings.yaml")]
@@ -136,10 +127,7 @@ def all_outputs():
         for split in SPLITS:
             outputs += [run_file(run, f"{split}/metrics.csv")]
             for tile in TILES[split]:
-                folder = f"{layout.run_dir(run)}/{split}"
-                geotiff = [layout.tile_file(folder, tile, "prediction.tif")] if tile.image in GEOREFERENCED else []
-                outputs += geotiff + [str(layout.vectors_path(path)) for path in geotiff if VECTORS]
-                outputs += [layout.tile_file(folder, tile, name)
+                outputs += [layout.tile_file(f"{layout.run_dir(run)}/{split}", tile, name)
                             for name in ("prediction_color.png", "metrics.csv", "mosaic.png")]
     outputs += [f"{SUMMARY}/confusion_{split}.png" for split in SPLITS]
     outputs += [f"{SUMMARY}/reliability_{case.name}.png" for case in CASES]
@@ -181,16 +169,44 @@ def map_companions(map_pattern):
     return files
 
 
+def geotiff_outputs(wildcards):
+    """The GeoTIFF prediction of every georeferenced tile of every run (rule prediction_geotiff),
+    with its polygons under predict.vectors."""
+    found = georeferenced_images()
+    geotiffs = [layout.tile_file(f"{layout.run_dir(run)}/{split}", tile, "prediction.tif")
+                for run in RUNS for split in SPLITS for tile in TILES[split] if tile.image in found]
+    return geotiffs + [str(layout.vectors_path(path)) for path in geotiffs if VECTORS]
+
+
+def map_image(wildcards, suffix):
+    """The image a map rule for one format (layout.GEOTIFF or PNG) reads, where its map is of
+    this format (the pre-flight record); else a file that cannot exist, naming why, which tells
+    Snakemake that the rule of the other format makes this map and the files beside it (both
+    rules name those alike)."""
+    path = MAPS[wildcards.name]
+    georeferenced = path in georeferenced_images()
+    if georeferenced == (suffix == layout.GEOTIFF):
+        return path
+    return f"{path} ({'' if georeferenced else 'not '}georeferenced: its map is made by the other map rule)"
+
+
+def map_suffixes():
+    """Each map's format by its name: a GeoTIFF where its image is georeferenced, else a PNG."""
+    found = georeferenced_images()
+    return {name: layout.GEOTIFF if image in found else layout.PNG for name, image in MAPS.items()}
+
+
 def map_outputs(case):
     """The maps and previews (and polygons) of every image of data.predict, by one case."""
-    files = {name: layout.map_files(layout.maps_dir(case), name, suffix) for name, suffix in MAP_SUFFIX.items()}
-    vectors = [layout.vectors_path(files[name][0]) for name, suffix in MAP_SUFFIX.items()
+    suffixes = map_suffixes()
+    files = {name: layout.map_files(layout.maps_dir(case), name, suffix) for name, suffix in suffixes.items()}
+    vectors = [layout.vectors_path(files[name][0]) for name, suffix in suffixes.items()
                if suffix == layout.GEOTIFF and VECTORS]
     # Made as block jobs: a grid not yet made is asked for too, so that a map made by one job is
     # made again as blocks when predict.block_size is set (the gather's params cannot say so
     # before its grid exists). A grid that exists is left to the checkpoint: asked for here, it
     # would hide a lost block file from the gather.
-    grids = [path for name, suffix in MAP_SUFFIX.items() if suffix == layout.GEOTIFF and BLOCK_SIZE
+    grids = [path for name, suffix in suffixes.items() if suffix == layout.GEOTIFF and BLOCK_SIZE
              for path in [layout.grid_file(layout.maps_dir(case), name)] if not path.exists()]
     return [str(path) for path in [files[name][0] for name in MAPS] + [files[name][1] for name in MAPS] + vectors
             + grids]

@@ -1,4 +1,4 @@
-# Input data: the demo scene, class statistics and the patch index.
+# Input data: the demo scene, the pre-flight checks, class statistics and the patch index.
 
 
 rule demo_scene:
@@ -18,6 +18,30 @@ rule demo_scene:
         "../envs/segmentation.yaml"
     script:
         "../scripts/demo_scene.py"
+
+
+checkpoint preflight:
+    """Check the input files from their headers only (the label palette, sizes, bands, patch
+    sizes, the validation split, the images to map: a problem stops the workflow here, named
+    in one line), and record which images are georeferenced: the rules read it to know which
+    predictions and maps are GeoTIFFs. Parsing the workflow opens no image. The first job to
+    run (its priority; no job takes its record as an input, so that a new record reruns none);
+    the jobs that read the files check what they read too."""
+    input:
+        sorted({path for split in SPLITS for tile in TILES[split] for path in (tile.image, tile.label)}
+               | set(MAPS.values())),
+    output:
+        layout.PREFLIGHT,
+    params:
+        settings=settings("preflight"),
+    priority: 100
+    localrule: True
+    log:
+        "results/logs/preflight.log",
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/preflight.py"
 
 
 rule class_stats:

@@ -4,10 +4,10 @@
 rule predict:
     """Predict every tile of both splits with one run's model, each as overlapping windows
     whose logits are combined where they overlap; one job per run sets up the model and the
-    GPU once. A georeferenced image also gets prediction.tif (its CRS and transform, a colour
-    table) and its QGIS style prediction.qml (the class names and colours); every image its
-    confidence raster prediction_confidence.tif (the softmax of the blended logits at the
-    chosen class) with its QGIS colour ramp prediction_confidence.qml."""
+    GPU once. Every image gets its confidence raster prediction_confidence.tif (the softmax of
+    the blended logits at the chosen class; in the image's CRS and transform where it has
+    them) with its QGIS colour ramp prediction_confidence.qml; a georeferenced one gets its
+    prediction.tif from prediction_geotiff."""
     input:
         model=f"{RUN}/model.pt",
         images=[tile.image for split in SPLITS for tile in TILES[split]],
@@ -15,26 +15,18 @@ rule predict:
     output:
         ids=tile_files(RUN, "prediction.png"),
         color=tile_files(RUN, "prediction_color.png"),
-        geotiff=[path for split in SPLITS for tile in TILES[split] if tile.image in GEOREFERENCED
-                 for path in [layout.tile_file(f"{RUN}/{split}", tile, "prediction.tif")]],
-        style=[path for split in SPLITS for tile in TILES[split] if tile.image in GEOREFERENCED
-               for path in [layout.tile_file(f"{RUN}/{split}", tile, "prediction.qml")]],
         confidence=tile_files(RUN, TILE_CONFIDENCE),
         confidence_style=tile_files(RUN, TILE_CONFIDENCE_STYLE),
         record=f"{RUN}/prediction_settings.yaml",
     params:
         settings=settings("predict"),
         run=run_params,
-        # each image with its outputs above (prediction.TileFiles): image, ids, color, confidence,
-        # and for a georeferenced image its geotiff and style (else None)
+        # each image with its outputs above (prediction.TileFiles): image, ids, color, confidence
         files=lambda wc: [
             {"image": tile.image,
              **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{split}", tile, name)
                 for key, name in (("ids", "prediction.png"), ("color", "prediction_color.png"),
-                                  ("confidence", TILE_CONFIDENCE), ("confidence_style", TILE_CONFIDENCE_STYLE))},
-             **{key: layout.tile_file(f"{layout.run_dir(run_of(wc))}/{split}", tile, name)
-                if tile.image in GEOREFERENCED else None
-                for key, name in (("geotiff", "prediction.tif"), ("style", "prediction.qml"))}}
+                                  ("confidence", TILE_CONFIDENCE), ("confidence_style", TILE_CONFIDENCE_STYLE))}}
             for split in SPLITS for tile in TILES[split]
         ],
     threads: cfg.prediction_resources(config)[1]
@@ -48,6 +40,30 @@ rule predict:
         "../envs/segmentation.yaml"
     script:
         "../scripts/predict.py"
+
+
+rule prediction_geotiff:
+    """A georeferenced tile's prediction as a Cloud-Optimised GeoTIFF in its image's CRS and
+    transform, from its prediction.png, in the dataset's class codes with a colour table, and
+    its QGIS style prediction.qml (the class names and colours). Rule all asks for it where the
+    pre-flight record says the image is georeferenced. Light: run where Snakemake runs."""
+    input:
+        ids=f"{RUN}/{{place}}/prediction.png",
+        image=lambda wc: PLACES[wc.place][1].image,
+    output:
+        geotiff=f"{RUN}/{{place}}/prediction.tif",
+        style=f"{RUN}/{{place}}/prediction.qml",
+    params:
+        settings=settings("prediction_geotiff"),
+    localrule: True
+    log:
+        "results/logs/{prefix}prediction_geotiff/{case}_{place}.log",
+    benchmark:
+        "results/benchmarks/{prefix}prediction_geotiff/{case}_{place}.tsv"
+    conda:
+        "../envs/segmentation.yaml"
+    script:
+        "../scripts/prediction_geotiff.py"
 
 
 rule calibrate:
@@ -150,21 +166,21 @@ checkpoint best_case:
         "../scripts/best_case.py"
 
 
-# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids (prediction.map_files);
-# its files are named by layout.map_files, in layout.MAPS, with the wildcard {name} constrained to
-# the images of each kind.
-# With predict.block_size the georeferenced maps are made by block jobs (map_grid, map_block,
+# A map is a GeoTIFF where its image is georeferenced, else a PNG of class ids; its files are
+# named by layout.map_files, in layout.MAPS. Which images are georeferenced is known once the
+# preflight checkpoint has run: rule all asks for each map in its format (map_outputs), and each
+# map rule reads only the images of its format (map_image), which tells Snakemake which rule
+# makes a map's preview and the other files beside it, named alike by both.
+# With predict.block_size the GeoTIFF maps are made by block jobs (map_grid, map_block,
 # map_gather), never by map_geotiff: each rule's {name} matches the maps it makes.
-GEO_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.GEOTIFF)
-WHOLE_MAPS, BLOCK_MAPS = ("(?!)", GEO_MAPS) if BLOCK_SIZE else (GEO_MAPS, "(?!)")
-PNG_MAPS = alternatives(name for name, suffix in MAP_SUFFIX.items() if suffix == layout.PNG)
+NAMES = alternatives(MAPS)
+WHOLE_MAPS, BLOCK_MAPS = ("(?!)", NAMES) if BLOCK_SIZE else (NAMES, "(?!)")
 GEO_MAP, GEO_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{WHOLE_MAPS}}}", layout.GEOTIFF))
 GEO_STYLE = str(layout.style_path(GEO_MAP))
 BLOCK_MAP, BLOCK_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{BLOCK_MAPS}}}", layout.GEOTIFF))
 MAP_GRID = str(layout.grid_file(layout.MAPS, "{name}"))
 MAP_BLOCK = str(layout.block_file(layout.MAPS, "{name}", "{row}", "{col}"))
-PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{PNG_MAPS}}}", layout.PNG))
-
+PNG_MAP, PNG_PREVIEW = map(str, layout.map_files(layout.MAPS, f"{{name,{NAMES}}}", layout.PNG))
 
 
 rule map_geotiff:
@@ -174,7 +190,7 @@ rule map_geotiff:
     input:
         model=lambda wc: run_file(MAP_RUN[wc.case], "model.pt"),  # the study's run, repeat 1
         onnx=lambda wc: [run_file(MAP_RUN[wc.case], "model.onnx")] if MAP_ONNX else [],  # beside it: no export
-        image=lambda wc: MAPS[wc.name],
+        image=lambda wc: map_image(wc, layout.GEOTIFF),
         calibration=map_calibration,
     output:
         map=GEO_MAP,
@@ -197,6 +213,11 @@ rule map_geotiff:
 
 
 use rule map_geotiff as map_png with:
+    input:
+        model=lambda wc: run_file(MAP_RUN[wc.case], "model.pt"),
+        onnx=lambda wc: [run_file(MAP_RUN[wc.case], "model.onnx")] if MAP_ONNX else [],
+        image=lambda wc: map_image(wc, layout.PNG),
+        calibration=map_calibration,
     output:
         map=PNG_MAP,
         preview=PNG_PREVIEW,
@@ -257,7 +278,7 @@ rule map_gather:
     """A map made as block jobs, gathered from its block files: the same Cloud-Optimised
     GeoTIFF, preview, confidence raster and QGIS style as map_geotiff writes, pixel for pixel."""
     input:
-        image=lambda wc: MAPS[wc.name],
+        image=lambda wc: map_image(wc, layout.GEOTIFF),
         grid=MAP_GRID,
         blocks=map_block_files,
     output:

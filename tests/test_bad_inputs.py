@@ -3,8 +3,9 @@ caught (before any job, or in which job), a fragment of the message, and that th
 no output behind. Hostile files (a resume state or a checkpoint that would run code when
 unpickled) must not run it: the marker file their code would create must not appear.
 
-Before-any-job rows call what ``rules/common.smk`` calls (`config.validate` and
-`preflight.check_inputs`); job rows call the job's function through `runner.execute`, as
+Before-any-job rows call what the workflow does first: ``rules/common.smk`` validates the
+config (`config.validate`) and the pre-flight job checks the input files' headers
+(`preflight.check_inputs`) before any other job reads them; job rows call the job's function through `runner.execute`, as
 its rule script does, and read its log.
 """
 

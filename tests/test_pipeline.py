@@ -152,9 +152,10 @@ def test_a_georeferenced_image_gets_a_geotiff_prediction_with_its_crs_and_transf
     config, transform = geotiff_pair
     _untrained_checkpoint(tmp_path / "model.pt")
     ids_png, color_png = tmp_path / "out/prediction.png", tmp_path / "out/prediction_color.png"
-    tile = prediction.TileFiles(config["data"]["test"]["image"], ids_png, color_png, tmp_path / "out/prediction.tif",
-                                style=tmp_path / "out/prediction.qml")
+    tile = prediction.TileFiles(config["data"]["test"]["image"], ids_png, color_png)
     prediction.predict_images(config, tmp_path / "model.pt", [tile])
+    assert not (tmp_path / "out/prediction.tif").exists()  # rule prediction_geotiff's, from prediction.png
+    prediction.tile_geotiff(config, tile.image, ids_png, tmp_path / "out/prediction.tif", tmp_path / "out/prediction.qml")
     style = (tmp_path / "out/prediction.qml").read_text()  # QGIS names the classes from it
     assert all(f'label="{name}"' in style for name in ("a", "b", "c"))
     with rasterio.open(tmp_path / "out/prediction.tif") as predicted:
@@ -335,10 +336,13 @@ def test_a_map_of_index_labels_holds_the_dataset_s_codes_and_gdal_reports_nothin
         "value_range": None, "nodata": None, "image_bands": 3})
     ids_png = tmp_path / "out/prediction.png"
     with caplog.at_level("DEBUG"):
-        tile = prediction.TileFiles(tmp_path / "tile.tif", ids_png, tmp_path / "out/color.png",
-                                    tmp_path / "out/prediction.tif", tmp_path / "out/prediction.gpkg")
+        tile = prediction.TileFiles(tmp_path / "tile.tif", ids_png, tmp_path / "out/color.png")
         settings = cfg.sections(predict={"stride": 16, "vectors": True}, train={"device": "cpu", "threads": 1})
         prediction.predict_images(settings, tmp_path / "model.pt", [tile])
+        settings["data"] = {"classes": classes, "label_format": "index", "ignore_values": [0]}  # as trained
+        prediction.tile_geotiff(settings, tile.image, ids_png, tmp_path / "out/prediction.tif",
+                                tmp_path / "out/prediction.qml")
+        prediction.polygons(settings, tmp_path / "out/prediction.tif", tmp_path / "out/prediction.gpkg")
     gdal_trouble = [r.getMessage() for r in caplog.records
                     if r.name.startswith("rasterio") and ("GDAL signalled" in r.getMessage() or r.levelno >= 30)]
     assert gdal_trouble == [], gdal_trouble

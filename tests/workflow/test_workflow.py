@@ -105,7 +105,11 @@ def test_the_slurm_profile_gives_every_job_its_partition_memory_and_time(tmp_pat
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     every_rule = {line.split()[0] for line in snakemake("--list-rules", workdir=tmp_path).stdout.splitlines()
                   if line and not line.startswith(" ")} - {"all"}
-    assert every_rule == set(profile["set-resources"]), "a rule without its own resources in the profile, or the reverse"
+    local = {name for text in map(Path.read_text, (ROOT / "rules").glob("*.smk"))  # run where Snakemake runs
+             for name, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n((?:    .*\n|\n)*)", text, re.M)
+             if "    localrule: True" in body}
+    assert local == {"preflight", "prediction_geotiff"}
+    assert every_rule - local == set(profile["set-resources"]), "a rule without its own resources in the profile, or the reverse"
     output = snakemake("-n", "--workflow-profile", ROOT / "profiles/slurm", "--configfile", TINY, workdir=tmp_path).stdout
     jobs = re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", output, re.M)
     assert len([r for r, _ in jobs if r == "train"]) == 4  # two cases, two repeats
@@ -140,32 +144,42 @@ def test_a_bad_config_stops_before_any_job(tmp_path, override, message):
 def test_georeferenced_images_get_geotiff_predictions(tmp_path):
     from rasterio.transform import Affine
 
+    from aerialseg.io.write import write_png
     from tests.test_pipeline import UTM_40N, write_geotiff
 
     rng = np.random.default_rng(0)
     label = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)[rng.integers(0, 2, (64, 64))]
     for name, array in (("image", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)), ("label", label)):
         write_geotiff(tmp_path / f"{name}.tif", array, UTM_40N, Affine(0.5, 0, 305000, 0, -0.5, 2790000))
+    write_png(tmp_path / "photo.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))  # not georeferenced
     config = tmp_path / "geo.yaml"
     config.write_text(
         "data:\n"
         + "".join(f"  {image}: {{image: {tmp_path}/image.tif, label: {tmp_path}/label.tif}}\n" for image in ("train", "test"))
         + "  classes: [{name: a, color: [0, 0, 255]}, {name: b, color: [0, 255, 0]}]\n"
-        + f"  predict: [{tmp_path}/image.tif]\n"
+        + f"  predict: [{tmp_path}/image.tif, {tmp_path}/photo.png]\n"
         + "experiment: {patch_sizes: [32]}\n"
         + "predict: {cases: [scratch_p32]}\n"
     )
+    planned = snakemake("-n", "--configfile", config, workdir=tmp_path).stdout
+    assert "prediction.tif" not in planned and "preflight" in planned  # known once the pre-flight job has run
+    snakemake("results/data/preflight.json", "--cores", "1", "--configfile", config, workdir=tmp_path)
     planned = snakemake("-n", "--configfile", config, workdir=tmp_path).stdout
     for image in ("train", "test"):
         assert f"results/cases/scratch_p32/{image}/prediction.tif" in planned
         assert f"results/cases/scratch_p32/{image}/prediction.qml" in planned  # its QGIS style
         assert f"results/cases/scratch_p32/{image}/prediction_confidence.tif" in planned
     assert "results/maps/scratch_p32/image.tif" in planned and "results/maps/scratch_p32/image.qml" in planned
+    # each map by the rule of its format, with its preview: a PNG of class ids for the image without georeference
+    made = dict(re.findall(r"^rule (map_geotiff|map_png):\n    input: .*\n    output: ([^\n]*)$", planned, re.M))
+    assert made["map_geotiff"].startswith("results/maps/scratch_p32/image.tif, results/maps/scratch_p32/image_preview.png")
+    assert made["map_png"].startswith("results/maps/scratch_p32/photo.png, results/maps/scratch_p32/photo_preview.png")
     # maps of data.predict: each with its confidence raster, and what predict.probabilities and
     # predict.confidence_threshold add; polygons read the confidence raster beside their map
     maps = tmp_path / "maps.yaml"
     maps.write_text(f"data: {{predict: [{tmp_path}/image.tif]}}\n"
                     "predict: {cases: [scratch_p32], vectors: true, probabilities: true, confidence_threshold: 0.6}\n")
+    snakemake("results/data/preflight.json", "--cores", "1", "--configfile", config, maps, workdir=tmp_path)
     planned = snakemake("-n", "--configfile", config, maps, workdir=tmp_path).stdout
     for name in ("image.tif", "image_confidence.tif", "image_probabilities.tif", "image_masked.tif", "image.gpkg"):
         assert f"results/maps/scratch_p32/{name}" in planned, name
@@ -363,10 +377,11 @@ AFTER_TRAINING = {"predict": 4, "calibrate": 4, "evaluate": 8, "confusion_figure
     ("train: {epochs: 2}\n", {"train": 4, "training_curves": 2, "learning_figure": 1, **AFTER_TRAINING}, {"train"}),
     # predict reads the blend too, but reruns first for its input: the run's new calibration.csv
     ("predict: {blend: gaussian}\n", AFTER_TRAINING, {"calibrate"}),
-    ("experiment: {stride: 16}\n", {"patches": 1, "train": 4, "training_curves": 2, "learning_figure": 1,
-                                    **AFTER_TRAINING}, {"patches"}),
-    ("demo: {size: 256}\n", {"demo_scene": 2, "class_stats": 1, "patches": 1, "train": 4, "training_curves": 2,
-                             "learning_figure": 1, **AFTER_TRAINING}, {"demo_scene"}),
+    # the pre-flight checks read experiment.stride (the validation split) and the demo scene
+    ("experiment: {stride: 16}\n", {"preflight": 1, "patches": 1, "train": 4, "training_curves": 2,
+                                    "learning_figure": 1, **AFTER_TRAINING}, {"preflight", "patches"}),
+    ("demo: {size: 256}\n", {"demo_scene": 2, "preflight": 1, "class_stats": 1, "patches": 1, "train": 4,
+                             "training_curves": 2, "learning_figure": 1, **AFTER_TRAINING}, {"demo_scene"}),
     ("figures: {metrics: [miou]}\n", {"summary_figure": 1, "all": 1}, {"summary_figure"}),
 ], ids=["unchanged", "how jobs run", "inert settings", "train.epochs", "predict.blend", "experiment.stride", "demo.size",
         "a figure's look"])

@@ -3,7 +3,8 @@ paths from these patterns and functions, and the package and the console command
 files of a map with them; nothing else spells out a folder of ``results/``.
 
     results/demo/{split}/{image,label}.png      the demo scene (`demo_file`)
-    results/data/                               class statistics and weights (`DATA`)
+    results/data/                               class statistics and weights (`DATA`), the
+                                                pre-flight record (`PREFLIGHT`)
     results/patches/p{size}.csv                 the patch index of a size (`PATCHES`)
     results/{prefix}cases/{case}/               a run's files (`RUN`, `run_dir`); {prefix} is
                                                 "" for repeat 1, repeats/{repeat}/ else
@@ -41,9 +42,9 @@ MAPS = "results/maps/{case}"
 """The maps of data.predict by one case, as a pattern of the rules' wildcard ``case``."""
 BEST_CASE = "results/maps/best_case.yaml"
 """The case with the best validation mIoU, which maps data.predict unless predict.cases names others."""
-HEADER_RECORD = ".snakemake/aerialseg/headers.json"
-"""Beside Snakemake's own records, not in results/: the input files' headers as the workflow's
-parse last read them (`io.headers.HeaderRecord`), so that the next parse need not open them."""
+PREFLIGHT = f"{DATA}/preflight.json"
+"""The pre-flight job's record (rule preflight, `jobs.preflight`): its checks passed, and which
+input images are georeferenced (their predictions and maps are GeoTIFFs)."""
 GEOTIFF, PNG = ".tif", ".png"
 """The suffixes of a map: a GeoTIFF where its image is georeferenced, else a PNG of class ids."""
 

@@ -20,6 +20,7 @@ IMAGE_KEYS = ("bands", "value_range", "nodata")
 
 JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "demo_scene": {"demo": ("size", "seed")},
+    "preflight": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("patch_sizes", "stride", "val_fraction", "split")},
     "class_stats": {"data": LABEL_KEYS + IMAGE_KEYS, "train": ("weighting",)},
     "patches": {"data": IMAGE_KEYS, "experiment": ("stride", "val_fraction", "seed", "split", "block_size")},
     "train": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("seed",), "model": None,
@@ -33,6 +34,7 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "map": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format", "probabilities",
                         "confidence_threshold", "temperature_scaling")},
     "export_onnx": {"predict": ("stride", "blend")},
+    "prediction_geotiff": {"data": ("classes", "label_format", "ignore_values")},
     "polygons": {"data": ("classes", "label_format", "ignore_values"), "predict": ("min_area",)},
     "training_curves": {},
     "summary": {"data": ("classes",), "experiment": ("seed", "repeats")},

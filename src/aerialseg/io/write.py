@@ -164,6 +164,18 @@ class MapWriter(_RowsToCog):
         self._write(top, self.lookup[ids][None])
 
 
+def write_map_geotiff(path: str | Path, ids: np.ndarray, where, legend: MapLegend) -> None:
+    """A map of class ids held whole (``ids``, H x W) as the Cloud-Optimised GeoTIFF that
+    `MapWriter` writes band by band; nothing is left at ``path`` if it fails."""
+    writer = MapWriter(path, *ids.shape, where, legend)
+    try:
+        writer.write(0, ids)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+
 class ScoreWriter(_RowsToCog):
     """Scores 0-1 of a map (its confidence, or one probability per class) written band by band
     as uint8 codes (`calibration.to_codes`), finished as a Cloud-Optimised GeoTIFF (a plain

@@ -16,8 +16,8 @@ from ..config import Run, layout
 from ..errors import InputError
 from ..inference import (ImageReading, LoadedModel, MapFiles, MapOptions, PredictOptions, Rasters, block_confidence,
                          block_ids, crs_name, into_rows, load_model, map_legend, with_temperature, write_map)
-from ..io.read import georeference, read_by_gdal
-from ..io.write import colorize, write_map_polygons, write_png, write_styles
+from ..io.read import georeference, read_by_gdal, read_raster
+from ..io.write import colorize, write_map_geotiff, write_map_polygons, write_png, write_styles
 from ..files import write_yaml
 from .preflight import check_band_count, check_chosen_bands, check_map_bands, check_map_size
 
@@ -27,18 +27,15 @@ log = logging.getLogger("aerialseg")
 @dataclass(frozen=True)
 class TileFiles:
     """The files of one image a predict job reads and writes, as its rule names them:
-    ``prediction.png`` (class ids) and ``prediction_color.png``; for a georeferenced image
-    ``prediction.tif`` (``geotiff``), its QGIS style ``prediction.qml`` (``style``) and with
-    ``predict.vectors`` its polygons (``vectors``); its confidence raster
-    ``prediction_confidence.tif`` (``confidence``; None: not written) and that raster's QGIS
-    style ``prediction_confidence.qml`` (``confidence_style``)."""
+    ``prediction.png`` (class ids) and ``prediction_color.png``; its confidence raster
+    ``prediction_confidence.tif`` (``confidence``; None: not written; in the image's CRS and
+    transform where it has them) and that raster's QGIS style ``prediction_confidence.qml``
+    (``confidence_style``). A georeferenced image's ``prediction.tif`` is made from its
+    ``prediction.png`` (`tile_geotiff`)."""
 
     image: str | Path
     ids: str | Path
     color: str | Path
-    geotiff: str | Path | None = None
-    vectors: str | Path | None = None
-    style: str | Path | None = None
     confidence: str | Path | None = None
     confidence_style: str | Path | None = None
 
@@ -47,18 +44,15 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
                    record: tuple[Run, str | Path] | None = None, calibration=None) -> None:
     """Predict whole images with one case's model, each as a mosaic of overlapping windows;
     one job predicts them all, so the model and the device are set up once. Each image gets
-    its class ids and their colours as PNG; a georeferenced one also a Cloud-Optimised GeoTIFF
-    written band by band, and polygons where the rule names a file for them (`TileFiles`).
+    its class ids and their colours as PNG and its confidence raster (`TileFiles`).
     What the model reads (bands, value range, no-data, classes, patch size) comes from the
     checkpoint; how to predict from ``predict.*`` (`inference.PredictOptions`). ``record`` is
     the run and where to write the settings that made its predictions; ``calibration`` its
     calibration.csv, whose temperature the confidence takes (`inference.with_temperature`)."""
-    options, min_area = PredictOptions.from_settings(settings, threads), settings["predict"]["min_area"]
+    options = PredictOptions.from_settings(settings, threads)
     model = with_temperature(load_model(options, model_path, len(tiles)), calibration)
     for files in tiles:
         _predict_tile(model, files)
-        if files.vectors is not None:
-            write_map_polygons(files.geotiff, files.vectors, model.legend, min_area, files.confidence)
     if record is not None:
         run, path = record
         shaping = cfg.without_run_options(settings, "predict")
@@ -69,27 +63,33 @@ def predict_images(settings: dict, model_path, tiles: Sequence[TileFiles], threa
 
 
 def _predict_tile(model: LoadedModel, files: TileFiles) -> None:
-    """One image's class ids as PNG (and colours), and as a GeoTIFF where the rule names one;
-    its confidence raster where the rule names one."""
+    """One image's class ids as PNG (and colours); its confidence raster where the rule names one."""
     colors = model.legend.colors
     where = georeference(files.image)
-    if (files.geotiff is not None) != (where is not None):
-        raise InputError(f"{files.image}: {'' if where else 'not '}georeferenced, but its GeoTIFF prediction was "
-                         f"{'not ' if files.geotiff is None else ''}asked for")
     with model.open(files.image) as image, Rasters() as rasters:
         ids = np.empty(image.shape, dtype=np.uint8)
-        if where is not None:
-            rasters.add(model.map_writer(files.geotiff, image, where), block_ids)
         if files.confidence is not None:
             rasters.add(model.confidence_writer(files.confidence, image, where), block_confidence)
         rasters.fill(model.iter_blocks(image), into_rows(ids, block_ids))
     write_png(files.ids, ids)
     write_png(files.color, colorize(ids, colors))
-    write_styles(model.legend, files.style, files.confidence_style)
-    if where is not None:
-        log.info("%s: georeferenced (%s); wrote %s", files.image, crs_name(files.image, where), files.geotiff)
-    elif read_by_gdal(files.image):
+    write_styles(model.legend, None, files.confidence_style)
+    if where is None and read_by_gdal(files.image):
         log.info("%s: a raster without a CRS or geotransform; the prediction is written as PNG only", files.image)
+
+
+def tile_geotiff(settings: dict, image, ids_png, geotiff, style) -> None:
+    """A georeferenced tile's prediction as a Cloud-Optimised GeoTIFF in its image's CRS and
+    transform (rule prediction_geotiff), from its class ids ``ids_png``, in the dataset's class
+    codes with the classes' colours and names (`inference.map_legend` of ``settings["data"]``),
+    and its QGIS style ``style``."""
+    where = georeference(image)
+    if where is None:
+        raise InputError(f"{image}: not georeferenced: its prediction is {ids_png} only, no GeoTIFF")
+    legend = map_legend({"data": settings["data"]})
+    write_map_geotiff(geotiff, read_raster(ids_png), where, legend)
+    write_styles(legend, style, None)
+    log.info("%s: georeferenced (%s); wrote %s", image, crs_name(image, where), geotiff)
 
 
 def polygons(settings: dict, map_path, out, confidence_path=None) -> None:

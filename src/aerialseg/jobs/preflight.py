@@ -1,61 +1,73 @@
-"""Checks before any job runs, from file headers only: palette, sizes, bands, patch sizes,
-the validation split, the images to map."""
+"""The checks before the study's jobs, from file headers only (palette, sizes, bands, patch
+sizes, the validation split, the images to map), and the record of which input images are
+georeferenced: the pre-flight job (rule preflight), so that parsing the workflow opens no image."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import config as cfg
 from .. import patches
 from ..errors import ConfigError, InputError
+from ..files import write_json
 from ..io.labels import lookup_table, size_mismatch
 from ..io.headers import Header, read_header
 from ..io.read import check_bands, data_bands, image_header, image_size
 from ..io.spec import DataSpec
 
-
-Headers = Callable[[str], Header]
-"""Where the checks get an input file's header: `read_header` (the file), or a
-`io.headers.HeaderRecord`'s ``header`` (kept between runs)."""
+log = logging.getLogger("aerialseg")
 
 
-def check_inputs(config: dict, producible: Sequence[str] = (), headers: Headers = read_header) -> list[str]:
-    """Check what can be checked before any job runs, from file headers only (``headers``):
-    the label palette, image and label sizes, the bands asked for, that every patch size fits,
-    that the validation split leaves patches on both sides, and that the images to map have
-    the training images' bands. Files in ``producible`` (the demo scene) have the header the
-    demo_scene rule will write. Returns warnings: images to map whose CRS or pixel size differ
-    from the training tiles'."""
+def preflight(config: dict, out: str | Path) -> None:
+    """The pre-flight job: `check_inputs` on the validated config (a problem stops the workflow
+    before any job reads an image), its warnings logged, and the record ``out`` of the input
+    images that are georeferenced, which the rules read to know which maps are GeoTIFFs
+    (``{"georeferenced": [path, ...]}``)."""
+    headers = _Headers()
+    for warning in check_inputs(config, headers):
+        log.warning("%s", warning)
+    images = [tile.image for split in cfg.SPLITS for tile in cfg.tiles(config, split)]
+    images += [tile.image for tile in cfg.maps(config)]
+    georeferenced = sorted({image for image in images if headers(image).georeferenced})
+    write_json({"georeferenced": georeferenced}, out)
+    log.info("checked %d input file(s); %d image(s) georeferenced", len(headers.read), len(georeferenced))
+
+
+def check_inputs(config: dict, headers: Callable[[str], Header] = read_header) -> list[str]:
+    """Check what can be checked from file headers only (``headers``): the label palette, image
+    and label sizes, the bands asked for, that every patch size fits, that the validation split
+    leaves patches on both sides, and that the images to map have the training images' bands.
+    Returns warnings: images to map whose CRS or pixel size differ from the training tiles'."""
     spec = DataSpec.from_config(config)
     lookup_table(spec, source="config")
     largest = max(config["experiment"]["patch_sizes"])
-    header = _Headers(config, producible, headers)
     for split in cfg.SPLITS:
         for tile in cfg.tiles(config, split):
-            found, label = header(tile.image), header(tile.label)
+            found, label = headers(tile.image), headers(tile.label)
             if (found.height, found.width) != (label.height, label.width):
                 raise InputError(size_mismatch(tile.image, (found.height, found.width), tile.label,
                                                (label.height, label.width)))
             check_patch_fits(tile.image, (found.height, found.width), largest)
             check_bands(tile.image, spec.bands, found.bands)
-    _check_split(config, [(header(tile.image).height, header(tile.image).width) for tile in cfg.tiles(config, "train")])
-    return _check_like_training(config, header)
+    _check_split(config, [(headers(tile.image).height, headers(tile.image).width) for tile in cfg.tiles(config, "train")])
+    return _check_like_training(config, headers)
 
 
 class _Headers:
-    """The headers of the study's input files, or of the demo scene the workflow will render
-    (three bands, not georeferenced)."""
+    """Headers read once each (`read_header`), and the files they were read from."""
 
-    def __init__(self, config: dict, producible: Sequence[str], headers: Headers):
-        self.size, self.producible, self.headers = config["demo"]["size"], producible, headers
+    def __init__(self):
+        self.read: dict[str, Header] = {}
 
     def __call__(self, path) -> Header:
-        if path in self.producible:
-            return Header(self.size, self.size, 3, 3, False)
-        return self.headers(path)
+        if path not in self.read:
+            self.read[path] = read_header(path)
+        return self.read[path]
 
 
-def _check_like_training(config: dict, header: _Headers) -> list[str]:
+def _check_like_training(config: dict, header: Callable[[str], Header]) -> list[str]:
     """Every other image (the other training tiles, the test tiles, the images to map) must
     have the data bands of the first training tile (alpha bands aside, which mark no-data);
     a CRS or pixel size that differs from its is worth a warning. The images to map must also
