@@ -18,24 +18,30 @@ from tests.workflow.test_workflow import PALETTE, colors_in, snakemake
 pytestmark = pytest.mark.workflow
 
 TRAIN, TEST = ("north", "south"), ("east", "west")
+GEOREFERENCED = "east"  # given as a GeoTIFF; the others as PNG
+
+
+def _geotiff(path, pixels):
+    import rasterio
+    from rasterio.transform import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", height=pixels.shape[0], width=pixels.shape[1], count=3,
+                       dtype="uint8", crs="EPSG:32640", transform=Affine(0.5, 0, 305000, 0, -0.5, 2790000)) as dataset:
+        dataset.write(np.moveaxis(pixels, -1, 0))
 
 
 @pytest.fixture(scope="module")
 def tiled_run(tmp_path_factory) -> Path:
-    import rasterio
-    from rasterio.transform import Affine
-
     work = tmp_path_factory.mktemp("tiles")
     for i, name in enumerate(TRAIN + TEST):
         pixels, label = demo.render_scene(128 + 16 * i, seed=i)
         write_png(work / f"{name}.png", pixels)
         write_png(work / f"{name}_label.png", label)
     pixels, _ = demo.render_scene(160, seed=9)
-    with rasterio.open(work / "new_area.tif", "w", driver="GTiff", height=160, width=160, count=3, dtype="uint8",
-                       crs="EPSG:32640", transform=Affine(0.5, 0, 305000, 0, -0.5, 2790000)) as dataset:
-        dataset.write(np.moveaxis(pixels, -1, 0))
-    pairs = {split: [{"image": f"{n}.png", "label": f"{n}_label.png"} for n in names] for split, names in
-             (("train", TRAIN), ("test", TEST))}
+    _geotiff(work / "new_area.tif", pixels)
+    _geotiff(work / f"{GEOREFERENCED}.tif", np.asarray(Image.open(work / f"{GEOREFERENCED}.png")))  # a GeoTIFF tile
+    pairs = {split: [{"image": f"{n}.tif" if n == GEOREFERENCED else f"{n}.png", "label": f"{n}_label.png"}
+                     for n in names] for split, names in (("train", TRAIN), ("test", TEST))}
     (work / "tiles.yaml").write_text(yaml.safe_dump({
         "data": {**pairs, "predict": ["new_*.tif"]},
         "experiment": {"patch_sizes": [32], "inits": ["scratch"], "stride": 32},
@@ -75,6 +81,22 @@ def test_every_tile_has_its_folder_and_the_split_its_pooled_scores(tiled_run):
     per_tile = pd.read_csv(tiled_run / "results/data/class_stats_tiles.csv")
     summed = per_tile[per_tile.image == "train"].groupby("class", sort=False).pixels.sum()
     assert summed.to_dict() == stats["train"].to_dict()
+
+
+def test_a_georeferenced_tile_gets_its_prediction_as_a_geotiff_from_its_png(tiled_run):
+    import json
+
+    import rasterio
+
+    recorded = json.loads((tiled_run / "results/data/preflight.json").read_text())
+    assert recorded == {"georeferenced": [f"{GEOREFERENCED}.tif", "new_area.tif"]}  # the pre-flight job's record
+    test = tiled_run / "results/cases/scratch_p32/test"
+    with rasterio.open(test / GEOREFERENCED / "prediction.tif") as predicted:
+        assert predicted.crs == rasterio.crs.CRS.from_epsg(32640) and predicted.transform.c == 305000
+        np.testing.assert_array_equal(predicted.read(1), np.asarray(Image.open(test / GEOREFERENCED / "prediction.png")))
+    assert 'label="Buildings"' in (test / GEOREFERENCED / "prediction.qml").read_text()
+    assert not any((test / name / "prediction.tif").exists() for name in TEST if name != GEOREFERENCED)
+    assert not (tiled_run / "results/cases/scratch_p32/train/north/prediction.tif").exists()
 
 
 def test_the_best_case_maps_the_unlabelled_image_in_its_crs(tiled_run):

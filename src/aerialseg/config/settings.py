@@ -20,7 +20,6 @@ IMAGE_KEYS = ("bands", "value_range", "nodata")
 
 JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "demo_scene": {"demo": ("size", "seed")},
-    "preflight": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("patch_sizes", "stride", "val_fraction", "split")},
     "class_stats": {"data": LABEL_KEYS + IMAGE_KEYS, "train": ("weighting",)},
     "patches": {"data": IMAGE_KEYS, "experiment": ("stride", "val_fraction", "seed", "split", "block_size")},
     "train": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("seed",), "model": None,
@@ -34,7 +33,6 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "map": {"predict": ("stride", "blend", "tta", "vectors", "min_area", "precision", "memory_format", "probabilities",
                         "confidence_threshold", "temperature_scaling")},
     "export_onnx": {"predict": ("stride", "blend")},
-    "prediction_geotiff": {"data": ("classes", "label_format", "ignore_values")},
     "polygons": {"data": ("classes", "label_format", "ignore_values"), "predict": ("min_area",)},
     "training_curves": {},
     "summary": {"data": ("classes",), "experiment": ("seed", "repeats")},
@@ -43,6 +41,9 @@ JOB_SETTINGS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "confusion_figure": {"data": ("classes",)},
     "summary_figure": {"figures": ("metrics",)},
     "reliability_figure": {},
+    # last: the jobs above read every key of these, so the study's settings record keeps its order
+    "preflight": {"data": LABEL_KEYS + IMAGE_KEYS, "experiment": ("patch_sizes", "stride", "val_fraction", "split")},
+    "prediction_geotiff": {"data": ("classes", "label_format", "ignore_values")},
 }
 """The config keys that shape each job's outputs, by section (None: the whole section); a
 prediction job reads the data settings from the checkpoint, which records them.
