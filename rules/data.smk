@@ -24,9 +24,9 @@ checkpoint preflight:
     """Check the input files from their headers only (the label palette, sizes, bands, patch
     sizes, the validation split, the images to map: a problem stops the workflow here, named
     in one line), and record which images are georeferenced: the rules read it to know which
-    predictions and maps are GeoTIFFs. Parsing the workflow opens no image. The first job to
-    run (its priority; no job takes its record as an input, so that a new record reruns none);
-    the jobs that read the files check what they read too."""
+    predictions and maps are GeoTIFFs. Parsing the workflow opens no image. It runs first and
+    alone (no job takes its record as an input, so that a new record reruns none); the jobs
+    that read the files check what they read too."""
     input:
         sorted({path for split in SPLITS for tile in TILES[split] for path in (tile.image, tile.label)}
                | set(MAPS.values())),
@@ -34,7 +34,10 @@ checkpoint preflight:
         layout.PREFLIGHT,
     params:
         settings=settings("preflight"),
+    # first and alone: the highest priority and every core (Snakemake scales a claim down to the
+    # cores it has); it takes about a second
     priority: 100
+    threads: 1_000_000
     localrule: True
     log:
         "results/logs/preflight.log",
