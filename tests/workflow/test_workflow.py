@@ -141,6 +141,23 @@ def test_a_bad_config_stops_before_any_job(tmp_path, override, message):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_bad_input_file_stops_the_first_job_before_any_other_runs(tmp_path):
+    from aerialseg import demo
+    from aerialseg.io.write import write_png
+
+    for seed, split in enumerate(("train", "test")):
+        pixels, label = demo.render_scene(128, seed=seed)
+        write_png(tmp_path / f"{split}.png", pixels)
+        write_png(tmp_path / f"{split}_label.png", label[:96] if split == "train" else label)  # a label too short
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n" + "".join(f"  {s}: {{image: {tmp_path}/{s}.png, label: {tmp_path}/{s}_label.png}}\n"
+                                       for s in ("train", "test")))
+    result = snakemake("--configfile", TINY, bad, "--cores", "4", workdir=tmp_path, check=False)
+    assert result.returncode != 0 and "Error in rule preflight" in result.stderr
+    assert "train_label.png: label is 128 x 96 px but image" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "results").rglob("*") if p.is_file()) == ["preflight.log"]
+
+
 def test_georeferenced_images_get_geotiff_predictions(tmp_path):
     from rasterio.transform import Affine
 
