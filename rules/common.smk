@@ -178,22 +178,21 @@ def geotiff_outputs(wildcards):
     return geotiffs + [str(layout.vectors_path(path)) for path in geotiffs if VECTORS]
 
 
-def map_image(wildcards, suffix):
-    """The image a map rule for one format (layout.GEOTIFF or PNG) reads, where its map is of
-    this format (the pre-flight record); else a file that cannot exist, naming why, which tells
-    Snakemake that the rule of the other format makes this map and the files beside it (both
-    rules name those alike)."""
-    path = MAPS[wildcards.name]
-    georeferenced = path in georeferenced_images()
-    if georeferenced == (suffix == layout.GEOTIFF):
-        return path
-    return f"{path} ({'' if georeferenced else 'not '}georeferenced: its map is made by the other map rule)"
-
-
 def map_suffixes():
     """Each map's format by its name: a GeoTIFF where its image is georeferenced, else a PNG."""
     found = georeferenced_images()
     return {name: layout.GEOTIFF if image in found else layout.PNG for name, image in MAPS.items()}
+
+
+def map_image(wildcards, suffix):
+    """The image a map rule for one format (layout.GEOTIFF or PNG) reads, where its map is of
+    this format (map_suffixes); else a file that cannot exist, naming why, which tells
+    Snakemake that the rule of the other format makes this map and the files beside it (both
+    rules name those alike)."""
+    path, made = MAPS[wildcards.name], map_suffixes()[wildcards.name]
+    if made == suffix:
+        return path
+    return f"{path} (its map is a {made} file, made by the other map rule)"
 
 
 def map_outputs(case):

@@ -281,9 +281,10 @@ def _probabilities(block: Block) -> np.ndarray:
 
 class Rasters:
     """The rasters a job writes block by block (maps, confidence, probabilities), each with
-    the part of a block it takes; all are finished together, or all aborted (no half-written
-    file is left): `fill` them inside ``with Rasters() as rasters:``, which aborts those added
-    on an error before (a writer that cannot be made, a bad image)."""
+    the part of a block it takes, used as ``with Rasters() as rasters:``: all are finished
+    together (`fill`), or all aborted on any error inside the ``with`` (a writer that cannot
+    be made, a bad image, a killed job, a full disk, one that cannot be finished), so that no
+    half-written file is left."""
 
     def __init__(self):
         self.writers: list[tuple[object, Callable[[Block], np.ndarray]]] = []
@@ -292,7 +293,7 @@ class Rasters:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
-        if kind is not None:  # aborting is harmless after `close` or `abort`: only temporary files go
+        if kind is not None:  # aborting a finished raster is harmless: only temporary files go
             self.abort()
 
     def add(self, writer, part: Callable[[Block], np.ndarray]) -> None:
@@ -304,30 +305,17 @@ class Rasters:
 
     def fill(self, blocks: Iterable[Block], *also: Callable[[Block], object]) -> None:
         """Write every block into every raster, and hand it to each of ``also`` (a preview, an
-        array held whole); then finish them all, or abort them all on any error (a killed job,
-        a full disk: no half-written raster is left behind)."""
-        try:
-            for block in blocks:
-                self.write(block)
-                for take in also:
-                    take(block)
-        except BaseException:
-            self.abort()
-            raise
-        self.close()
+        array held whole); then finish them all (on an error, the ``with`` aborts them all)."""
+        for block in blocks:
+            self.write(block)
+            for take in also:
+                take(block)
+        for writer, _ in self.writers:
+            writer.close()
 
     def abort(self) -> None:
         for writer, _ in self.writers:
             writer.abort()
-
-    def close(self) -> None:
-        try:
-            for number, (writer, _) in enumerate(self.writers):
-                writer.close()
-        except BaseException:
-            for writer, _ in self.writers[number + 1 :]:
-                writer.abort()
-            raise
 
 
 def write_map(model: LoadedModel, files: MapFiles, options: MapOptions) -> None:

@@ -139,6 +139,13 @@ class _RowsToCog:
         self.dataset.close()
         self.tmp.unlink(missing_ok=True)
 
+    def __enter__(self) -> _RowsToCog:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is not None:  # aborting after `close` is harmless: only the temporary file goes
+            self.abort()
+
 
 class MapWriter(_RowsToCog):
     """A map of class ids written band by band (`write`), finished as a Cloud-Optimised
@@ -167,13 +174,9 @@ class MapWriter(_RowsToCog):
 def write_map_geotiff(path: str | Path, ids: np.ndarray, where, legend: MapLegend) -> None:
     """A map of class ids held whole (``ids``, H x W) as the Cloud-Optimised GeoTIFF that
     `MapWriter` writes band by band; nothing is left at ``path`` if it fails."""
-    writer = MapWriter(path, *ids.shape, where, legend)
-    try:
+    with MapWriter(path, *ids.shape, where, legend) as writer:
         writer.write(0, ids)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
+        writer.close()
 
 
 class ScoreWriter(_RowsToCog):

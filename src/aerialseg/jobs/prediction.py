@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..inference import (ImageReading, LoadedModel, MapFiles, MapOptions, PredictOptions, Rasters, block_confidence,
                          block_ids, crs_name, into_rows, load_model, map_legend, with_temperature, write_map)
 from ..io.read import georeference, read_by_gdal, read_raster
-from ..io.write import colorize, write_map_geotiff, write_map_polygons, write_png, write_styles
+from ..io.write import colorize, write_map_geotiff, write_map_polygons, write_png, write_style, write_styles
 from ..files import write_yaml
 from .preflight import check_band_count, check_chosen_bands, check_map_bands, check_map_size
 
@@ -88,7 +88,7 @@ def tile_geotiff(settings: dict, image, ids_png, geotiff, style) -> None:
         raise InputError(f"{image}: not georeferenced: its prediction is {ids_png} only, no GeoTIFF")
     legend = map_legend({"data": settings["data"]})
     write_map_geotiff(geotiff, read_raster(ids_png), where, legend)
-    write_styles(legend, style, None)
+    write_style(style, legend)
     log.info("%s: georeferenced (%s); wrote %s", image, crs_name(image, where), geotiff)
 
 

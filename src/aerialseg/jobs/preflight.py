@@ -51,7 +51,8 @@ def check_inputs(config: dict, headers: Callable[[str], Header] = read_header) -
                                                (label.height, label.width)))
             check_patch_fits(tile.image, (found.height, found.width), largest)
             check_bands(tile.image, spec.bands, found.bands)
-    _check_split(config, [(headers(tile.image).height, headers(tile.image).width) for tile in cfg.tiles(config, "train")])
+    training = [headers(tile.image) for tile in cfg.tiles(config, "train")]
+    _check_split(config, [(found.height, found.width) for found in training])
     return _check_like_training(config, headers)
 
 
